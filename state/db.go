@@ -1,0 +1,247 @@
+package state
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Options configures a DB. The zero value is valid: on-disk files, a 64 MiB
+// block cache and a 16 MiB memtable.
+type Options struct {
+	// FS overrides the file system, the default being the operating
+	// system's. The test driver uses vfs.NewMem().
+	FS vfs.FS
+	// CacheSize sets the block cache in bytes, overriding the default 64 MiB.
+	// It stays well above the memtable size because memtables reserve their
+	// size from the cache.
+	CacheSize int64
+	// MemTableSize sets the memtable size in bytes, overriding the default
+	// 16 MiB.
+	MemTableSize uint64
+}
+
+func (o *Options) ensureDefaults() {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = 64 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 16 << 20
+	}
+}
+
+// ErrClosed is returned by operations on a closed DB.
+var ErrClosed = errors.New("state: closed")
+
+// ChangeLogger receives every write to a store so that the engine can send
+// it to the store's changelog topic. A nil value is a deletion (a tombstone).
+// The key and value are only valid during the call.
+type ChangeLogger interface {
+	LogChange(store string, key, value []byte)
+}
+
+// DB is the Pebble instance of one task, holding all of the task's stores and
+// their checkpoints.
+type DB struct {
+	pdb   *pebble.DB
+	cache interface{ Unref() }
+	dir   string
+
+	// pending holds the writes since the last Commit or Discard. It is an
+	// indexed batch so that reads see the task's own uncommitted writes.
+	pending *pebble.Batch
+	logger  ChangeLogger
+	stores  map[string]Store
+}
+
+// Store is what every kind of store has in common.
+type Store interface {
+	// Name returns the store's name, unique within a topology.
+	Name() string
+}
+
+const (
+	storeTag      = 's'
+	checkpointTag = 'c'
+)
+
+// Open opens (creating if needed) the DB in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	opts.ensureDefaults()
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref() // Pebble takes its own reference.
+	po := &pebble.Options{
+		FS:                 opts.FS,
+		Cache:              cache,
+		MemTableSize:       opts.MemTableSize,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             quietLogger{},
+	}
+	pdb, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("opening pebble in %s: %w", dir, err)
+	}
+	db := &DB{pdb: pdb, dir: dir, stores: make(map[string]Store)}
+	db.pending = pdb.NewIndexedBatch()
+	return db, nil
+}
+
+// Dir returns the directory the DB lives in.
+func (db *DB) Dir() string { return db.dir }
+
+// SetChangeLogger sets where writes are logged. Without one (nil), writes
+// are local only, as during a restore.
+func (db *DB) SetChangeLogger(l ChangeLogger) { db.logger = l }
+
+// KeyValue returns the key-value store name, creating its handle on first use.
+func (db *DB) KeyValue(name string) *KeyValue {
+	if s, ok := db.stores[name].(*KeyValue); ok {
+		return s
+	}
+	s := &KeyValue{db: db, name: name, prefix: storePrefix(name)}
+	db.stores[name] = s
+	return s
+}
+
+// Window returns the windowed store name, creating its handle on first use.
+func (db *DB) Window(name string) *Window {
+	if s, ok := db.stores[name].(*Window); ok {
+		return s
+	}
+	s := &Window{kv: KeyValue{db: db, name: name, prefix: storePrefix(name)}}
+	db.stores[name] = s
+	return s
+}
+
+func storePrefix(name string) []byte {
+	p := make([]byte, 0, len(name)+3)
+	p = append(p, storeTag, '/')
+	p = append(p, name...)
+	return append(p, 0)
+}
+
+func checkpointKey(store string) []byte {
+	return append([]byte{checkpointTag, '/'}, store...)
+}
+
+// Checkpoint returns the next changelog offset to restore from for store,
+// and false when the store has no checkpoint (it was never committed here).
+func (db *DB) Checkpoint(store string) (int64, bool, error) {
+	if db.pdb == nil {
+		return 0, false, ErrClosed
+	}
+	v, closer, err := db.pdb.Get(checkpointKey(store))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("reading checkpoint of %s: %w", store, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("reading checkpoint of %s: %d bytes, want 8", store, len(v))
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
+// Pending returns the number of writes waiting for Commit.
+func (db *DB) Pending() int { return int(db.pending.Count()) }
+
+// Commit applies the pending writes together with the checkpoints: for each
+// store in offsets, the next changelog offset that the store now reflects.
+// Both land in one atomic Pebble batch.
+func (db *DB) Commit(offsets map[string]int64) error {
+	if db.pdb == nil {
+		return ErrClosed
+	}
+	var buf [8]byte
+	for store, off := range offsets {
+		binary.BigEndian.PutUint64(buf[:], uint64(off))
+		if err := db.pending.Set(checkpointKey(store), buf[:], nil); err != nil {
+			return fmt.Errorf("writing checkpoint of %s: %w", store, err)
+		}
+	}
+	if db.pending.Empty() {
+		return nil
+	}
+	// NoSync: a process crash keeps what reached the OS; a machine crash
+	// loses at most the tail, which restore brings back from the changelog.
+	if err := db.pending.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("committing batch: %w", err)
+	}
+	db.pending.Reset()
+	return nil
+}
+
+// Discard drops the pending writes, as when the transaction that carried
+// their changelog records aborted.
+func (db *DB) Discard() {
+	db.pending.Reset()
+}
+
+// Size estimates the DB's disk usage in bytes.
+func (db *DB) Size() uint64 {
+	if db.pdb == nil {
+		return 0
+	}
+	m := db.pdb.Metrics()
+	return m.DiskSpaceUsage()
+}
+
+// Close discards pending writes and closes the DB. It is idempotent.
+func (db *DB) Close() error {
+	if db.pdb == nil {
+		return nil
+	}
+	db.pending.Close()
+	err := db.pdb.Close()
+	db.pdb = nil
+	if err != nil {
+		return fmt.Errorf("closing pebble in %s: %w", db.dir, err)
+	}
+	return nil
+}
+
+// applyRestored writes a changelog record straight into the pending batch
+// without logging it: restore replays what the changelog already has.
+func (db *DB) applyRestored(store []byte, key, value []byte) error {
+	k := make([]byte, 0, len(store)+len(key))
+	k = append(append(k, store...), key...)
+	if value == nil {
+		return db.pending.Delete(k, nil)
+	}
+	return db.pending.Set(k, value, nil)
+}
+
+func (db *DB) get(key []byte) ([]byte, error) {
+	if db.pdb == nil {
+		return nil, ErrClosed
+	}
+	v, closer, err := db.pending.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := bytes.Clone(v)
+	return out, closer.Close()
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}
+
+var _ io.Closer = (*DB)(nil)

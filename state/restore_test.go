@@ -1,0 +1,153 @@
+package state_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/tessera-cdp/tessera/state"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// cluster starts an embedded broker with a compacted changelog topic.
+func cluster(t testing.TB, topic string, partitions int32) (*kfake.Cluster, *kadm.Client) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	adm := kadm.NewClient(cl)
+	compact := "compact"
+	if _, err := adm.CreateTopic(context.Background(), partitions, 1, map[string]*string{"cleanup.policy": &compact}, topic); err != nil {
+		t.Fatal(err)
+	}
+	return c, adm
+}
+
+// produceTxn writes n records key-i=value-i (i from first) to partition p in
+// one transaction, committed or aborted.
+func produceTxn(t testing.TB, c *kfake.Cluster, topic string, p int32, first, n int, commit bool) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID(fmt.Sprintf("txn-%v", commit)),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	if err := cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for i := first; i < first+n; i++ {
+		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: p, Key: []byte(fmt.Sprintf("key-%d", i%1000)), Value: []byte(fmt.Sprintf("value-%d", i))}, nil)
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRestoreFromCheckpointSkipsAbortedWrites(t *testing.T) {
+	const topic = "app.s-changelog"
+	c, adm := cluster(t, topic, 2)
+	opts := state.RestoreOptions{Client: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, Admin: adm}
+	logs := []state.Changelog{{Store: "s", Topic: topic, Partition: 1}}
+	dir := filepath.Join(t.TempDir(), "0_1")
+	ctx := context.Background()
+
+	produceTxn(t, c, topic, 1, 0, 1500, true)   // key-0..999 end at value-1000..1499 / 500..999
+	produceTxn(t, c, topic, 1, 5000, 10, false) // aborted: must never be seen
+	produceTxn(t, c, topic, 0, 9000, 10, true)  // another partition: not ours
+
+	db, err := state.Open(dir, state.Options{})
+	must(t, err)
+	n, err := state.Restore(ctx, db, logs, opts)
+	must(t, err)
+	if n["s"] != 1500 {
+		t.Errorf("restored %d records, want 1500", n["s"])
+	}
+	kv := db.KeyValue("s")
+	for i := 0; i < 1000; i++ {
+		want := fmt.Sprintf("value-%d", i)
+		if i < 500 {
+			want = fmt.Sprintf("value-%d", i+1000)
+		}
+		if got := get(t, kv, fmt.Sprintf("key-%d", i)); got != want {
+			t.Fatalf("key-%d = %q, want %q", i, got, want)
+		}
+	}
+	// 1500 records, a commit marker, 10 aborted records and an abort
+	// marker: the checkpoint is past all of them although the last data
+	// record seen was at offset 1499.
+	if off, _, _ := db.Checkpoint("s"); off != 1512 {
+		t.Errorf("checkpoint = %d, want 1512", off)
+	}
+	must(t, db.Close())
+
+	// With the directory intact, only the tail after the checkpoint is read.
+	produceTxn(t, c, topic, 1, 2000, 7, true)
+	db, err = state.Open(dir, state.Options{})
+	must(t, err)
+	n, err = state.Restore(ctx, db, logs, opts)
+	must(t, err)
+	if n["s"] != 7 {
+		t.Errorf("restored %d records from the checkpoint, want 7", n["s"])
+	}
+	if got := get(t, db.KeyValue("s"), "key-6"); got != "value-2006" {
+		t.Errorf("key-6 = %q after tail restore", got)
+	}
+	// Nothing new: nothing read.
+	n, err = state.Restore(ctx, db, logs, opts)
+	must(t, err)
+	if n["s"] != 0 {
+		t.Errorf("restored %d records when up to date", n["s"])
+	}
+	must(t, db.Close())
+}
+
+// BenchmarkRestore measures changelog records restored into Pebble per
+// second (target: 300,000/s, DESIGN.md §9).
+func BenchmarkRestore(b *testing.B) {
+	const topic = "app.s-changelog"
+	const records = 500_000
+	c, adm := cluster(b, topic, 1)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	value := make([]byte, 100)
+	for i := 0; i < records; i++ {
+		cl.Produce(context.Background(), &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("key-%08d", i%200_000)), Value: value}, nil)
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	cl.Close()
+	opts := state.RestoreOptions{Client: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, Admin: adm}
+	b.ResetTimer()
+	var total int64
+	for i := 0; i < b.N; i++ {
+		db, err := state.Open(filepath.Join(b.TempDir(), "t"), state.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := state.Restore(context.Background(), db, []state.Changelog{{Store: "s", Topic: topic}}, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		total += n["s"]
+		db.Close()
+	}
+	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
+}

@@ -1,0 +1,158 @@
+package state_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/tessera-cdp/tessera/state"
+)
+
+type recorder struct{ changes []string }
+
+func (r *recorder) LogChange(store string, key, value []byte) {
+	if value == nil {
+		r.changes = append(r.changes, fmt.Sprintf("%s:%s=<nil>", store, key))
+		return
+	}
+	r.changes = append(r.changes, fmt.Sprintf("%s:%s=%s", store, key, value))
+}
+
+func openMem(t *testing.T, fs vfs.FS) *state.DB {
+	t.Helper()
+	db, err := state.Open("/db", state.Options{FS: fs, CacheSize: 8 << 20, MemTableSize: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func TestKeyValueSeesPendingWritesAndDiscardDropsThem(t *testing.T) {
+	fs := vfs.NewMem()
+	db := openMem(t, fs)
+	rec := &recorder{}
+	db.SetChangeLogger(rec)
+	kv := db.KeyValue("a")
+	other := db.KeyValue("b")
+
+	must(t, kv.Put([]byte("k1"), []byte("v1")))
+	must(t, other.Put([]byte("k1"), []byte("other")))
+	if got := get(t, kv, "k1"); got != "v1" {
+		t.Fatalf("pending write not visible: %q", got)
+	}
+	must(t, db.Commit(map[string]int64{"a": 1, "b": 1}))
+
+	must(t, kv.Put([]byte("k1"), []byte("v2")))
+	must(t, kv.Delete([]byte("k1")))
+	if got := get(t, kv, "k1"); got != "" {
+		t.Fatalf("pending delete not visible: %q", got)
+	}
+	db.Discard()
+	if got := get(t, kv, "k1"); got != "v1" {
+		t.Fatalf("after Discard: %q, want the committed v1", got)
+	}
+	if got := get(t, other, "k1"); got != "other" {
+		t.Fatalf("stores leak into each other: %q", got)
+	}
+	want := []string{"a:k1=v1", "b:k1=other", "a:k1=v2", "a:k1=<nil>"}
+	if fmt.Sprint(rec.changes) != fmt.Sprint(want) {
+		t.Errorf("logged %v, want %v", rec.changes, want)
+	}
+
+	// The checkpoint and the data were committed together and survive a
+	// reopen; the discarded writes do not.
+	must(t, db.Close())
+	must(t, db.Close()) // idempotent
+	db = openMem(t, fs)
+	defer db.Close()
+	if off, ok, err := db.Checkpoint("a"); err != nil || !ok || off != 1 {
+		t.Fatalf("checkpoint after reopen = %d %v %v, want 1 true nil", off, ok, err)
+	}
+	if _, ok, _ := db.Checkpoint("c"); ok {
+		t.Fatal("checkpoint of an unknown store")
+	}
+	if got := get(t, db.KeyValue("a"), "k1"); got != "v1" {
+		t.Fatalf("after reopen: %q", got)
+	}
+}
+
+func TestKeyValueRangeAndPrefix(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	kv := db.KeyValue("s")
+	for _, k := range []string{"a1", "a2", "b1", "b2", "c"} {
+		must(t, kv.Put([]byte(k), []byte("v"+k)))
+	}
+	must(t, db.Commit(nil))
+	must(t, kv.Put([]byte("a3"), []byte("pending")))
+	tests := []struct {
+		name string
+		run  func(fn func(k, v []byte) error) error
+		want string
+	}{
+		{"all", func(fn func(k, v []byte) error) error { return kv.Range(nil, nil, fn) }, "[a1 a2 a3 b1 b2 c]"},
+		{"range", func(fn func(k, v []byte) error) error { return kv.Range([]byte("a2"), []byte("b2"), fn) }, "[a2 a3 b1]"},
+		{"prefix", func(fn func(k, v []byte) error) error { return kv.Prefix([]byte("b"), fn) }, "[b1 b2]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			must(t, tt.run(func(k, _ []byte) error { got = append(got, string(k)); return nil }))
+			if fmt.Sprint(got) != tt.want {
+				t.Errorf("got %v, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWindowTiles(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	w := db.Window("w")
+	// "ab" must not see the tiles of "a", nor "a" those of "ab".
+	for _, k := range []string{"a", "ab"} {
+		for _, start := range []int64{0, 1000, 2000, 3000} {
+			must(t, w.Put([]byte(k), start, []byte(fmt.Sprintf("%s@%d", k, start))))
+		}
+	}
+	var got []string
+	must(t, w.Fetch([]byte("a"), 1000, 3000, func(start int64, v []byte) error {
+		got = append(got, fmt.Sprintf("%d=%s", start, v))
+		return nil
+	}))
+	if want := "[1000=a@1000 2000=a@2000]"; fmt.Sprint(got) != want {
+		t.Errorf("Fetch = %v, want %s", got, want)
+	}
+	n, err := w.DeleteBefore([]byte("a"), 2000)
+	must(t, err)
+	if n != 2 {
+		t.Errorf("DeleteBefore deleted %d, want 2", n)
+	}
+	v, err := w.Get([]byte("a"), 1000)
+	must(t, err)
+	if v != nil {
+		t.Errorf("expired tile still there: %s", v)
+	}
+	v, err = w.Get([]byte("ab"), 1000)
+	must(t, err)
+	if string(v) != "ab@1000" {
+		t.Errorf("expiring a touched ab: %q", v)
+	}
+}
+
+func get(t *testing.T, kv *state.KeyValue, k string) string {
+	t.Helper()
+	v, err := kv.Get([]byte(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(v)
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
