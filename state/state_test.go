@@ -155,4 +155,3 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
-

@@ -1,0 +1,902 @@
+package topology
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tessera-cdp/tessera/state"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Runtime runs a topology as one member of a Kafka consumer group. Several
+// runtimes with the same App, in one process or many, share the tasks.
+//
+// # Threads and locks
+//
+// One goroutine, the loop of Run, polls, processes and commits. Rebalance
+// callbacks run on the client's group goroutine, but only while the loop
+// allows it (kgo.BlockRebalanceOnPoll): between the end of a commit cycle
+// and the return of the next poll, so never while a task is processing or a
+// transaction is open. Restores run in their own goroutines, one per task,
+// and hand the restored store to the loop over a channel.
+//
+// Lock order: the session's internal lock (held by its revoke wrapper) →
+// r.mu. The loop never holds r.mu across a poll or a transaction end.
+type Runtime struct {
+	topo    *Topology
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	topicGroup map[string]int // source topic → group index
+
+	cl    *kgo.Client
+	sess  *kgo.GroupTransactSession // nil under at-least-once
+	admin *kadm.Client
+
+	restored chan struct{} // wakes the loop when a restore ends
+	prodErr  errSlot
+
+	mu sync.Mutex
+	// tasks are the tasks assigned to this instance. REQUIRES: r.mu.
+	tasks map[TaskID]*assigned
+	// notReady says why the instance is not ready; "" when it is.
+	// REQUIRES: r.mu.
+	notReady string
+	// restoredRecords counts records restored per task since start, for
+	// operators and tests. REQUIRES: r.mu.
+	restoredRecords map[TaskID]int64
+}
+
+// assigned is an assigned task: restoring (t == nil) or running.
+type assigned struct {
+	id     TaskID
+	t      *task
+	db     *state.DB
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the restore goroutine returns
+
+	// resMu guards res, which the restore goroutine sets when it ends.
+	resMu sync.Mutex
+	res   *restoreDone
+}
+
+type restoreDone struct {
+	db       *state.DB
+	restored map[string]int64
+	err      error
+}
+
+// NewRuntime prepares a runtime; Run starts it.
+func NewRuntime(topo *Topology, cfg Config) (*Runtime, error) {
+	cfg.ensureDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating state directory: %w", err)
+	}
+	if cfg.InstanceID == "" {
+		id, err := instanceID(cfg.StateDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.InstanceID = id
+	}
+	r := &Runtime{
+		topo:            topo,
+		cfg:             cfg,
+		log:             cfg.Logger.With("app", cfg.App, "instance", cfg.InstanceID),
+		metrics:         newMetrics(cfg.Registerer),
+		topicGroup:      make(map[string]int),
+		restored:        make(chan struct{}, 1),
+		tasks:           make(map[TaskID]*assigned),
+		restoredRecords: make(map[TaskID]int64),
+		notReady:        "starting",
+	}
+	for gi, g := range topo.groups {
+		for _, s := range g.sources {
+			r.topicGroup[s] = gi
+		}
+	}
+	return r, nil
+}
+
+// instanceID reads the instance id persisted in dir, creating it on first
+// use.
+func instanceID(dir string) (string, error) {
+	p := filepath.Join(dir, "instance-id")
+	b, err := os.ReadFile(p)
+	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	var raw [6]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", fmt.Errorf("making instance id: %w", err)
+	}
+	id := hex.EncodeToString(raw[:])
+	if err := os.WriteFile(p, []byte(id+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("writing instance id: %w", err)
+	}
+	return id, nil
+}
+
+// Ready returns nil once the instance has joined its group and every task
+// assigned to it has restored, and otherwise says why not.
+func (r *Runtime) Ready() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.notReady != "" {
+		return errors.New(r.notReady)
+	}
+	for id, a := range r.tasks {
+		if a.t == nil {
+			return fmt.Errorf("task %s is restoring", id)
+		}
+	}
+	return nil
+}
+
+// RestoredRecords returns how many changelog records each task restored
+// since the runtime started.
+func (r *Runtime) RestoredRecords() map[TaskID]int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[TaskID]int64, len(r.restoredRecords))
+	for k, v := range r.restoredRecords {
+		out[k] = v
+	}
+	return out
+}
+
+// Tasks returns the tasks assigned to this instance and whether each runs.
+func (r *Runtime) Tasks() map[TaskID]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[TaskID]bool, len(r.tasks))
+	for id, a := range r.tasks {
+		out[id] = a.t != nil
+	}
+	return out
+}
+
+func (r *Runtime) setNotReady(why string) {
+	r.mu.Lock()
+	r.notReady = why
+	r.mu.Unlock()
+}
+
+// Run connects, creates the topics the topology needs, joins the group and
+// processes until ctx is done; then it commits the open cycle, closes the
+// stores and leaves the group. An unreachable broker is retried with backoff
+// and reported by Ready, not returned.
+func (r *Runtime) Run(ctx context.Context) error {
+	if err := r.connect(ctx); err != nil {
+		return err
+	}
+	defer r.admin.Close()
+	err := r.loop(ctx)
+	r.shutdown(err == nil)
+	return err
+}
+
+func (r *Runtime) baseOpts() []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(r.cfg.Brokers...),
+		kgo.ClientID(r.cfg.App + "-" + r.cfg.InstanceID),
+		kgo.RetryBackoffFn(func(tries int) time.Duration {
+			return min(time.Duration(tries)*100*time.Millisecond, 2*time.Second)
+		}),
+	}
+	return append(opts, r.cfg.ClientOpts...)
+}
+
+// connect creates the admin client and the topics, retrying with backoff
+// until the brokers answer or ctx is done.
+func (r *Runtime) connect(ctx context.Context) error {
+	adminCl, err := kgo.NewClient(r.baseOpts()...)
+	if err != nil {
+		return fmt.Errorf("creating admin client: %w", err)
+	}
+	r.admin = kadm.NewClient(adminCl)
+	backoff := 200 * time.Millisecond
+	for {
+		err := r.ensureTopics(ctx)
+		if err == nil {
+			break
+		}
+		var fatal *topologyMismatch
+		if errors.As(err, &fatal) {
+			r.admin.Close()
+			return err
+		}
+		why := fmt.Sprintf("connecting to Kafka at %s: %v", strings.Join(r.cfg.Brokers, ","), err)
+		r.setNotReady(why)
+		r.log.Warn("kafka not ready; retrying", "err", err, "backoff", backoff)
+		select {
+		case <-ctx.Done():
+			r.admin.Close()
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+
+	opts := append(r.baseOpts(),
+		kgo.ConsumerGroup(r.cfg.App),
+		kgo.ConsumeTopics(r.topo.SourceTopics()...),
+		kgo.Balancers(NewTaskBalancer(r.groupTopics(), r.localTasks)),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(r.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(r.cfg.RebalanceTimeout),
+		kgo.OnPartitionsAssigned(r.onAssigned),
+		kgo.OnPartitionsRevoked(r.onRevoked),
+		kgo.OnPartitionsLost(r.onLost),
+		kgo.RecordPartitioner(newPartitioner()),
+		kgo.ProducerLinger(0),
+		kgo.MaxBufferedRecords(1_000_000),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if r.cfg.Guarantee == ExactlyOnce {
+		opts = append(opts,
+			kgo.TransactionalID(r.cfg.App+"-"+r.cfg.InstanceID),
+			kgo.TransactionTimeout(r.cfg.TransactionTimeout),
+			kgo.RequireStableFetchOffsets(),
+		)
+		r.sess, err = kgo.NewGroupTransactSession(opts...)
+		if err != nil {
+			r.admin.Close()
+			return fmt.Errorf("creating transactional session: %w", err)
+		}
+		r.cl = r.sess.Client()
+	} else {
+		r.cl, err = kgo.NewClient(opts...)
+		if err != nil {
+			r.admin.Close()
+			return fmt.Errorf("creating consumer: %w", err)
+		}
+	}
+	r.setNotReady("joining consumer group " + r.cfg.App)
+	return nil
+}
+
+func (r *Runtime) groupTopics() [][]string {
+	out := make([][]string, len(r.topo.groups))
+	for i, g := range r.topo.groups {
+		out[i] = slices.Clone(g.sources)
+	}
+	return out
+}
+
+// localTasks lists the tasks with a state directory here, so the balancer
+// can prefer to place a task where its state already is.
+func (r *Runtime) localTasks() []TaskID {
+	entries, err := os.ReadDir(r.cfg.StateDir)
+	if err != nil {
+		return nil
+	}
+	var out []TaskID
+	for _, e := range entries {
+		if id, err := ParseTaskID(e.Name()); err == nil && e.IsDir() && id.Group < len(r.topo.groups) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// topologyMismatch is an error retrying cannot fix: the topics exist but
+// break the topology's co-partitioning.
+type topologyMismatch struct{ msg string }
+
+func (e *topologyMismatch) Error() string { return e.msg }
+
+// ensureTopics creates missing source, sink and changelog topics and checks
+// that the sources of each sub-topology are co-partitioned.
+func (r *Runtime) ensureTopics(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	details, err := r.admin.ListTopics(ctx)
+	if err != nil {
+		return fmt.Errorf("listing topics: %w", err)
+	}
+	counts := make(map[string]int32)
+	for t, d := range details {
+		if d.Err == nil {
+			counts[t] = int32(len(d.Partitions))
+		}
+	}
+	create := func(topic string, partitions int32, configs map[string]*string) error {
+		if _, ok := counts[topic]; ok {
+			return nil
+		}
+		resp, err := r.admin.CreateTopic(ctx, partitions, r.cfg.ReplicationFactor, configs, topic)
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", topic, err)
+		}
+		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", topic, resp.Err)
+		}
+		if resp.NumPartitions > 0 {
+			counts[topic] = resp.NumPartitions
+		} else {
+			counts[topic] = partitions
+		}
+		return nil
+	}
+	for _, n := range r.topo.nodes {
+		if n.kind != SourceNode {
+			continue
+		}
+		want := r.topo.groups[n.group].partitions
+		if want == 0 {
+			want = r.cfg.Partitions
+		}
+		if err := create(n.topic, want, nil); err != nil {
+			return err
+		}
+	}
+	for gi, g := range r.topo.groups {
+		var first string
+		for _, s := range g.sources {
+			if first == "" {
+				first = s
+			}
+			if counts[s] != counts[first] {
+				return &topologyMismatch{fmt.Sprintf("sub-topology %d: topic %q has %d partitions but %q has %d; sources that feed the same stores must be co-partitioned", gi, s, counts[s], first, counts[first])}
+			}
+			if g.partitions != 0 && counts[s] != g.partitions {
+				return &topologyMismatch{fmt.Sprintf("sub-topology %d: topic %q has %d partitions, the topology declares %d", gi, s, counts[s], g.partitions)}
+			}
+		}
+		compact := "compact"
+		for _, st := range g.stores {
+			if err := create(ChangelogTopic(r.cfg.App, st), counts[first], map[string]*string{"cleanup.policy": &compact}); err != nil {
+				return err
+			}
+		}
+	}
+	for _, t := range r.topo.SinkTopics() {
+		if err := create(t, r.cfg.Partitions, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onAssigned pauses the new tasks' partitions and starts their restores.
+// It runs on the group goroutine while the loop is not processing.
+func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+	r.metrics.rebalances.WithLabelValues("assigned").Inc()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.notReady != "" && strings.HasPrefix(r.notReady, "joining") {
+		r.notReady = ""
+	}
+	pause := make(map[string][]int32)
+	for topic, ps := range parts {
+		gi, ok := r.topicGroup[topic]
+		if !ok {
+			continue
+		}
+		for _, p := range ps {
+			id := TaskID{Group: gi, Partition: p}
+			a := r.tasks[id]
+			if a == nil {
+				a = r.startRestoreLocked(id)
+			}
+			if a.t == nil {
+				pause[topic] = append(pause[topic], p)
+			}
+		}
+	}
+	cl.PauseFetchPartitions(pause)
+	r.updateTaskGaugesLocked()
+	r.log.Info("partitions assigned", "partitions", parts)
+}
+
+func (r *Runtime) onRevoked(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+	r.metrics.rebalances.WithLabelValues("revoked").Inc()
+	r.dropTasks(cl, parts)
+}
+
+func (r *Runtime) onLost(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
+	r.metrics.rebalances.WithLabelValues("lost").Inc()
+	r.dropTasks(cl, parts)
+}
+
+// dropTasks closes the tasks whose partitions were taken away. No commit
+// cycle is open when it runs, so no task holds pending writes.
+func (r *Runtime) dropTasks(cl *kgo.Client, parts map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for topic, ps := range parts {
+		gi, ok := r.topicGroup[topic]
+		if !ok {
+			continue
+		}
+		for _, p := range ps {
+			id := TaskID{Group: gi, Partition: p}
+			a := r.tasks[id]
+			if a == nil {
+				continue
+			}
+			delete(r.tasks, id)
+			r.closeTaskLocked(a)
+		}
+	}
+	cl.ResumeFetchPartitions(parts)
+	r.updateTaskGaugesLocked()
+	r.log.Info("partitions revoked", "partitions", parts)
+}
+
+// closeTaskLocked stops a task's restore or closes its store.
+// REQUIRES: r.mu.
+func (r *Runtime) closeTaskLocked(a *assigned) {
+	if a.t == nil {
+		a.cancel()
+		// The restore goroutine only blocks on Kafka, and returns soon
+		// once cancelled; its store, if it got one, is ours to close.
+		<-a.done
+		if a.res != nil && a.res.db != nil {
+			a.db = a.res.db
+		}
+	}
+	if a.db != nil {
+		a.db.Discard()
+		if err := a.db.Close(); err != nil {
+			r.log.Error("closing task store", "task", a.id, "err", err)
+		}
+		a.db = nil
+	}
+}
+
+// startRestoreLocked registers task id as restoring and starts its restore.
+// REQUIRES: r.mu.
+func (r *Runtime) startRestoreLocked(id TaskID) *assigned {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &assigned{id: id, cancel: cancel, done: make(chan struct{})}
+	r.tasks[id] = a
+	go func() {
+		defer close(a.done)
+		res := r.restore(ctx, a)
+		if res.err == nil && ctx.Err() != nil {
+			res.err = ctx.Err()
+		}
+		if res.err != nil && res.db != nil {
+			res.db.Close()
+			res.db = nil
+		}
+		a.resMu.Lock()
+		a.res = res
+		a.resMu.Unlock()
+		select {
+		case r.restored <- struct{}{}:
+		default: // a wake-up is already pending
+		}
+	}()
+	return a
+}
+
+// restore opens task a's store and brings it to the end of its changelogs.
+// It runs in its own goroutine, never in a rebalance callback and never on
+// the poll loop.
+func (r *Runtime) restore(ctx context.Context, a *assigned) *restoreDone {
+	res := &restoreDone{restored: make(map[string]int64)}
+	db, err := state.Open(filepath.Join(r.cfg.StateDir, a.id.String()), state.Options{})
+	if err != nil {
+		res.err = fmt.Errorf("opening store of task %s: %w", a.id, err)
+		return res
+	}
+	res.db = db
+	var logs []state.Changelog
+	for _, s := range r.topo.groups[a.id.Group].stores {
+		logs = append(logs, state.Changelog{Store: s, Topic: ChangelogTopic(r.cfg.App, s), Partition: a.id.Partition})
+	}
+	task := a.id.String()
+	opts := state.RestoreOptions{
+		Client: r.baseOpts(),
+		Admin:  r.admin,
+		Progress: func(store string, restored, remaining int64) {
+			r.metrics.remaining.WithLabelValues(task, store).Set(float64(remaining))
+		},
+	}
+	// Two passes: the second catches records of a transaction that was
+	// committing when the first pass read the changelog's end, whose
+	// markers make it visible only afterwards.
+	for pass := 0; pass < 2; pass++ {
+		n, err := state.Restore(ctx, db, logs, opts)
+		for s, c := range n {
+			res.restored[s] += c
+			r.metrics.restored.WithLabelValues(s).Add(float64(c))
+		}
+		if err != nil {
+			res.err = fmt.Errorf("restoring task %s: %w", a.id, err)
+			return res
+		}
+	}
+	return res
+}
+
+// adoptRestored turns finished restores into running tasks and resumes
+// their partitions. It runs on the loop.
+func (r *Runtime) adoptRestored() error {
+	select {
+	case <-r.restored:
+	default:
+		return nil
+	}
+	r.mu.Lock()
+	var started []*assigned
+	for _, a := range r.tasks {
+		if a.t != nil {
+			continue
+		}
+		a.resMu.Lock()
+		res := a.res
+		a.resMu.Unlock()
+		if res == nil {
+			continue
+		}
+		if res.err != nil {
+			r.mu.Unlock()
+			return res.err
+		}
+		var total int64
+		for _, n := range res.restored {
+			total += n
+		}
+		r.restoredRecords[a.id] += total
+		a.db = res.db
+		a.t = newTask(a.id, r.topo, a.db, r.cfg.App, r, r.cfg.Clock)
+		started = append(started, a)
+		r.log.Info("task restored", "task", a.id, "records", total)
+	}
+	r.updateTaskGaugesLocked()
+	r.mu.Unlock()
+	resume := make(map[string][]int32)
+	for _, a := range started {
+		if err := a.t.init(); err != nil {
+			return err
+		}
+		for _, s := range r.topo.groups[a.id.Group].sources {
+			resume[s] = append(resume[s], a.id.Partition)
+		}
+	}
+	r.cl.ResumeFetchPartitions(resume)
+	return nil
+}
+
+// REQUIRES: r.mu.
+func (r *Runtime) updateTaskGaugesLocked() {
+	var restoring, running int
+	for _, a := range r.tasks {
+		if a.t == nil {
+			restoring++
+		} else {
+			running++
+		}
+	}
+	r.metrics.tasks.WithLabelValues("restoring").Set(float64(restoring))
+	r.metrics.tasks.WithLabelValues("running").Set(float64(running))
+}
+
+// produce sends a record in the current cycle; onOffset, if non-nil, learns
+// its offset. A failed record fails the whole cycle.
+func (r *Runtime) produce(rec *kgo.Record, onOffset func(int64, error)) {
+	promise := func(rec *kgo.Record, err error) {
+		if err != nil {
+			r.metrics.produceErrors.Inc()
+			r.prodErr.set(fmt.Errorf("producing to %s: %w", rec.Topic, err))
+		}
+		if onOffset != nil {
+			onOffset(rec.Offset, err)
+		}
+	}
+	if r.sess != nil {
+		r.sess.Produce(context.Background(), rec, promise)
+		return
+	}
+	r.cl.Produce(context.Background(), rec, promise)
+}
+
+// loop is the processing loop: poll, process, punctuate, commit.
+func (r *Runtime) loop(ctx context.Context) error {
+	var (
+		inCycle    bool
+		cycleStart time.Time
+		hwms       = make(map[string]map[int32]int64)
+	)
+	beginCycle := func() error {
+		if inCycle {
+			return nil
+		}
+		if r.sess != nil {
+			if err := r.sess.Begin(); err != nil {
+				return fmt.Errorf("beginning transaction: %w", err)
+			}
+		}
+		inCycle, cycleStart = true, time.Now()
+		return nil
+	}
+	for {
+		if !inCycle {
+			r.allowRebalance()
+		}
+		if ctx.Err() != nil {
+			if inCycle {
+				return r.commit(true)
+			}
+			return nil
+		}
+		pollCtx, cancel := context.WithTimeout(ctx, r.cfg.CommitInterval)
+		fetches := r.poll(pollCtx)
+		cancel()
+		if err := fetchErr(fetches); err != nil {
+			if errors.Is(err, kgo.ErrClientClosed) {
+				return nil
+			}
+			r.log.Warn("fetch error", "err", err)
+		}
+		if err := r.adoptRestored(); err != nil {
+			if inCycle {
+				r.commit(false)
+			}
+			return err
+		}
+		if !fetches.Empty() {
+			if err := beginCycle(); err != nil {
+				return err
+			}
+			if err := r.processFetches(fetches, hwms); err != nil {
+				r.commit(false)
+				return err
+			}
+		}
+		if err := r.punctuateWallClock(beginCycle); err != nil {
+			if inCycle {
+				r.commit(false)
+			}
+			return err
+		}
+		if inCycle && time.Since(cycleStart) >= r.cfg.CommitInterval {
+			if err := r.commit(true); err != nil {
+				return err
+			}
+			inCycle = false
+		}
+	}
+}
+
+func (r *Runtime) allowRebalance() {
+	if r.sess != nil {
+		r.sess.AllowRebalance()
+	} else {
+		r.cl.AllowRebalance()
+	}
+}
+
+func (r *Runtime) poll(ctx context.Context) kgo.Fetches {
+	if r.sess != nil {
+		return r.sess.PollRecords(ctx, r.cfg.MaxPollRecords)
+	}
+	return r.cl.PollRecords(ctx, r.cfg.MaxPollRecords)
+}
+
+// fetchErr returns the first fetch error that is not the poll timeout.
+func fetchErr(fs kgo.Fetches) error {
+	var out error
+	fs.EachError(func(t string, p int32, err error) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		if out == nil {
+			out = fmt.Errorf("fetching %s[%d]: %w", t, p, err)
+		}
+	})
+	return out
+}
+
+func (r *Runtime) processFetches(fetches kgo.Fetches, hwms map[string]map[int32]int64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var err error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if err != nil || len(fp.Records) == 0 {
+			return
+		}
+		gi := r.topicGroup[fp.Topic]
+		a := r.tasks[TaskID{Group: gi, Partition: fp.Partition}]
+		if a == nil || a.t == nil {
+			// INVARIANT: a restoring task's partitions are paused from
+			// before their first fetch, so this cannot happen; if it did,
+			// processing would skip records, so fail loudly instead.
+			err = fmt.Errorf("records for %s[%d] arrived for a task that is not running", fp.Topic, fp.Partition)
+			return
+		}
+		start := time.Now()
+		for _, kr := range fp.Records {
+			rec := Record{Key: kr.Key, Value: kr.Value, Timestamp: kr.Timestamp, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset}
+			if len(kr.Headers) > 0 {
+				rec.Headers = make([]Header, len(kr.Headers))
+				for i, h := range kr.Headers {
+					rec.Headers[i] = Header{Key: h.Key, Value: h.Value}
+				}
+			}
+			if err = a.t.process(rec); err != nil {
+				return
+			}
+		}
+		n := len(fp.Records)
+		r.metrics.processed.WithLabelValues(fp.Topic).Add(float64(n))
+		r.metrics.latency.Observe(time.Since(start).Seconds() / float64(n))
+		last := fp.Records[n-1].Offset
+		r.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-last-1, 0)))
+	})
+	return err
+}
+
+func (r *Runtime) punctuateWallClock(begin func() error) error {
+	now := r.cfg.Clock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.tasks {
+		if a.t == nil || !a.t.wallClockDue(now) {
+			continue
+		}
+		if err := begin(); err != nil {
+			return err
+		}
+		r.metrics.punctuations.WithLabelValues("wall_clock").Inc()
+		if err := a.t.punctuate(WallClock, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit ends the current cycle. With tryCommit it commits the transaction
+// (or, at-least-once, flushes and commits offsets) and then applies each
+// task's pending writes with their checkpoint; otherwise, or when the
+// transaction aborts, it drops the pending writes.
+func (r *Runtime) commit(tryCommit bool) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RebalanceTimeout)
+	defer cancel()
+	if err := r.prodErr.take(); err != nil {
+		r.log.Error("aborting cycle after produce error", "err", err)
+		tryCommit = false
+	}
+	var committed bool
+	if r.sess != nil {
+		var err error
+		committed, err = r.sess.End(ctx, kgo.TransactionEndTry(tryCommit))
+		if err != nil {
+			r.abandonAll()
+			return fmt.Errorf("ending transaction: %w", err)
+		}
+		if err := r.prodErr.take(); err != nil && committed {
+			// INVARIANT: a produce error leaves the transaction
+			// unable to commit, so End cannot report success.
+			return fmt.Errorf("transaction committed despite produce error: %w", err)
+		}
+	} else if tryCommit {
+		if err := r.cl.Flush(ctx); err != nil {
+			r.abandonAll()
+			return fmt.Errorf("flushing: %w", err)
+		}
+		if err := r.prodErr.take(); err != nil {
+			r.abandonAll()
+			return err
+		}
+		committed = true
+	}
+	if !committed {
+		r.metrics.transactions.WithLabelValues("aborted").Inc()
+		r.abandonAll()
+		return nil
+	}
+	if err := r.applyAll(); err != nil {
+		return err
+	}
+	if r.sess == nil {
+		if err := r.cl.CommitUncommittedOffsets(ctx); err != nil {
+			return fmt.Errorf("committing offsets: %w", err)
+		}
+	}
+	r.metrics.transactions.WithLabelValues("committed").Inc()
+	r.metrics.commitLatency.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// applyAll writes each running task's pending writes and checkpoint.
+func (r *Runtime) applyAll() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.tasks {
+		if a.t == nil {
+			continue
+		}
+		cps, err := a.t.checkpoints()
+		if err != nil {
+			return err
+		}
+		if err := a.db.Commit(cps); err != nil {
+			return fmt.Errorf("applying writes of task %s: %w", a.id, err)
+		}
+		r.metrics.storeSize.WithLabelValues(a.id.String()).Set(float64(a.db.Size()))
+	}
+	return nil
+}
+
+// abandonAll drops every task's pending writes. Under exactly-once the
+// session has rewound the consumer to the committed offsets, so the
+// records are processed again from the committed state; tasks also reset
+// their stream time to what the committed state had seen is not tracked, so
+// stream-time punctuation may fire again, which processors must tolerate.
+func (r *Runtime) abandonAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.tasks {
+		if a.t != nil {
+			a.t.abandon()
+		}
+	}
+}
+
+// shutdown leaves the group (closing every task through the revoke
+// callback) and closes what is left.
+func (r *Runtime) shutdown(clean bool) {
+	// The loop may have returned with rebalances blocked by its last
+	// poll; leaving the group needs them allowed, or Close waits forever
+	// for the revoke.
+	if r.sess != nil {
+		r.sess.CloseAllowingRebalance()
+	} else if r.cl != nil {
+		r.cl.CloseAllowingRebalance()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, a := range r.tasks {
+		delete(r.tasks, id)
+		r.closeTaskLocked(a)
+	}
+	r.notReady = "stopped"
+	r.log.Info("runtime stopped", "clean", clean)
+}
+
+// errSlot keeps the first error set since the last take.
+type errSlot struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (s *errSlot) set(err error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	s.mu.Unlock()
+}
+
+func (s *errSlot) take() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.err
+	s.err = nil
+	return err
+}
