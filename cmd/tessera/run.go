@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/tessera-cdp/tessera/api"
+	"github.com/tessera-cdp/tessera/broker"
+	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/topology"
+)
+
+// runFlags are the flags of `tessera run`; the ones shared with other
+// commands (config file, brokers) are read by loadConfig.
+type runFlags struct {
+	file         string
+	data         string
+	http         string
+	brokers      []string
+	brokerListen string
+}
+
+func newRunCmd() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the hub: ingest, processing and the HTTP API in one process",
+		Long: `Run tessera: the stream-processing topology as one member of the consumer
+group <app>, and the HTTP server with /healthz, /readyz and /metrics.
+
+With no brokers configured (kafka.brokers, $TESSERA_BROKERS or --brokers) it
+starts the embedded Kafka broker in-process, keeping its log under
+<data>/broker, and prints the address it listens on. Stores live under
+<data>/<app>/<task>/ and are rebuilt from their changelog topics when missing.
+
+/readyz answers 503 until every task assigned to this instance has restored.
+SIGTERM or SIGINT: readiness turns 503, polling stops, the open transaction is
+committed, stores are closed, and the process exits 0.`,
+		Example: `  # One process, embedded broker, the example configuration:
+  tessera run -c examples/quickstart/tessera.yaml
+
+  # Against an external Kafka or Redpanda, with its own state and HTTP port:
+  tessera run -c tessera.yaml --brokers kafka-1:9092,kafka-2:9092 --data /var/lib/tessera --http 0.0.0.0:8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadConfig(f.file, config.Overrides{
+				Data: f.data, HTTPListen: f.http, Brokers: f.brokers, BrokerListen: f.brokerListen,
+			})
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, cfg, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.file, "config", "c", "", "configuration file (YAML); defaults apply without one")
+	fl.StringVar(&f.data, "data", "", "data directory, overriding data (default ./data)")
+	fl.StringVar(&f.http, "http", "", "HTTP listen address, overriding http.listen (default 127.0.0.1:8080)")
+	fl.StringSliceVar(&f.brokers, "brokers", nil, "Kafka seed brokers host:port,…, overriding kafka.brokers; none starts the embedded broker")
+	fl.StringVar(&f.brokerListen, "broker-listen", "", "embedded broker listen address, overriding kafka.broker_listen (default 127.0.0.1:9092)")
+	return cmd
+}
+
+// loadConfig applies defaults, the file, the environment and the flags, in
+// that order, and validates the result.
+func loadConfig(file string, o config.Overrides) (config.Config, error) {
+	cfg := config.Default()
+	if file != "" {
+		var err error
+		if cfg, err = config.Load(file); err != nil {
+			return cfg, err
+		}
+	}
+	cfg.ApplyEnv(os.Getenv)
+	cfg.Override(o)
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated already
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// run runs the hub until ctx is done. Components start in dependency order
+// (broker, HTTP, topology) and stop in reverse, readiness first.
+func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
+	log := newLogger(cfg, os.Stderr)
+	brokers := cfg.Kafka.Brokers
+	if cfg.Embedded() {
+		b, err := broker.Start(broker.Options{
+			Listen:  cfg.Kafka.BrokerListen,
+			DataDir: filepath.Join(cfg.Data, "broker"),
+			Logger:  log,
+		})
+		if err != nil {
+			return err
+		}
+		defer b.Close()
+		brokers = []string{b.Addr()}
+		fmt.Fprintf(stdout, "embedded broker listening on %s\n", b.Addr())
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	topo, err := hubTopology(cfg)
+	if err != nil {
+		return err
+	}
+	rt, err := topology.NewRuntime(topo, topology.Config{
+		App:                cfg.App,
+		Brokers:            brokers,
+		StateDir:           filepath.Join(cfg.Data, cfg.App),
+		Guarantee:          guarantee(cfg.Processing.Guarantee),
+		CommitInterval:     time.Duration(cfg.Processing.CommitInterval),
+		TransactionTimeout: time.Duration(cfg.Processing.TransactionTimeout),
+		SessionTimeout:     time.Duration(cfg.Processing.SessionTimeout),
+		RebalanceTimeout:   time.Duration(cfg.Processing.RebalanceTimeout),
+		MaxPollRecords:     cfg.Processing.MaxPollRecords,
+		Partitions:         int32(cfg.Kafka.Partitions),
+		ReplicationFactor:  int16(cfg.Kafka.ReplicationFactor),
+		Registerer:         reg,
+		Logger:             log,
+	})
+	if err != nil {
+		return err
+	}
+
+	srv := api.New(api.Options{Addr: cfg.HTTP.Listen, Registry: reg, Ready: rt.Ready, Logger: log})
+	addr, err := srv.Start()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "http listening on %s\n", addr)
+	log.Info("tessera running", "app", cfg.App, "brokers", strings.Join(brokers, ","), "http", addr.String(), "guarantee", cfg.Processing.Guarantee)
+
+	runErr := make(chan error, 1)
+	rtCtx, cancelRT := context.WithCancel(context.Background())
+	defer cancelRT()
+	go func() { runErr <- rt.Run(rtCtx) }()
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: readiness off, draining")
+		srv.SetStopping()
+		cancelRT()
+		err = <-runErr
+	case err = <-runErr:
+		srv.SetStopping()
+		if err == nil {
+			err = errors.New("topology stopped unexpectedly")
+		}
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shutCtx); serr != nil && err == nil {
+		err = fmt.Errorf("stopping http server: %w", serr)
+	}
+	if err != nil {
+		return fmt.Errorf("running topology: %w", err)
+	}
+	log.Info("tessera stopped")
+	return nil
+}
+
+func guarantee(g config.Guarantee) topology.Guarantee {
+	if g == config.AtLeastOnce {
+		return topology.AtLeastOnce
+	}
+	return topology.ExactlyOnce
+}
