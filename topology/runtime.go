@@ -187,6 +187,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	if err := r.connect(ctx); err != nil {
 		return err
 	}
+	if r.cl == nil {
+		return nil // stopped before the brokers answered
+	}
 	defer r.admin.Close()
 	err := r.loop(ctx)
 	r.shutdown(err == nil)

@@ -2,10 +2,10 @@ package topology_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -452,4 +452,35 @@ func TestBrokerRestart(t *testing.T) {
 	checkStores(t, dir, total)
 }
 
-var _ = errors.New
+func TestUnreachableBrokerIsRetriedAndReported(t *testing.T) {
+	// A port nothing listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), childConfig([]string{addr}, t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := rt.Ready()
+		if err != nil && strings.Contains(err.Error(), "connecting to Kafka at "+addr) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Ready() = %v, want it to report the unreachable broker", err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run after cancel with no broker = %v, want nil", err)
+	}
+}
