@@ -143,9 +143,16 @@ func (h *harness) admin() *kadm.Client {
 // produce writes records [from, to) to the input topic.
 func (h *harness) produce(from, to int) {
 	h.t.Helper()
+	if err := h.tryProduce(from, to); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// tryProduce is produce for goroutines other than the test's.
+func (h *harness) tryProduce(from, to int) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
-		h.t.Fatal(err)
+		return err
 	}
 	defer cl.Close()
 	ctx := context.Background()
@@ -161,11 +168,11 @@ func (h *harness) produce(from, to int) {
 		})
 	}
 	if err := cl.Flush(ctx); err != nil {
-		h.t.Fatal(err)
+		return err
 	}
-	if perr != nil {
-		h.t.Fatal(perr)
-	}
+	mu.Lock()
+	defer mu.Unlock()
+	return perr
 }
 
 // output reads the whole read_committed output until it holds want records
@@ -373,18 +380,29 @@ func (h *harness) awaitProgress(n int64) {
 func TestScaleOneToThreeToOne(t *testing.T) {
 	h := newHarness(t, false)
 	first := h.start(t.TempDir())
-	h.produce(0, total/4)
 	awaitTasks(t, first)
 
+	// Records flow the whole time: a producer paced at about 40,000/s
+	// while instances join and leave on progress thresholds.
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		for from := 0; from < total; from += 2000 {
+			if err := h.tryProduce(from, from+2000); err != nil {
+				t.Error(err)
+				return
+			}
+			time.Sleep(50 * time.Millisecond) // pacing the load, not synchronising
+		}
+	}()
+	h.awaitProgress(total / 5)
 	second, third := h.start(t.TempDir()), h.start(t.TempDir())
-	h.produce(total/4, total/2)
 	awaitTasks(t, first, second, third)
-	h.produce(total/2, 3*total/4)
-
+	h.awaitProgress(total / 2)
 	second.stop(t)
 	third.stop(t)
-	h.produce(3*total/4, total)
 	awaitTasks(t, first)
+	<-produced
 	h.awaitOutput(total)
 	first.stop(t)
 	checkStores(t, first.dir, total)
