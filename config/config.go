@@ -27,6 +27,18 @@ type Config struct {
 	Processing Processing `yaml:"processing"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
+	// API configures the JSON API's authentication.
+	API API `yaml:"api"`
+	// Ingest configures the Segment-compatible HTTP ingest.
+	Ingest Ingest `yaml:"ingest"`
+	// Sources lists the Kafka topics read into the pipeline.
+	Sources Sources `yaml:"sources"`
+	// TrackingPlans validate events by name.
+	TrackingPlans []TrackingPlan `yaml:"tracking_plans"`
+	// Identity configures identity resolution.
+	Identity Identity `yaml:"identity"`
+	// Profiles configures the profile store.
+	Profiles Profiles `yaml:"profiles"`
 
 	// origins maps a key path ("kafka.partitions", "kafka.brokers[1]") to where its value
 	// came from. Copies of a Config share it, so it is replaced, never modified.
@@ -149,7 +161,12 @@ func Default() Config {
 			SessionTimeout:     Duration(10 * time.Second),
 			RebalanceTimeout:   Duration(30 * time.Second),
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Log:      Log{Level: "info", Format: "text"},
+		Identity: DefaultIdentity(),
+		Profiles: Profiles{
+			DedupeWindow: Duration(24 * time.Hour),
+			RecentEvents: 100,
+		},
 	}
 }
 
@@ -164,6 +181,13 @@ func (c Config) Embedded() bool {
 	return len(c.Kafka.Brokers) == 0
 }
 
+// EnvWriteKeys is the environment variable that adds comma-separated write keys to
+// ingest.write_keys.
+const EnvWriteKeys = "TESSERA_WRITE_KEYS"
+
+// EnvAdminToken is the environment variable that sets api.admin_token.
+const EnvAdminToken = "TESSERA_ADMIN_TOKEN"
+
 // EnvBrokers is the environment variable that overrides kafka.brokers with a
 // comma-separated list of host:port addresses.
 const EnvBrokers = "TESSERA_BROKERS"
@@ -176,7 +200,20 @@ const EnvBrokers = "TESSERA_BROKERS"
 //
 // It reads:
 //   - TESSERA_BROKERS: replaces kafka.brokers with its comma-separated entries.
+//   - TESSERA_WRITE_KEYS: adds its comma-separated keys to ingest.write_keys.
+//   - TESSERA_ADMIN_TOKEN: replaces api.admin_token.
 func (c *Config) ApplyEnv(getenv func(string) string) {
+	if v := getenv(EnvWriteKeys); v != "" {
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				c.Ingest.WriteKeys = append(c.Ingest.WriteKeys, k)
+			}
+		}
+	}
+	if v := getenv(EnvAdminToken); v != "" {
+		c.API.AdminToken = v
+		c.setOrigin("api.admin_token", origin{from: "$" + EnvAdminToken})
+	}
 	if v := getenv(EnvBrokers); v != "" {
 		brokers := strings.Split(v, ",")
 		for i := range brokers {

@@ -74,6 +74,7 @@ func (c Config) Validate() error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		check("log.format", fmt.Errorf("must be text or json, got %q", c.Log.Format))
 	}
+	c.validateHub(check)
 	return errors.Join(errs...)
 }
 
