@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/tessera-cdp/tessera/schemas"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -48,22 +50,36 @@ func (w *Writer) EventsTopic() string { return w.events }
 // InvalidTopic returns the topic Reject writes to.
 func (w *Writer) InvalidTopic() string { return w.invalid }
 
+// Blocked is an event a tracking plan with policy block refused; Publish
+// has sent it to the invalid-events topic instead.
+type Blocked struct {
+	// Index is the event's position in the slice given to Publish.
+	Index  int
+	Reason string
+}
+
+// Result says what Publish did beyond writing: the events it blocked.
+type Result struct {
+	Blocked []Blocked
+}
+
 // Publish writes events and waits until all are acknowledged by all
 // in-sync replicas. On error some may have been written; the caller
 // answers with an error and the client retries, and the profile's
 // messageId dedupe absorbs the repeats.
-func (w *Writer) Publish(ctx context.Context, evs []schemas.Normalized) error {
+func (w *Writer) Publish(ctx context.Context, evs []schemas.Normalized) (Result, error) {
+	var res Result
 	if len(evs) == 0 {
-		return nil
+		return res, nil
 	}
 	recs := make([]*kgo.Record, len(evs))
 	for i, e := range evs {
 		recs[i] = &kgo.Record{Topic: w.events, Key: e.Key, Value: e.Value, Timestamp: e.Timestamp}
 	}
 	if err := w.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-		return fmt.Errorf("writing %d events to %s: %w", len(evs), w.events, err)
+		return res, fmt.Errorf("writing %d events to %s: %w", len(evs), w.events, err)
 	}
-	return nil
+	return res, nil
 }
 
 // Rejection is one input that could not be processed.
@@ -94,6 +110,22 @@ func (w *Writer) Reject(ctx context.Context, rs ...Rejection) error {
 		errs = append(errs, fmt.Errorf("writing %d rejected inputs to %s: %w", len(recs), w.invalid, err))
 	}
 	return errors.Join(errs...)
+}
+
+// EnsureTopics creates the events and invalid-events topics of app if they
+// are missing: events with partitions partitions (the pipeline's
+// parallelism), invalid events with one.
+func EnsureTopics(ctx context.Context, adm *kadm.Client, app string, partitions int32, replication int16) error {
+	for topic, n := range map[string]int32{app + ".events": partitions, app + ".events.invalid": 1} {
+		resp, err := adm.CreateTopic(ctx, n, replication, nil, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("creating topic %s: %w", topic, err)
+		}
+	}
+	return nil
 }
 
 // Close flushes and closes the producer.
