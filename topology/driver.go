@@ -34,6 +34,16 @@ type Driver struct {
 	parts  []int32 // per group
 	output map[string][]Record
 	offset map[string]int64
+	// pending holds records written to topics the topology also reads,
+	// per topic-partition in order, until Drain delivers them.
+	pending map[topicPartition][]Record
+	// sourceGroup maps a source topic to its sub-topology.
+	sourceGroup map[string]int
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
 }
 
 // NewDriver starts every task of topo.
@@ -49,9 +59,16 @@ func NewDriver(topo *Topology, opts DriverOptions) (*Driver, error) {
 	}
 	d := &Driver{
 		topo: topo, app: opts.App, fs: vfs.NewMem(), now: opts.Start,
-		tasks:  make(map[TaskID]*task),
-		output: make(map[string][]Record),
-		offset: make(map[string]int64),
+		tasks:       make(map[TaskID]*task),
+		output:      make(map[string][]Record),
+		offset:      make(map[string]int64),
+		pending:     make(map[topicPartition][]Record),
+		sourceGroup: make(map[string]int),
+	}
+	for gi, g := range topo.groups {
+		for _, src := range g.sources {
+			d.sourceGroup[src] = gi
+		}
 	}
 	for gi, g := range topo.groups {
 		n := g.partitions
@@ -91,10 +108,19 @@ func (d *Driver) produce(r *kgo.Record, onOffset func(int64, error)) {
 	for i, h := range r.Headers {
 		hs[i] = Header{Key: h.Key, Value: h.Value}
 	}
-	d.output[r.Topic] = append(d.output[r.Topic], Record{
+	rec := Record{
 		Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Headers: hs,
 		Topic: r.Topic, Partition: r.Partition, Offset: off,
-	})
+	}
+	if gi, ok := d.sourceGroup[r.Topic]; ok {
+		if rec.Partition < 0 {
+			rec.Partition = PartitionFor(r.Key, int(d.parts[gi]))
+		}
+		tp := topicPartition{r.Topic, rec.Partition}
+		d.pending[tp] = append(d.pending[tp], rec)
+	} else {
+		d.output[r.Topic] = append(d.output[r.Topic], rec)
+	}
 	if onOffset != nil {
 		onOffset(off, nil)
 	}
@@ -123,6 +149,20 @@ func (d *Driver) Pipe(topic string, key, value []byte, ts time.Time) error {
 		return fmt.Errorf("driver: no source reads topic %q", topic)
 	}
 	p := PartitionFor(key, int(d.parts[gi]))
+	return d.pipeTo(gi, p, topic, key, value, ts)
+}
+
+// PipeToPartition is Pipe into an explicit partition, for topics whose
+// producers partition by something else than the key.
+func (d *Driver) PipeToPartition(topic string, partition int32, key, value []byte, ts time.Time) error {
+	gi, ok := d.sourceGroup[topic]
+	if !ok {
+		return fmt.Errorf("driver: no source reads topic %q", topic)
+	}
+	return d.pipeTo(gi, partition, topic, key, value, ts)
+}
+
+func (d *Driver) pipeTo(gi int, p int32, topic string, key, value []byte, ts time.Time) error {
 	t := d.tasks[TaskID{Group: gi, Partition: p}]
 	off := d.offset["\x00in/"+topic]
 	d.offset["\x00in/"+topic] = off + 1
@@ -132,6 +172,58 @@ func (d *Driver) Pipe(topic string, key, value []byte, ts time.Time) error {
 	}
 	return d.commit(t)
 }
+
+// Pending returns how many records wait in topics the topology reads.
+func (d *Driver) Pending() int {
+	n := 0
+	for _, q := range d.pending {
+		n += len(q)
+	}
+	return n
+}
+
+// Drain delivers the records waiting in topics the topology reads until
+// none is left, each topic-partition in order, choosing which partition
+// goes next with pick (given the number of non-empty queues, it returns one
+// index; nil takes the first), so a test can explore interleavings as a
+// real cluster would produce them.
+func (d *Driver) Drain(pick func(n int) int) error {
+	for {
+		var keys []topicPartition
+		for tp, q := range d.pending {
+			if len(q) > 0 {
+				keys = append(keys, tp)
+			}
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		sort.Slice(keys, func(i, j int) bool {
+			if keys[i].topic != keys[j].topic {
+				return keys[i].topic < keys[j].topic
+			}
+			return keys[i].partition < keys[j].partition
+		})
+		i := 0
+		if pick != nil {
+			i = pick(len(keys))
+		}
+		tp := keys[i]
+		rec := d.pending[tp][0]
+		d.pending[tp] = d.pending[tp][1:]
+		t := d.tasks[TaskID{Group: d.sourceGroup[tp.topic], Partition: tp.partition}]
+		if err := t.process(rec); err != nil {
+			t.abandon()
+			return err
+		}
+		if err := d.commit(t); err != nil {
+			return err
+		}
+	}
+}
+
+// Tasks returns the driver's task ids in order.
+func (d *Driver) Tasks() []TaskID { return d.taskIDs() }
 
 // AdvanceWallClock moves the wall clock forward by by and fires the
 // wall-clock punctuations that fall due, each task in order.

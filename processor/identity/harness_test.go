@@ -1,0 +1,181 @@
+package identity_test
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/processor/profile"
+	"github.com/tessera-cdp/tessera/topology"
+)
+
+// hub is the identity and profile stages in the topology test driver.
+type hub struct {
+	t      testing.TB
+	d      *topology.Driver
+	n      int
+	parts  int32
+	clock  time.Time
+	events int
+}
+
+func newHub(t testing.TB, partitions int32, ident config.Identity) *hub {
+	t.Helper()
+	rules, err := identity.NewRules(ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := topology.NewBuilder()
+	if err := identity.Add(b, identity.Options{App: "t", Partitions: partitions, Rules: rules, DedupeWindow: 24 * time.Hour, RecentEvents: 5}); err != nil {
+		t.Fatal(err)
+	}
+	topo, err := b.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := topology.NewDriver(topo, topology.DriverOptions{App: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return &hub{t: t, d: d, parts: partitions, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+// send pipes one event JSON into t.events as the HTTP ingest would: keyed
+// by userId, else anonymousId, partitioned by that key.
+func (h *hub) send(json string) {
+	h.t.Helper()
+	h.events++
+	h.clock = h.clock.Add(time.Second)
+	key := between(json, `"userId":"`, `"`)
+	if key == "" {
+		key = between(json, `"anonymousId":"`, `"`)
+	}
+	if err := h.d.Pipe("t.events", []byte(key), []byte(json), h.clock); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+func between(s, a, b string) string {
+	_, after, ok := strings.Cut(s, a)
+	if !ok {
+		return ""
+	}
+	v, _, _ := strings.Cut(after, b)
+	return v
+}
+
+// state is what the stores hold at quiescence.
+type state struct {
+	live   map[string]*profile.Profile // by id
+	owners map[string]string           // identifier → profile
+	busy   []string
+}
+
+func (h *hub) state() state {
+	h.t.Helper()
+	s := state{live: map[string]*profile.Profile{}, owners: map[string]string{}}
+	for _, id := range h.d.Tasks() {
+		var name string
+		if id.Group == 0 {
+			name = identity.IdentitiesStore
+		} else {
+			name = identity.ProfilesStore
+		}
+		err := h.d.TaskKeyValue(id, name).Range(nil, nil, func(k, v []byte) error {
+			if id.Group == 0 {
+				o, err := identity.LoadOwner(v)
+				s.owners[string(k)] = o
+				return err
+			}
+			p, merged, err := identity.LoadProfile(v)
+			if err != nil {
+				return err
+			}
+			if p != nil && merged == "" {
+				s.live[string(k)] = p
+			}
+			if busy, _ := identity.Busy(v); busy {
+				s.busy = append(s.busy, string(k))
+			}
+			return nil
+		})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// profileOf returns the live profile that holds identifier id, or nil.
+func (s state) profileOf(id string) *profile.Profile {
+	for _, p := range s.live {
+		for _, x := range p.Identifiers {
+			if x.String() == id {
+				return p
+			}
+		}
+	}
+	return nil
+}
+
+// check asserts the protocol's invariants at quiescence (doc.go).
+func (s state) check(t testing.TB, rules *identity.Rules, events int) {
+	t.Helper()
+	if len(s.busy) > 0 {
+		t.Errorf("profiles still busy at quiescence: %v", s.busy)
+	}
+	holder := map[string]string{}
+	var total int64
+	for id, p := range s.live {
+		counts := map[string]int{}
+		for _, x := range p.Identifiers {
+			k := x.String()
+			if other, ok := holder[k]; ok {
+				t.Errorf("identifier %s in two live profiles: %s and %s", k, other, id)
+			}
+			holder[k] = id
+			counts[x.Type]++
+			if counts[x.Type] > rules.Limit(x.Type) {
+				t.Errorf("profile %s holds %d %s identifiers, limit %d", id, counts[x.Type], x.Type, rules.Limit(x.Type))
+			}
+			if s.owners[k] != id {
+				t.Errorf("identifier %s is in profile %s but owned by %q", k, id, s.owners[k])
+			}
+		}
+		total += p.Events
+		var sum int64
+		for _, n := range p.Counts {
+			sum += n
+		}
+		if sum != p.Events {
+			t.Errorf("profile %s: counts sum to %d, events %d", id, sum, p.Events)
+		}
+	}
+	for k, owner := range s.owners {
+		if holder[k] != owner {
+			t.Errorf("identifier %s owned by %s, held by %q", k, owner, holder[k])
+		}
+	}
+	if total != int64(events) {
+		t.Errorf("live profiles count %d events, %d were sent", total, events)
+	}
+}
+
+func (s state) describe() string {
+	var out []string
+	for id, p := range s.live {
+		ids := make([]string, len(p.Identifiers))
+		for i, x := range p.Identifiers {
+			ids[i] = x.String()
+		}
+		sort.Strings(ids)
+		out = append(out, fmt.Sprintf("%s %v events=%d", id, ids, p.Events))
+	}
+	sort.Strings(out)
+	return strings.Join(out, "\n")
+}

@@ -1,0 +1,38 @@
+package identity_test
+
+import (
+	"math/rand/v2"
+
+	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/processor/profile"
+	"github.com/valyala/fastjson"
+)
+
+func ident(t, v string) profile.Ident { return profile.Ident{Type: t, Value: v} }
+
+// picker returns a seeded chooser of the next partition to deliver, so a
+// failing interleaving can be replayed from its seed.
+func picker(seed int64) func(n int) int {
+	if seed == 0 {
+		return nil
+	}
+	r := rand.New(rand.NewPCG(uint64(seed), 7))
+	return func(n int) int { return r.IntN(n) }
+}
+
+// parse extracts identifiers from event JSON with the product's rules.
+type parse struct{ p fastjson.Parser }
+
+func newParse() *parse { return &parse{} }
+
+func (p *parse) extract(rules *identity.Rules, event string) []string {
+	v, err := p.p.Parse(event)
+	if err != nil {
+		panic(err)
+	}
+	var out []string
+	for _, id := range rules.Extract(v) {
+		out = append(out, id.String())
+	}
+	return out
+}

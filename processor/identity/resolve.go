@@ -1,0 +1,242 @@
+package identity
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/tessera-cdp/tessera/processor/profile"
+	"github.com/tessera-cdp/tessera/schemas"
+	"github.com/tessera-cdp/tessera/topology"
+	"github.com/valyala/fastjson"
+)
+
+// resolver is the identifier stage: it routes events to the profile of
+// their routing identifier and owns the identifier → profile directory.
+type resolver struct {
+	o Options
+	c *codecs
+	t Topics
+	p fastjson.Parser
+
+	// sweepFrom is where the next dedupe expiry sweep resumes.
+	sweepFrom []byte
+}
+
+func (r *resolver) Init(ctx *topology.Context) error {
+	// Expire remembered messageIds in bounded slices, so a sweep never
+	// stalls the task.
+	ctx.Schedule(time.Minute, topology.WallClock, r.sweep)
+	return nil
+}
+
+func (r *resolver) Process(ctx *topology.Context, rec topology.Record) error {
+	if rec.Topic == r.t.Events {
+		return r.event(ctx, rec)
+	}
+	l, err := r.c.decodeLink(rec.Value)
+	if err != nil {
+		return err
+	}
+	switch l.Kind {
+	case linkResolve:
+		ids := make([]profile.Ident, 0, len(l.Identifiers))
+		for _, s := range l.Identifiers {
+			id, err := profile.ParseIdent(s)
+			if err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return r.resolve(ctx, rec, l.Event, ids)
+	case linkClaim:
+		return r.claim(ctx, rec, l)
+	case linkRepoint:
+		return r.repoint(ctx, l)
+	}
+	return fmt.Errorf("unknown identity link kind %q", l.Kind)
+}
+
+// event routes a raw event: resolved here when its routing identifier
+// lives on this partition, else sent to the identifier's partition.
+func (r *resolver) event(ctx *topology.Context, rec topology.Record) error {
+	v, err := r.p.ParseBytes(rec.Value)
+	if err != nil {
+		return r.invalid(ctx, rec, fmt.Sprintf("event is not JSON: %v", err))
+	}
+	ids := r.o.Rules.Extract(v)
+	if len(ids) == 0 {
+		return r.invalid(ctx, rec, "event has no usable identifier (all are missing or blocked)")
+	}
+	routing := ids[0].String()
+	if topology.PartitionFor([]byte(routing), int(r.o.Partitions)) == ctx.Partition() {
+		return r.resolve(ctx, rec, rec.Value, ids)
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	b, err := r.c.encodeLink(link{Kind: linkResolve, Identifier: routing, Event: rec.Value, Identifiers: strs})
+	if err != nil {
+		return err
+	}
+	return ctx.ForwardTo("resolve-links", topology.Record{Key: []byte(routing), Value: b, Timestamp: rec.Timestamp})
+}
+
+func (r *resolver) invalid(ctx *topology.Context, rec topology.Record, reason string) error {
+	v, err := schemas.InvalidEvent{
+		Raw: rec.Value, Reason: reason, Source: fmt.Sprintf("kafka:%s[%d]@%d", rec.Topic, rec.Partition, rec.Offset),
+		ReceivedAt: rec.Timestamp,
+	}.Encode()
+	if err != nil {
+		return err
+	}
+	return ctx.ForwardTo("resolve-invalid", topology.Record{Key: rec.Key, Value: v, Timestamp: rec.Timestamp})
+}
+
+// resolve drops a repeated messageId, finds or creates the owner of the
+// routing identifier ids[0], and sends the event there.
+func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []byte, ids []profile.Ident) error {
+	routing := ids[0].String()
+	msgID := fastjson.GetString(event, "messageId")
+	dedupe := ctx.KeyValue(DedupeStore)
+	if msgID != "" {
+		key := append(append([]byte(routing), 0), msgID...)
+		seen, err := dedupe.Get(key)
+		if err != nil {
+			return err
+		}
+		if seen != nil {
+			return nil // a retry or a re-import: already counted
+		}
+		if err := dedupe.Put(key, binary.AppendVarint(nil, ctx.StreamTime().UnixMilli())); err != nil {
+			return err
+		}
+	}
+	ids_ := make([]string, len(ids))
+	for i, id := range ids {
+		ids_[i] = id.String()
+	}
+	store := ctx.KeyValue(IdentitiesStore)
+	cur, err := store.Get([]byte(routing))
+	if err != nil {
+		return err
+	}
+	o := op{Kind: opEvent, Identifiers: ids_, Event: event}
+	if cur == nil {
+		created := profile.ParseMillis(fastjson.GetString(event, "timestamp"))
+		if created == 0 {
+			created = rec.Timestamp.UnixMilli()
+		}
+		own := owner{Profile: ProfileID(routing), Created: created}
+		if err := store.Put([]byte(routing), own.encode()); err != nil {
+			return err
+		}
+		o.Profile, o.Created = own.Profile, own.Created
+	} else {
+		own, err := decodeOwner(cur)
+		if err != nil {
+			return err
+		}
+		o.Profile = own.Profile
+	}
+	return r.sendOp(ctx, o, rec.Timestamp)
+}
+
+// claim handles LINK: the identifier becomes the claimant's, or, owned by
+// another profile, starts a merge at the loser.
+func (r *resolver) claim(ctx *topology.Context, rec topology.Record, l link) error {
+	store := ctx.KeyValue(IdentitiesStore)
+	cur, err := store.Get([]byte(l.Identifier))
+	if err != nil {
+		return err
+	}
+	if cur == nil {
+		return store.Put([]byte(l.Identifier), owner{Profile: l.Profile, Created: l.Created}.encode())
+	}
+	own, err := decodeOwner(cur)
+	if err != nil {
+		return err
+	}
+	if own.Profile == l.Profile {
+		return nil
+	}
+	winner, loser := own, owner{Profile: l.Profile, Created: l.Created}
+	if profile.Before(loser.Created, loser.Profile, winner.Created, winner.Profile) {
+		winner, loser = loser, winner
+	}
+	return r.sendOp(ctx, op{
+		Kind: opMergeRequest, Profile: loser.Profile, Peer: winner.Profile, PeerCreated: winner.Created,
+		Cause: l.Identifier, Origin: l.Profile, Owner: own.Profile,
+	}, rec.Timestamp)
+}
+
+// repoint moves an identifier to the profile its owner merged into, if the
+// owner is still the one that merged.
+func (r *resolver) repoint(ctx *topology.Context, l link) error {
+	store := ctx.KeyValue(IdentitiesStore)
+	cur, err := store.Get([]byte(l.Identifier))
+	if err != nil || cur == nil {
+		return err
+	}
+	own, err := decodeOwner(cur)
+	if err != nil {
+		return err
+	}
+	if own.Profile != l.From {
+		return nil
+	}
+	return store.Put([]byte(l.Identifier), owner{Profile: l.Profile, Created: l.Created}.encode())
+}
+
+func (r *resolver) sendOp(ctx *topology.Context, o op, ts time.Time) error {
+	b, err := r.c.encodeOp(o)
+	if err != nil {
+		return err
+	}
+	return ctx.ForwardTo("resolve-ops", topology.Record{Key: []byte(o.Profile), Value: b, Timestamp: ts})
+}
+
+// sweepBatch bounds the entries one sweep looks at.
+const sweepBatch = 10_000
+
+// sweep deletes messageIds first seen more than the dedupe window before
+// the task's stream time, resuming where the last sweep stopped.
+func (r *resolver) sweep(ctx *topology.Context, _ time.Time) error {
+	horizon := ctx.StreamTime().Add(-r.o.DedupeWindow).UnixMilli()
+	store := ctx.KeyValue(DedupeStore)
+	var doomed [][]byte
+	n := 0
+	var last []byte
+	err := store.Range(r.sweepFrom, nil, func(k, v []byte) error {
+		n++
+		if n > sweepBatch {
+			return errStop
+		}
+		last = append(last[:0], k...)
+		if t, m := binary.Varint(v); m > 0 && t < horizon {
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil && err != errStop {
+		return err
+	}
+	for _, k := range doomed {
+		if err := store.Delete(k); err != nil {
+			return err
+		}
+	}
+	if n > sweepBatch {
+		r.sweepFrom = append(last, 0)
+	} else {
+		r.sweepFrom = nil
+	}
+	return nil
+}
+
+type stopErr struct{}
+
+func (stopErr) Error() string { return "stop" }
+
+var errStop error = stopErr{}

@@ -1,0 +1,131 @@
+package identity
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/tessera-cdp/tessera/processor/profile"
+)
+
+// ProfileID derives the id of the profile that identifier creates:
+// deterministic, so a replay of the same events makes the same profiles.
+func ProfileID(identifier string) string {
+	h := sha256.Sum256([]byte(identifier))
+	return "p" + hex.EncodeToString(h[:12])
+}
+
+// owner is a value of the identities store.
+type owner struct {
+	Profile string
+	Created int64
+}
+
+func (o owner) encode() []byte {
+	b := binary.AppendUvarint(nil, uint64(len(o.Profile)))
+	b = append(b, o.Profile...)
+	return binary.AppendVarint(b, o.Created)
+}
+
+func decodeOwner(b []byte) (owner, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return owner{}, fmt.Errorf("decoding owner: truncated")
+	}
+	o := owner{Profile: string(b[k : k+int(n)])}
+	c, m := binary.Varint(b[k+int(n):])
+	if m <= 0 {
+		return owner{}, fmt.Errorf("decoding owner: truncated")
+	}
+	o.Created = c
+	return o, nil
+}
+
+// record is a value of the profiles store: the profile and the protocol
+// state around it.
+type record struct {
+	// P.ID is empty for a stub: messages arrived before the event that
+	// creates the profile, and wait in Queue.
+	P profile.Profile
+	// MergedInto redirects everything to the profile this one folded into,
+	// created at MergedCreated.
+	MergedInto    string
+	MergedCreated int64
+	// Offering is the winner this profile offered itself to.
+	Offering string
+	// Absorbing is the loser whose state this profile waits for.
+	Absorbing string
+	// Queue holds encoded ops received while busy, in arrival order.
+	Queue [][]byte
+}
+
+func (r *record) busy() bool { return r.Offering != "" || r.Absorbing != "" }
+
+const recordVersion = 1
+
+func (r *record) encode() []byte {
+	b := []byte{recordVersion}
+	for _, s := range []string{r.MergedInto, r.Offering, r.Absorbing} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendVarint(b, r.MergedCreated)
+	b = binary.AppendUvarint(b, uint64(len(r.Queue)))
+	for _, q := range r.Queue {
+		b = binary.AppendUvarint(b, uint64(len(q)))
+		b = append(b, q...)
+	}
+	if r.P.ID != "" {
+		b = r.P.AppendBinary(b)
+	}
+	return b
+}
+
+func decodeRecord(b []byte) (*record, error) {
+	if len(b) == 0 || b[0] != recordVersion {
+		return nil, fmt.Errorf("decoding profile record: unknown version")
+	}
+	b = b[1:]
+	next := func() ([]byte, error) {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < n {
+			return nil, fmt.Errorf("decoding profile record: truncated")
+		}
+		v := b[k : k+int(n)]
+		b = b[k+int(n):]
+		return v, nil
+	}
+	r := &record{}
+	for _, dst := range []*string{&r.MergedInto, &r.Offering, &r.Absorbing} {
+		v, err := next()
+		if err != nil {
+			return nil, err
+		}
+		*dst = string(v)
+	}
+	mc, k := binary.Varint(b)
+	if k <= 0 {
+		return nil, fmt.Errorf("decoding profile record: truncated")
+	}
+	r.MergedCreated = mc
+	b = b[k:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, fmt.Errorf("decoding profile record: bad queue length")
+	}
+	b = b[k:]
+	for i := uint64(0); i < n; i++ {
+		v, err := next()
+		if err != nil {
+			return nil, err
+		}
+		r.Queue = append(r.Queue, append([]byte(nil), v...))
+	}
+	if len(b) > 0 {
+		if err := r.P.UnmarshalBinary(b); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}

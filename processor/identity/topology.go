@@ -1,0 +1,107 @@
+package identity
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/tessera-cdp/tessera/processor/profile"
+	"github.com/tessera-cdp/tessera/topology"
+)
+
+// Store and node names, part of the topology's interface: the profile API
+// reads the stores.
+const (
+	IdentitiesStore = "identities"
+	DedupeStore     = "dedupe"
+	ProfilesStore   = "profiles"
+)
+
+// Options configures the identity and profile stages.
+type Options struct {
+	// App prefixes the topics.
+	App string
+	// Partitions is the partition count of every topic of both stages.
+	Partitions int32
+	// Rules are the identity rules.
+	Rules *Rules
+	// DedupeWindow is how long messageIds are remembered.
+	DedupeWindow time.Duration
+	// RecentEvents is how many recent events a profile keeps.
+	RecentEvents int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Topics names the topics of the stages for app.
+type Topics struct {
+	Events, Links, Ops, Invalid string
+}
+
+// TopicsOf returns the topics of app.
+func TopicsOf(app string) Topics {
+	return Topics{
+		Events:  app + ".events",
+		Links:   app + ".identity-links",
+		Ops:     app + ".profile-ops",
+		Invalid: app + ".events.invalid",
+	}
+}
+
+// Add declares both stages on b.
+func Add(b *topology.Builder, o Options) error {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	c, err := newCodecs()
+	if err != nil {
+		return err
+	}
+	t := TopicsOf(o.App)
+	b.AddSource("events", t.Events, o.Partitions).
+		AddSource("links", t.Links, o.Partitions).
+		AddProcessor("resolve", func() topology.Processor { return &resolver{o: o, c: c, t: t} }, "events", "links").
+		AddStore(IdentitiesStore, topology.KeyValueStore, "resolve").
+		AddStore(DedupeStore, topology.KeyValueStore, "resolve").
+		AddSink("resolve-ops", t.Ops, "resolve").
+		AddSink("resolve-links", t.Links, "resolve").
+		AddSink("resolve-invalid", t.Invalid, "resolve")
+	b.AddSource("ops", t.Ops, o.Partitions).
+		AddProcessor("profile", func() topology.Processor { return &profiler{o: o, c: c, t: t} }, "ops").
+		AddStore(ProfilesStore, topology.KeyValueStore, "profile").
+		AddSink("profile-ops", t.Ops, "profile").
+		AddSink("profile-links", t.Links, "profile")
+	return nil
+}
+
+// LoadProfile reads a profile from a profiles store value, following
+// nothing: it returns the redirect target when the profile was merged.
+func LoadProfile(value []byte) (p *profile.Profile, mergedInto string, err error) {
+	r, err := decodeRecord(value)
+	if err != nil {
+		return nil, "", err
+	}
+	if r.MergedInto != "" {
+		return nil, r.MergedInto, nil
+	}
+	if r.P.ID == "" {
+		return nil, "", nil
+	}
+	return &r.P, "", nil
+}
+
+// LoadOwner reads an identities store value: the profile owning the
+// identifier.
+func LoadOwner(value []byte) (string, error) {
+	o, err := decodeOwner(value)
+	return o.Profile, err
+}
+
+// Busy reports whether a profiles store value is waiting in the merge
+// protocol (offering, absorbing, or a stub with queued messages).
+func Busy(value []byte) (bool, error) {
+	r, err := decodeRecord(value)
+	if err != nil {
+		return false, err
+	}
+	return r.busy() || len(r.Queue) > 0, nil
+}

@@ -1,0 +1,379 @@
+// Package profile is the unified customer profile: identifiers, traits
+// (latest event timestamp wins, null deletes), first and last seen, event
+// counts by name, the most recent events, and the profiles merged into it.
+// It knows nothing of Kafka or of the identity protocol that decides which
+// events and merges reach a profile; it only applies them.
+package profile
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/valyala/fastjson"
+)
+
+// Ident is an identifier: a type (user_id, email, …) and a value.
+type Ident struct {
+	Type  string
+	Value string
+}
+
+// String returns the "type:value" form used as a key.
+func (i Ident) String() string { return i.Type + ":" + i.Value }
+
+// ParseIdent parses "type:value".
+func ParseIdent(s string) (Ident, error) {
+	t, v, ok := bytes.Cut([]byte(s), []byte{':'})
+	if !ok || len(t) == 0 || len(v) == 0 {
+		return Ident{}, fmt.Errorf("identifier %q is not type:value", s)
+	}
+	return Ident{Type: string(t), Value: string(v)}, nil
+}
+
+// Trait is a trait value (JSON) and the timestamp of the event that set it.
+type Trait struct {
+	Value []byte // JSON
+	At    int64  // Unix ms of the event
+}
+
+// Profile is one customer. The zero value is an empty profile.
+type Profile struct {
+	ID string
+	// Created orders profiles for merges: (Created, ID) ascending; the
+	// later profile folds into the earlier.
+	Created     int64
+	Identifiers []Ident
+	Traits      map[string]Trait
+	FirstSeen   int64
+	LastSeen    int64
+	Events      int64
+	Counts      map[string]int64
+	// Recent holds the most recent events as JSON, oldest first.
+	Recent     [][]byte
+	MergedFrom []string
+}
+
+// Before reports whether p orders before q: merges fold the later into the
+// earlier, so a chain of merges ends and never cycles.
+func Before(aCreated int64, aID string, bCreated int64, bID string) bool {
+	if aCreated != bCreated {
+		return aCreated < bCreated
+	}
+	return aID < bID
+}
+
+// Has reports whether p holds id.
+func (p *Profile) Has(id Ident) bool {
+	return slices.Contains(p.Identifiers, id)
+}
+
+// CountOf returns how many identifiers of type t p holds.
+func (p *Profile) CountOf(t string) int {
+	n := 0
+	for _, id := range p.Identifiers {
+		if id.Type == t {
+			n++
+		}
+	}
+	return n
+}
+
+// Remove drops id from p's identifiers.
+func (p *Profile) Remove(id Ident) {
+	p.Identifiers = slices.DeleteFunc(p.Identifiers, func(x Ident) bool { return x == id })
+}
+
+// ApplyEvent folds one event (Segment JSON, already parsed) into p: counts,
+// seen times, traits for identify and group (and context.traits), and the
+// recent-events ring capped at keep.
+func (p *Profile) ApplyEvent(v *fastjson.Value, raw []byte, at int64, keep int) {
+	p.Events++
+	if p.FirstSeen == 0 || at < p.FirstSeen {
+		p.FirstSeen = at
+	}
+	if at > p.LastSeen {
+		p.LastSeen = at
+	}
+	typ := string(v.GetStringBytes("type"))
+	name := typ
+	if typ == "track" {
+		name = string(v.GetStringBytes("event"))
+	}
+	if p.Counts == nil {
+		p.Counts = make(map[string]int64)
+	}
+	p.Counts[name]++
+	if typ == "identify" || typ == "group" {
+		p.mergeTraits(v.GetObject("traits"), at)
+	}
+	p.mergeTraits(v.GetObject("context", "traits"), at)
+	if keep > 0 {
+		p.Recent = append(p.Recent, bytes.Clone(raw))
+		// Keep the newest by event time; events mostly arrive in order,
+		// so a stable sort of a nearly sorted slice is cheap.
+		if len(p.Recent) > 1 && eventTime(p.Recent[len(p.Recent)-2]) > at {
+			sort.SliceStable(p.Recent, func(i, j int) bool { return eventTime(p.Recent[i]) < eventTime(p.Recent[j]) })
+		}
+		if len(p.Recent) > keep {
+			p.Recent = append(p.Recent[:0], p.Recent[len(p.Recent)-keep:]...)
+		}
+	}
+}
+
+func (p *Profile) mergeTraits(o *fastjson.Object, at int64) {
+	if o == nil {
+		return
+	}
+	if p.Traits == nil {
+		p.Traits = make(map[string]Trait)
+	}
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		cur, ok := p.Traits[string(k)]
+		if ok && cur.At > at {
+			return // a later event already set it
+		}
+		if v.Type() == fastjson.TypeNull {
+			// null deletes, but remembers when, so an older event
+			// arriving late does not bring the trait back.
+			p.Traits[string(k)] = Trait{Value: nil, At: at}
+			return
+		}
+		p.Traits[string(k)] = Trait{Value: v.MarshalTo(nil), At: at}
+	})
+}
+
+// eventTime reads timestamp from an event JSON, in Unix ms (0 if missing).
+func eventTime(raw []byte) int64 {
+	return parseMillis(fastjson.GetString(raw, "timestamp"))
+}
+
+// Absorb folds q (a later profile) into p: identifiers united, traits by
+// latest timestamp, counts summed, recent events interleaved by time.
+func (p *Profile) Absorb(q *Profile, keep int) {
+	for _, id := range q.Identifiers {
+		if !p.Has(id) {
+			p.Identifiers = append(p.Identifiers, id)
+		}
+	}
+	if p.Traits == nil {
+		p.Traits = make(map[string]Trait)
+	}
+	for k, t := range q.Traits {
+		if cur, ok := p.Traits[k]; !ok || t.At > cur.At {
+			p.Traits[k] = t
+		}
+	}
+	p.Events += q.Events
+	if p.Counts == nil {
+		p.Counts = make(map[string]int64)
+	}
+	for k, n := range q.Counts {
+		p.Counts[k] += n
+	}
+	if q.FirstSeen != 0 && (p.FirstSeen == 0 || q.FirstSeen < p.FirstSeen) {
+		p.FirstSeen = q.FirstSeen
+	}
+	if q.LastSeen > p.LastSeen {
+		p.LastSeen = q.LastSeen
+	}
+	p.Recent = append(p.Recent, q.Recent...)
+	sort.SliceStable(p.Recent, func(i, j int) bool { return eventTime(p.Recent[i]) < eventTime(p.Recent[j]) })
+	if keep >= 0 && len(p.Recent) > keep {
+		p.Recent = append(p.Recent[:0], p.Recent[len(p.Recent)-keep:]...)
+	}
+	p.MergedFrom = append(p.MergedFrom, q.ID)
+	p.MergedFrom = append(p.MergedFrom, q.MergedFrom...)
+}
+
+// Version of the binary encoding; bump when the layout changes and keep a
+// decoder for the old one.
+const encodingVersion = 1
+
+// MarshalBinary encodes p compactly. Profiles are read and written on every
+// event, so the format is hand-laid rather than reflected.
+func (p *Profile) MarshalBinary() ([]byte, error) {
+	return p.AppendBinary(nil), nil
+}
+
+// AppendBinary appends p's encoding to b.
+func (p *Profile) AppendBinary(b []byte) []byte {
+	b = append(b, encodingVersion)
+	b = appendString(b, p.ID)
+	b = binary.AppendVarint(b, p.Created)
+	b = binary.AppendUvarint(b, uint64(len(p.Identifiers)))
+	for _, id := range p.Identifiers {
+		b = appendString(b, id.Type)
+		b = appendString(b, id.Value)
+	}
+	keys := make([]string, 0, len(p.Traits))
+	for k := range p.Traits {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		t := p.Traits[k]
+		b = appendString(b, k)
+		b = appendBytes(b, t.Value)
+		b = binary.AppendVarint(b, t.At)
+	}
+	b = binary.AppendVarint(b, p.FirstSeen)
+	b = binary.AppendVarint(b, p.LastSeen)
+	b = binary.AppendVarint(b, p.Events)
+	keys = keys[:0]
+	for k := range p.Counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = appendString(b, k)
+		b = binary.AppendVarint(b, p.Counts[k])
+	}
+	b = binary.AppendUvarint(b, uint64(len(p.Recent)))
+	for _, e := range p.Recent {
+		b = appendBytes(b, e)
+	}
+	b = binary.AppendUvarint(b, uint64(len(p.MergedFrom)))
+	for _, m := range p.MergedFrom {
+		b = appendString(b, m)
+	}
+	return b
+}
+
+// UnmarshalBinary decodes what MarshalBinary wrote.
+func (p *Profile) UnmarshalBinary(data []byte) error {
+	d := decoder{b: data}
+	if v := d.byte(); v != encodingVersion {
+		return fmt.Errorf("decoding profile: unknown encoding version %d", v)
+	}
+	*p = Profile{ID: d.string(), Created: d.varint()}
+	n := d.count()
+	p.Identifiers = make([]Ident, 0, n)
+	for i := 0; i < n; i++ {
+		p.Identifiers = append(p.Identifiers, Ident{Type: d.string(), Value: d.string()})
+	}
+	n = d.count()
+	p.Traits = make(map[string]Trait, n)
+	for i := 0; i < n; i++ {
+		k := d.string()
+		p.Traits[k] = Trait{Value: d.bytes(), At: d.varint()}
+	}
+	p.FirstSeen, p.LastSeen, p.Events = d.varint(), d.varint(), d.varint()
+	n = d.count()
+	p.Counts = make(map[string]int64, n)
+	for i := 0; i < n; i++ {
+		k := d.string()
+		p.Counts[k] = d.varint()
+	}
+	n = d.count()
+	p.Recent = make([][]byte, 0, n)
+	for i := 0; i < n; i++ {
+		p.Recent = append(p.Recent, d.bytes())
+	}
+	n = d.count()
+	for i := 0; i < n; i++ {
+		p.MergedFrom = append(p.MergedFrom, d.string())
+	}
+	if d.err != nil {
+		return fmt.Errorf("decoding profile: %w", d.err)
+	}
+	return nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendBytes(b []byte, v []byte) []byte {
+	if v == nil {
+		return binary.AppendUvarint(b, 0)
+	}
+	b = binary.AppendUvarint(b, uint64(len(v))+1)
+	return append(b, v...)
+}
+
+var errShort = errors.New("truncated")
+
+// decoder reads the encoding, remembering the first error so callers check
+// once at the end.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.err = errShort
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		if d.err == nil {
+			d.err = errShort
+		}
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		if d.err == nil {
+			d.err = errShort
+		}
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// count reads a length and bounds it by what is left, so a corrupt length
+// cannot make a huge allocation.
+func (d *decoder) count() int {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		if d.err == nil {
+			d.err = fmt.Errorf("count %d exceeds the %d bytes left", n, len(d.b))
+		}
+		return 0
+	}
+	return int(n)
+}
+
+func (d *decoder) string() string {
+	n := d.count()
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if n == 0 {
+		return nil
+	}
+	n--
+	if n > uint64(len(d.b)) {
+		if d.err == nil {
+			d.err = errShort
+		}
+		return nil
+	}
+	v := bytes.Clone(d.b[:n])
+	d.b = d.b[n:]
+	return v
+}
