@@ -245,3 +245,23 @@ func (quietLogger) Fatalf(format string, args ...any) {
 }
 
 var _ io.Closer = (*DB)(nil)
+
+// GetCommitted reads key of store from what has been committed, skipping
+// the pending writes of the open cycle: it is safe to call from another
+// goroutine than the task's while the DB is open. It returns nil when the
+// key is absent.
+func (db *DB) GetCommitted(store string, key []byte) ([]byte, error) {
+	if db.pdb == nil {
+		return nil, ErrClosed
+	}
+	k := append(storePrefix(store), key...)
+	v, closer, err := db.pdb.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading %q from %s: %w", key, store, err)
+	}
+	defer closer.Close()
+	return bytes.Clone(v), nil
+}

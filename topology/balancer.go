@@ -73,6 +73,9 @@ const localTasksVersion = 1
 // taskBalancer implements kgo.GroupBalancer (the protocol side) and
 // kgo.ConsumerBalancerBalance (the leader side).
 type taskBalancer struct {
+	// endpoint is this member's HTTP address, published in its join
+	// metadata so any instance can forward a query to a task's owner.
+	endpoint string
 	// groups[i] holds the source topics of group i, sorted, without
 	// duplicates.
 	// INVARIANT: a topic appears in at most one group.
@@ -161,7 +164,7 @@ func (tb *taskBalancer) JoinGroupMetadata(interests []string, currentAssignment 
 		return strings.Compare(a.Topic, b.Topic)
 	})
 	if tb.localTasks != nil {
-		meta.UserData = encodeLocalTasks(tb.localTasks())
+		meta.UserData = encodeMemberInfo(tb.localTasks(), tb.endpoint)
 	}
 	return meta.AppendTo(nil)
 }
@@ -660,6 +663,46 @@ func encodeLocalTasks(tasks []TaskID) []byte {
 		buf = binary.AppendUvarint(buf, uint64(t.Partition))
 	}
 	return buf
+}
+
+// encodeMemberInfo is encodeLocalTasks followed, when there is one, by the
+// member's endpoint: a later field, which readers of the task list alone
+// ignore (see localTasksVersion).
+func encodeMemberInfo(tasks []TaskID, endpoint string) []byte {
+	b := encodeLocalTasks(tasks)
+	if endpoint == "" {
+		return b
+	}
+	if b == nil {
+		b = []byte{localTasksVersion, 0}
+	}
+	b = binary.AppendUvarint(b, uint64(len(endpoint)))
+	return append(b, endpoint...)
+}
+
+// decodeEndpoint returns the endpoint encodeMemberInfo wrote, or "".
+func decodeEndpoint(data []byte) string {
+	if len(data) < 2 {
+		return ""
+	}
+	data = data[1:]
+	n, k := binary.Uvarint(data)
+	if k <= 0 {
+		return ""
+	}
+	data = data[k:]
+	for i := uint64(0); i < 2*n; i++ {
+		_, k := binary.Uvarint(data)
+		if k <= 0 {
+			return ""
+		}
+		data = data[k:]
+	}
+	l, k := binary.Uvarint(data)
+	if k <= 0 || uint64(len(data)-k) < l {
+		return ""
+	}
+	return string(data[k : k+int(l)])
 }
 
 // decodeLocalTasks decodes what encodeLocalTasks wrote, or what a later

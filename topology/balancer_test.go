@@ -936,3 +936,25 @@ func TestTaskBalancerKfake(t *testing.T) {
 		log.mu.Unlock()
 	}
 }
+
+func TestMemberInfoCarriesEndpoint(t *testing.T) {
+	tests := []struct {
+		tasks    []TaskID
+		endpoint string
+	}{
+		{nil, ""},
+		{nil, "10.0.0.1:8080"},
+		{[]TaskID{{0, 3}, {1, 200}}, "tessera-2:8080"},
+		{[]TaskID{{0, 1}}, ""},
+	}
+	for _, tt := range tests {
+		b := encodeMemberInfo(tt.tasks, tt.endpoint)
+		if got := decodeEndpoint(b); got != tt.endpoint {
+			t.Errorf("endpoint of %v/%q = %q", tt.tasks, tt.endpoint, got)
+		}
+		got, err := decodeLocalTasks(b)
+		if err != nil || len(got) != len(tt.tasks) {
+			t.Errorf("tasks of %v/%q = %v, %v", tt.tasks, tt.endpoint, got, err)
+		}
+	}
+}

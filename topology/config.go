@@ -45,6 +45,10 @@ type Config struct {
 	// StateDir, so a restarted instance reuses its transactional id and
 	// fences its own zombie transaction at once.
 	InstanceID string
+	// Endpoint is this instance's HTTP address as other instances reach
+	// it; it is published in the group so queries can be forwarded to the
+	// instance that owns a task. Empty publishes none.
+	Endpoint string
 	// Guarantee defaults to ExactlyOnce.
 	Guarantee Guarantee
 	// CommitInterval is how long a commit cycle collects work; default 100ms.

@@ -59,6 +59,15 @@ type Runtime struct {
 	// restoredRecords counts records restored per task since start, for
 	// operators and tests. REQUIRES: r.mu.
 	restoredRecords map[TaskID]int64
+	// partitions is the partition count of each group, known once the
+	// topics exist. REQUIRES: r.mu.
+	partitions []int32
+
+	ownersMu sync.Mutex
+	// owners caches task → endpoint from the group's description.
+	// REQUIRES: ownersMu.
+	owners   map[TaskID]string
+	ownersAt time.Time
 }
 
 // assigned is an assigned task: restoring (t == nil) or running.
@@ -241,7 +250,7 @@ func (r *Runtime) connect(ctx context.Context) error {
 	opts := append(r.baseOpts(),
 		kgo.ConsumerGroup(r.cfg.App),
 		kgo.ConsumeTopics(r.topo.SourceTopics()...),
-		kgo.Balancers(NewTaskBalancer(r.groupTopics(), r.localTasks)),
+		kgo.Balancers(r.balancer()),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.DisableAutoCommit(),
 		kgo.SessionTimeout(r.cfg.SessionTimeout),
@@ -276,6 +285,12 @@ func (r *Runtime) connect(ctx context.Context) error {
 	}
 	r.setNotReady("joining consumer group " + r.cfg.App)
 	return nil
+}
+
+func (r *Runtime) balancer() kgo.GroupBalancer {
+	b := NewTaskBalancer(r.groupTopics(), r.localTasks)
+	b.(*taskBalancer).endpoint = r.cfg.Endpoint
+	return b
 }
 
 func (r *Runtime) groupTopics() [][]string {
@@ -353,6 +368,12 @@ func (r *Runtime) ensureTopics(ctx context.Context) error {
 			return err
 		}
 	}
+	r.mu.Lock()
+	r.partitions = make([]int32, len(r.topo.groups))
+	for gi, g := range r.topo.groups {
+		r.partitions[gi] = counts[g.sources[0]]
+	}
+	r.mu.Unlock()
 	for gi, g := range r.topo.groups {
 		var first string
 		for _, s := range g.sources {

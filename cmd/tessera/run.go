@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -126,11 +128,29 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	topo, err := hubTopology(cfg)
+	topo, err := hubTopology(cfg, log)
 	if err != nil {
 		return err
 	}
+
+	// The HTTP server starts first: its address is published in the
+	// consumer group so other instances can forward profile queries here.
+	var running atomic.Pointer[topology.Runtime]
+	srv := api.New(api.Options{Addr: cfg.HTTP.Listen, Registry: reg, Logger: log, Ready: func() error {
+		if rt := running.Load(); rt != nil {
+			return rt.Ready()
+		}
+		return errors.New("starting")
+	}})
+	addr, err := srv.Start()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "http listening on %s\n", addr)
+
+	defer srv.Shutdown(context.Background())
 	rt, err := topology.NewRuntime(topo, topology.Config{
+		Endpoint:           advertised(addr.String()),
 		App:                cfg.App,
 		Brokers:            brokers,
 		StateDir:           filepath.Join(cfg.Data, cfg.App),
@@ -149,12 +169,8 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 		return err
 	}
 
-	srv := api.New(api.Options{Addr: cfg.HTTP.Listen, Registry: reg, Ready: rt.Ready, Logger: log})
-	addr, err := srv.Start()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "http listening on %s\n", addr)
+	running.Store(rt)
+	api.NewProfiles(rt, cfg.API.AdminToken).Register(srv)
 	log.Info("tessera running", "app", cfg.App, "brokers", strings.Join(brokers, ","), "http", addr.String(), "guarantee", cfg.Processing.Guarantee)
 
 	runErr := make(chan error, 1)
@@ -184,6 +200,21 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 	log.Info("tessera stopped")
 	return nil
+}
+
+// advertised turns a listen address into one other instances can reach:
+// an unspecified host (0.0.0.0, ::) becomes this machine's host name.
+func advertised(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return listen
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func guarantee(g config.Guarantee) topology.Guarantee {

@@ -1,0 +1,283 @@
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/processor/profile"
+	"github.com/tessera-cdp/tessera/topology"
+)
+
+// StoreReader reads the engine's stores wherever their task runs: it is
+// what topology.Runtime offers for interactive queries.
+type StoreReader interface {
+	TaskFor(group int, key []byte) (topology.TaskID, error)
+	Get(task topology.TaskID, store string, key []byte) ([]byte, error)
+	Owner(ctx context.Context, task topology.TaskID) (string, error)
+}
+
+// The sub-topologies of the hub's topology (identity.Add declares the
+// identifier stage first).
+const (
+	identifierGroup = 0
+	profileGroup    = 1
+)
+
+// maxRedirects bounds how many merged-away profiles a lookup follows; a
+// chain is finite by construction, this only guards against a corrupt store.
+const maxRedirects = 64
+
+// Profiles serves the profile API: GET /v1/profiles/{type}:{value} and its
+// events, from any instance: a store that lives on another instance is
+// read through that instance's internal store route.
+type Profiles struct {
+	stores StoreReader
+	token  string
+	client *http.Client
+}
+
+// NewProfiles returns the profile API over stores, guarded by the admin
+// bearer token (an empty token refuses every request).
+func NewProfiles(stores StoreReader, adminToken string) *Profiles {
+	return &Profiles{stores: stores, token: adminToken, client: &http.Client{Timeout: 5 * time.Second}}
+}
+
+// Register mounts the routes on s.
+func (p *Profiles) Register(s *Server) {
+	s.Handle("GET /v1/profiles/{ident}", p.auth(p.getProfile))
+	s.Handle("GET /v1/profiles/{ident}/events", p.auth(p.getEvents))
+	s.Handle("GET /internal/v1/stores/{group}/{store}/{key}", p.auth(p.getRaw))
+}
+
+// auth accepts only the admin bearer token: a write key is not a token.
+func (p *Profiles) auth(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || p.token == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(p.token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="tessera"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong admin token (Authorization: Bearer …)")
+			return
+		}
+		h(w, r)
+	})
+}
+
+// ProfileView is the JSON of a profile.
+type ProfileView struct {
+	ID          string                     `json:"id"`
+	Identifiers []IdentView                `json:"identifiers"`
+	Traits      map[string]json.RawMessage `json:"traits"`
+	Features    map[string]any             `json:"features"`
+	Predictions map[string]any             `json:"predictions"`
+	Audiences   []string                   `json:"audiences"`
+	FirstSeen   string                     `json:"first_seen"`
+	LastSeen    string                     `json:"last_seen"`
+	Events      int64                      `json:"events"`
+	EventCounts map[string]int64           `json:"event_counts"`
+	MergedFrom  []string                   `json:"merged_from"`
+}
+
+// IdentView is one identifier in a ProfileView.
+type IdentView struct {
+	Type  string `json:"type"`
+	Value string `json:"value"`
+}
+
+func millis(ms int64) string {
+	if ms == 0 {
+		return ""
+	}
+	return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
+}
+
+// View renders p as the API shows it.
+func View(p *profile.Profile) ProfileView {
+	v := ProfileView{
+		ID: p.ID, Traits: map[string]json.RawMessage{}, Features: map[string]any{}, Predictions: map[string]any{},
+		Audiences: []string{}, FirstSeen: millis(p.FirstSeen), LastSeen: millis(p.LastSeen),
+		Events: p.Events, EventCounts: p.Counts, MergedFrom: p.MergedFrom,
+	}
+	for _, id := range p.Identifiers {
+		v.Identifiers = append(v.Identifiers, IdentView{Type: id.Type, Value: id.Value})
+	}
+	for k, t := range p.Traits {
+		if t.Value != nil {
+			v.Traits[k] = t.Value
+		}
+	}
+	if v.EventCounts == nil {
+		v.EventCounts = map[string]int64{}
+	}
+	if v.MergedFrom == nil {
+		v.MergedFrom = []string{}
+	}
+	if v.Identifiers == nil {
+		v.Identifiers = []IdentView{}
+	}
+	return v
+}
+
+var errUnknown = errors.New("unknown")
+
+// lookup finds the live profile holding ident, following merges.
+func (p *Profiles) lookup(ctx context.Context, ident string) (*profile.Profile, error) {
+	if _, err := profile.ParseIdent(ident); err != nil {
+		return nil, err
+	}
+	raw, err := p.read(ctx, identifierGroup, identity.IdentitiesStore, ident)
+	if err != nil {
+		return nil, err
+	}
+	if raw == nil {
+		return nil, errUnknown
+	}
+	id, err := identity.LoadOwner(raw)
+	if err != nil {
+		return nil, err
+	}
+	for range maxRedirects {
+		raw, err := p.read(ctx, profileGroup, identity.ProfilesStore, id)
+		if err != nil {
+			return nil, err
+		}
+		if raw == nil {
+			return nil, errUnknown // owner recorded, profile not created yet
+		}
+		prof, merged, err := identity.LoadProfile(raw)
+		if err != nil {
+			return nil, err
+		}
+		if merged == "" {
+			if prof == nil {
+				return nil, errUnknown
+			}
+			return prof, nil
+		}
+		id = merged
+	}
+	return nil, fmt.Errorf("profile of %s: more than %d merges to follow", ident, maxRedirects)
+}
+
+// read gets a committed store value from this instance or the task's owner.
+func (p *Profiles) read(ctx context.Context, group int, store, key string) ([]byte, error) {
+	task, err := p.stores.TaskFor(group, []byte(key))
+	if err != nil {
+		return nil, err
+	}
+	v, err := p.stores.Get(task, store, []byte(key))
+	if !errors.Is(err, topology.ErrNotLocal) {
+		return v, err
+	}
+	ep, err := p.stores.Owner(ctx, task)
+	if err != nil {
+		return nil, err
+	}
+	u := fmt.Sprintf("http://%s/internal/v1/stores/%d/%s/%s", ep, group, url.PathEscape(store), url.PathEscape(key))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+p.token)
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from %s: %w", store, ep, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from %s: %w", store, ep, err)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return body, nil
+	case http.StatusNotFound:
+		return nil, nil
+	}
+	return nil, fmt.Errorf("reading %s from %s: HTTP %d: %s", store, ep, resp.StatusCode, strings.TrimSpace(string(body)))
+}
+
+func (p *Profiles) getProfile(w http.ResponseWriter, r *http.Request) {
+	ident := r.PathValue("ident")
+	prof, err := p.lookup(r.Context(), ident)
+	if p.fail(w, ident, err) {
+		return
+	}
+	writeJSON(w, http.StatusOK, View(prof))
+}
+
+func (p *Profiles) getEvents(w http.ResponseWriter, r *http.Request) {
+	ident := r.PathValue("ident")
+	limit := 100
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit must be a number from 1 to 1000, got %q", s))
+			return
+		}
+		limit = n
+	}
+	prof, err := p.lookup(r.Context(), ident)
+	if p.fail(w, ident, err) {
+		return
+	}
+	events := make([]json.RawMessage, 0, min(limit, len(prof.Recent)))
+	for i := len(prof.Recent) - 1; i >= 0 && len(events) < limit; i-- {
+		events = append(events, prof.Recent[i])
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": prof.ID, "events": events})
+}
+
+// fail answers err, if any, and reports whether it did.
+func (p *Profiles) fail(w http.ResponseWriter, ident string, err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, errUnknown):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no profile has identifier %s", ident))
+	case errors.Is(err, topology.ErrNotReady):
+		writeError(w, http.StatusServiceUnavailable, "not ready: stores are not assigned yet")
+	case strings.Contains(err.Error(), "is not type:value"):
+		writeError(w, http.StatusBadRequest, err.Error())
+	default:
+		writeError(w, http.StatusBadGateway, err.Error())
+	}
+	return true
+}
+
+// getRaw serves a committed store value of a task running here, for other
+// instances' lookups.
+func (p *Profiles) getRaw(w http.ResponseWriter, r *http.Request) {
+	group, err := strconv.Atoi(r.PathValue("group"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "group must be a number")
+		return
+	}
+	key := r.PathValue("key")
+	task, err := p.stores.TaskFor(group, []byte(key))
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	v, err := p.stores.Get(task, r.PathValue("store"), []byte(key))
+	switch {
+	case errors.Is(err, topology.ErrNotLocal):
+		writeError(w, http.StatusMisdirectedRequest, fmt.Sprintf("task %s does not run here", task))
+	case err != nil:
+		writeError(w, http.StatusInternalServerError, err.Error())
+	case v == nil:
+		writeError(w, http.StatusNotFound, "no such key")
+	default:
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Write(v)
+	}
+}

@@ -1,0 +1,105 @@
+package topology
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tessera-cdp/tessera/state"
+)
+
+// ErrNotLocal is returned by Get for a task that does not run on this
+// instance; Owner says which instance runs it.
+var ErrNotLocal = errors.New("topology: task not running here")
+
+// ErrNotReady is returned while the runtime does not know its topics yet.
+var ErrNotReady = errors.New("topology: not ready")
+
+// TaskFor returns the task of sub-topology group that key partitions to.
+func (r *Runtime) TaskFor(group int, key []byte) (TaskID, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if group >= len(r.partitions) || r.partitions[group] == 0 {
+		return TaskID{}, ErrNotReady
+	}
+	return TaskID{Group: group, Partition: PartitionFor(key, int(r.partitions[group]))}, nil
+}
+
+// Get reads key from store of a task running here, as last committed:
+// interactive queries see only what the changelog also has.
+func (r *Runtime) Get(task TaskID, store string, key []byte) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.tasks[task]
+	if a == nil || a.t == nil {
+		return nil, ErrNotLocal
+	}
+	return a.db.GetCommitted(store, key)
+}
+
+// Scan calls fn for each committed entry of store in every task of group
+// running here, holding the runtime's lock, so fn must be quick.
+func (r *Runtime) Scan(group int, store string, fn func(task TaskID, db *state.DB) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, a := range r.tasks {
+		if id.Group != group || a.t == nil {
+			continue
+		}
+		if err := fn(id, a.db); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ownersTTL bounds how stale the task → instance map may be; a miss
+// refreshes it at once.
+const ownersTTL = 2 * time.Second
+
+// Owner returns the endpoint of the instance running task, from the
+// consumer group's description (each member publishes its endpoint in its
+// join metadata).
+func (r *Runtime) Owner(ctx context.Context, task TaskID) (string, error) {
+	r.ownersMu.Lock()
+	defer r.ownersMu.Unlock()
+	if ep, ok := r.owners[task]; ok && time.Since(r.ownersAt) < ownersTTL {
+		return ep, nil
+	}
+	groups, err := r.admin.DescribeGroups(ctx, r.cfg.App)
+	if err != nil {
+		return "", fmt.Errorf("describing group %s: %w", r.cfg.App, err)
+	}
+	g, ok := groups[r.cfg.App]
+	if !ok || g.Err != nil {
+		return "", fmt.Errorf("describing group %s: %v", r.cfg.App, g.Err)
+	}
+	owners := make(map[TaskID]string)
+	for _, m := range g.Members {
+		meta, ok := m.Join.AsConsumer()
+		if !ok {
+			continue
+		}
+		ep := decodeEndpoint(meta.UserData)
+		asg, ok := m.Assigned.AsConsumer()
+		if !ok || ep == "" {
+			continue
+		}
+		for _, t := range asg.Topics {
+			gi, ok := r.topicGroup[t.Topic]
+			if !ok {
+				continue
+			}
+			for _, p := range t.Partitions {
+				owners[TaskID{Group: gi, Partition: p}] = ep
+			}
+		}
+	}
+	r.owners, r.ownersAt = owners, time.Now()
+	ep, ok := owners[task]
+	if !ok {
+		return "", fmt.Errorf("task %s has no owner in group %s (rebalancing?)", task, r.cfg.App)
+	}
+	return ep, nil
+}
