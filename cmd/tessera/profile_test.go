@@ -140,6 +140,17 @@ func TestProfilesFromEveryInstance(t *testing.T) {
 		}
 	}
 
+	// The CLI answers the same.
+	out, err := exec.Command(bin, "profile", "get", "email:ada@example.com", "--http", strings.TrimPrefix(bases[1], "http://")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "admin token") {
+		t.Errorf("tessera profile get without a token: %v\n%s, want the 401 explained", err, out)
+	}
+	cmd := exec.Command(bin, "profile", "get", "email:ada@example.com", "--http", strings.TrimPrefix(bases[1], "http://"))
+	cmd.Env = append(os.Environ(), env...)
+	if out, err = cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), `"value": "u-42"`) {
+		t.Errorf("tessera profile get: %v\n%s", err, out)
+	}
+
 	tests := []struct {
 		path, token string
 		code        int
