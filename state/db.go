@@ -265,3 +265,28 @@ func (db *DB) GetCommitted(store string, key []byte) ([]byte, error) {
 	defer closer.Close()
 	return bytes.Clone(v), nil
 }
+
+// RangeCommitted calls fn for each committed entry of store in key order,
+// skipping the pending writes of the open cycle; like GetCommitted it may
+// run on another goroutine than the task's while the DB is open.
+func (db *DB) RangeCommitted(store string, fn func(key, value []byte) error) error {
+	if db.pdb == nil {
+		return ErrClosed
+	}
+	prefix := storePrefix(store)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("iterating %s: %w", store, err)
+	}
+	for valid := it.First(); valid; valid = it.Next() {
+		v, err := it.ValueAndErr()
+		if err == nil {
+			err = fn(it.Key()[len(prefix):], v)
+		}
+		if err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}

@@ -13,7 +13,7 @@ func TestSegmentConformance(t *testing.T) {
 	tests := []struct {
 		name   string
 		events []string
-		check  func(t *testing.T, s state)
+		check  func(t *testing.T, s snapshot)
 	}{
 		{
 			name: "a second user id with a known email gets its own profile without the email",
@@ -21,7 +21,7 @@ func TestSegmentConformance(t *testing.T) {
 				`{"type":"identify","userId":"abc123","traits":{"email":"jane@x.com"},"messageId":"1","timestamp":"2026-01-01T00:00:01Z"}`,
 				`{"type":"identify","userId":"abc456","traits":{"email":"Jane@X.com "},"messageId":"2","timestamp":"2026-01-01T00:00:02Z"}`,
 			},
-			check: func(t *testing.T, s state) {
+			check: func(t *testing.T, s snapshot) {
 				a, b := s.profileOf("user_id:abc123"), s.profileOf("user_id:abc456")
 				if a == nil || b == nil || a == b {
 					t.Fatalf("want two profiles:\n%s", s.describe())
@@ -38,7 +38,7 @@ func TestSegmentConformance(t *testing.T) {
 				`{"type":"identify","userId":"u1","anonymousId":"anon-1","messageId":"2","timestamp":"2026-01-01T00:00:02Z"}`,
 				`{"type":"track","userId":"u2","anonymousId":"anon-1","event":"Login","messageId":"3","timestamp":"2026-01-01T00:00:03Z"}`,
 			},
-			check: func(t *testing.T, s state) {
+			check: func(t *testing.T, s snapshot) {
 				a, b := s.profileOf("user_id:u1"), s.profileOf("user_id:u2")
 				if a == nil || b == nil || a == b {
 					t.Fatalf("u1 and u2 must stay apart:\n%s", s.describe())
@@ -58,7 +58,7 @@ func TestSegmentConformance(t *testing.T) {
 				`{"type":"track","userId":"u9","event":"Signed Up","messageId":"2","timestamp":"2026-01-01T00:00:02Z"}`,
 				`{"type":"alias","userId":"u9","previousId":"anon-9","messageId":"3","timestamp":"2026-01-01T00:00:03Z"}`,
 			},
-			check: func(t *testing.T, s state) {
+			check: func(t *testing.T, s snapshot) {
 				p := s.profileOf("user_id:u9")
 				if p == nil || p != s.profileOf("anonymous_id:anon-9") || len(s.live) != 1 {
 					t.Fatalf("alias must merge into one profile:\n%s", s.describe())
@@ -74,7 +74,7 @@ func TestSegmentConformance(t *testing.T) {
 				`{"type":"identify","userId":"u1","traits":{"email":"undefined"},"anonymousId":"null","messageId":"1"}`,
 				`{"type":"identify","userId":"u2","traits":{"email":"undefined"},"anonymousId":"null","messageId":"2"}`,
 			},
-			check: func(t *testing.T, s state) {
+			check: func(t *testing.T, s snapshot) {
 				if len(s.live) != 2 {
 					t.Fatalf("blocked values must not merge:\n%s", s.describe())
 				}
@@ -92,7 +92,7 @@ func TestSegmentConformance(t *testing.T) {
 				`{"type":"identify","userId":"u1","traits":{"email":"b@x"},"messageId":"2","timestamp":"2026-01-01T00:00:02Z"}`,
 				`{"type":"identify","userId":"u1","traits":{"email":"c@x"},"messageId":"3","timestamp":"2026-01-01T00:00:03Z"}`,
 			},
-			check: func(t *testing.T, s state) {
+			check: func(t *testing.T, s snapshot) {
 				p := s.profileOf("user_id:u1")
 				if p == nil || !p.Has(ident("email", "a@x")) || !p.Has(ident("email", "b@x")) || p.Has(ident("email", "c@x")) {
 					t.Fatalf("email limit 2 keeps the first two:\n%s", s.describe())
@@ -105,7 +105,7 @@ func TestSegmentConformance(t *testing.T) {
 				`{"type":"track","userId":"u1","event":"Paid","messageId":"m-1"}`,
 				`{"type":"track","userId":"u1","event":"Paid","messageId":"m-1"}`,
 			},
-			check: func(t *testing.T, s state) {
+			check: func(t *testing.T, s snapshot) {
 				if p := s.profileOf("user_id:u1"); p == nil || p.Counts["Paid"] != 1 {
 					t.Fatalf("retried event counted twice:\n%s", s.describe())
 				}

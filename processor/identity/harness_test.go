@@ -69,16 +69,16 @@ func between(s, a, b string) string {
 	return v
 }
 
-// state is what the stores hold at quiescence.
-type state struct {
+// snapshot is what the stores hold at quiescence.
+type snapshot struct {
 	live   map[string]*profile.Profile // by id
 	owners map[string]string           // identifier → profile
 	busy   []string
 }
 
-func (h *hub) state() state {
+func (h *hub) state() snapshot {
 	h.t.Helper()
-	s := state{live: map[string]*profile.Profile{}, owners: map[string]string{}}
+	s := snapshot{live: map[string]*profile.Profile{}, owners: map[string]string{}}
 	for _, id := range h.d.Tasks() {
 		var name string
 		if id.Group == 0 {
@@ -112,7 +112,7 @@ func (h *hub) state() state {
 }
 
 // profileOf returns the live profile that holds identifier id, or nil.
-func (s state) profileOf(id string) *profile.Profile {
+func (s snapshot) profileOf(id string) *profile.Profile {
 	for _, p := range s.live {
 		for _, x := range p.Identifiers {
 			if x.String() == id {
@@ -123,8 +123,23 @@ func (s state) profileOf(id string) *profile.Profile {
 	return nil
 }
 
+// reporter is where check reports: a *testing.T, or a recorder that
+// collects problems while a test waits for the state to settle.
+type reporter interface {
+	Helper()
+	Errorf(format string, args ...any)
+}
+
+type recorder struct{ errs *[]string }
+
+func (recorder) Helper() {}
+
+func (r recorder) Errorf(format string, args ...any) {
+	*r.errs = append(*r.errs, fmt.Sprintf(format, args...))
+}
+
 // check asserts the protocol's invariants at quiescence (doc.go).
-func (s state) check(t testing.TB, rules *identity.Rules, events int) {
+func (s snapshot) check(t reporter, rules *identity.Rules, events int) {
 	t.Helper()
 	if len(s.busy) > 0 {
 		t.Errorf("profiles still busy at quiescence: %v", s.busy)
@@ -166,7 +181,7 @@ func (s state) check(t testing.TB, rules *identity.Rules, events int) {
 	}
 }
 
-func (s state) describe() string {
+func (s snapshot) describe() string {
 	var out []string
 	for id, p := range s.live {
 		ids := make([]string, len(p.Identifiers))

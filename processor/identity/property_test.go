@@ -149,7 +149,7 @@ func TestPropertyAgainstReference(t *testing.T) {
 
 // compareComponents asserts that the live profiles are exactly the
 // reference's connected components, each with its events.
-func compareComponents(t *testing.T, rules *identity.Rules, s state, events []string) {
+func compareComponents(t *testing.T, rules *identity.Rules, s snapshot, events []string) {
 	t.Helper()
 	comp, counts := components(rules, events)
 	byRoot := map[string][]string{}
