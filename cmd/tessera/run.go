@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -18,10 +19,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tessera-cdp/tessera/api"
 	"github.com/tessera-cdp/tessera/broker"
 	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/connectors/ingest"
+	"github.com/tessera-cdp/tessera/connectors/kafkasource"
+	"github.com/tessera-cdp/tessera/schemas"
 	"github.com/tessera-cdp/tessera/topology"
 )
 
@@ -66,7 +71,11 @@ committed, stores are closed, and the process exits 0.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return run(ctx, cfg, cmd.OutOrStdout())
+			dir := "."
+			if f.file != "" {
+				dir = filepath.Dir(f.file)
+			}
+			return run(ctx, cfg, dir, cmd.OutOrStdout())
 		},
 	}
 	fl := cmd.Flags()
@@ -108,7 +117,8 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 // run runs the hub until ctx is done. Components start in dependency order
 // (broker, HTTP, topology) and stop in reverse, readiness first.
-func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
+// configDir resolves relative paths of the configuration (tracking plans).
+func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Writer) error {
 	log := newLogger(cfg, os.Stderr)
 	brokers := cfg.Kafka.Brokers
 	if cfg.Embedded() {
@@ -171,6 +181,36 @@ func run(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 
 	running.Store(rt)
 	api.NewProfiles(rt, cfg.API.AdminToken).Register(srv)
+
+	// Ingest: every source writes through one Writer, which applies the
+	// tracking plans.
+	plans, err := schemas.LoadTrackingPlans(cfg.TrackingPlans, configDir)
+	if err != nil {
+		return err
+	}
+	writer, err := ingest.New(cfg.App, ingest.ClientOpts(kgo.SeedBrokers(brokers...)),
+		ingest.TrackingPlans(plans), ingest.Registerer(reg))
+	if err != nil {
+		return err
+	}
+	defer writer.Close()
+	sourcesCtx, stopSources := context.WithCancel(context.Background())
+	var sources sync.WaitGroup
+	defer func() { stopSources(); sources.Wait() }()
+	for _, sc := range cfg.Sources.Kafka {
+		src, err := kafkasource.New(cfg.App, sc, writer, kafkasource.Brokers(brokers...),
+			kafkasource.Logger(log), kafkasource.Registerer(reg))
+		if err != nil {
+			return err
+		}
+		sources.Add(1)
+		go func() {
+			defer sources.Done()
+			if err := src.Run(sourcesCtx); err != nil {
+				log.Error("kafka source stopped", "topic", sc.Topic, "err", err)
+			}
+		}()
+	}
 	log.Info("tessera running", "app", cfg.App, "brokers", strings.Join(brokers, ","), "http", addr.String(), "guarantee", cfg.Processing.Guarantee)
 
 	runErr := make(chan error, 1)
