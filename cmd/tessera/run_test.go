@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,16 +19,30 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
 // buildTessera builds the binary once per test run.
 func buildTessera(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "tessera")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("building tessera: %v", err)
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "tessera-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "tessera")
+		cmd := exec.Command("go", "build", "-o", builtBin, ".")
+		cmd.Stderr = os.Stderr
+		buildErr = cmd.Run()
+	})
+	if buildErr != nil {
+		t.Fatalf("building tessera: %v", buildErr)
 	}
-	return bin
+	return builtBin
 }
 
 // TestRunQuickstart runs `tessera run` with the example configuration on the
