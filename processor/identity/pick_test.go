@@ -2,7 +2,9 @@ package identity_test
 
 import (
 	"math/rand/v2"
+	"testing"
 
+	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/processor/identity"
 	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/valyala/fastjson"
@@ -35,4 +37,13 @@ func (p *parse) extract(rules *identity.Rules, event string) []string {
 		out = append(out, id.String())
 	}
 	return out
+}
+
+func newRulesT(t *testing.T) (*identity.Rules, error) {
+	t.Helper()
+	r, err := identity.NewRules(config.DefaultIdentity())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, nil
 }
