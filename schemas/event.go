@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
 )
@@ -25,14 +26,19 @@ const (
 
 // Limits of the Segment tracking API, answered rather than silently dropped.
 const (
-	// MaxEventBytes is the largest event accepted, as Segment's 32 KB.
+	// MaxEventBytes is the largest event accepted, as Segment's 32 KB. It
+	// applies to the event as received (compact JSON), before tessera adds
+	// receivedAt, messageId and the corrected timestamp.
 	MaxEventBytes = 32 << 10
 	// MaxBatchBytes is the largest batch request accepted, as Segment's 500 KB.
 	MaxBatchBytes = 500 << 10
 	// MaxBatchEvents is the most events one batch may hold.
 	MaxBatchEvents = 2500
-	// MaxMessageIDLength is the longest messageId accepted.
+	// MaxMessageIDLength is the longest messageId accepted, in characters.
 	MaxMessageIDLength = 100
+	// MaxIDLength is the longest userId, anonymousId, groupId or previousId
+	// accepted, in characters.
+	MaxIDLength = 1024
 )
 
 // ValidationError says what is wrong with an event and in which field.
@@ -52,26 +58,39 @@ func invalid(field, format string, args ...any) error {
 	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
-// SyntaxError is malformed JSON, with the byte offset where it breaks.
+// SyntaxError is malformed JSON, with where it breaks.
 type SyntaxError struct {
+	// Offset is the 0-based byte offset of the first byte that makes the
+	// input invalid (the input's length when it ends too early).
 	Offset int64
-	Msg    string
+	// Line and Column (1-based, in bytes) locate Offset for people.
+	Line, Column int
+	Msg          string
 }
 
 func (e *SyntaxError) Error() string {
-	return fmt.Sprintf("malformed JSON at byte %d: %s", e.Offset, e.Msg)
+	return fmt.Sprintf("malformed JSON at byte %d (line %d, column %d): %s", e.Offset, e.Line, e.Column, e.Msg)
 }
 
-// syntaxError locates a fastjson parse failure with encoding/json, which
-// reports offsets; it only runs on the error path.
+// syntaxError locates a parse failure with encoding/json, which reports
+// offsets; it only runs on the error path.
 func syntaxError(data []byte, perr error) error {
 	var v any
 	err := json.Unmarshal(data, &v)
+	e := &SyntaxError{Offset: int64(len(data)), Msg: perr.Error()}
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		return &SyntaxError{Offset: se.Offset, Msg: se.Error()}
+		// encoding/json counts the offending byte as read.
+		e.Offset, e.Msg = se.Offset, se.Error()
+		if !strings.HasPrefix(e.Msg, "unexpected end") && e.Offset > 0 {
+			e.Offset--
+		}
 	}
-	return &SyntaxError{Offset: int64(len(data)), Msg: perr.Error()}
+	e.Offset = min(max(e.Offset, 0), int64(len(data)))
+	before := data[:e.Offset]
+	e.Line = bytes.Count(before, []byte{'\n'}) + 1
+	e.Column = len(before) - (bytes.LastIndexByte(before, '\n') + 1) + 1
+	return e
 }
 
 // Normalized is an event ready for tessera.events.
@@ -90,14 +109,15 @@ type Normalized struct {
 
 // Normalizer validates events against the Segment spec and completes them.
 // It reuses its parser and buffers, so it is not safe for concurrent use:
-// keep one per goroutine.
+// keep one per goroutine (or take one from a sync.Pool per request).
 type Normalizer struct {
-	p     fastjson.Parser
-	a     fastjson.Arena
-	ts    [4][]byte
-	out   []byte
-	Now   func() time.Time // receivedAt; default time.Now
-	NewID func() string    // messageId when missing; default a random id
+	p        fastjson.Parser
+	out      []byte
+	seenKeys [][]byte            // top-level keys written, for small events
+	seen     map[string]struct{} // the same, for events of many keys
+	seenMap  bool
+	Now      func() time.Time // receivedAt; default time.Now
+	NewID    func() string    // messageId when missing; default a random id
 }
 
 // Input says how an event arrived.
@@ -112,11 +132,24 @@ type Input struct {
 	// MessageID is used when the event has none (import makes it
 	// deterministic, so re-importing a file does not double-count).
 	MessageID string
+	// Context and Integrations are a batch's shared objects (nil when there
+	// are none). As Segment does, each is merged under the event's own: the
+	// event's keys win, and where both hold an object under the same key
+	// those objects are merged the same way.
+	Context      *fastjson.Value
+	Integrations *fastjson.Value
 }
 
-// Parse parses one JSON object, reporting the position of a syntax error.
+// Parse parses one JSON document, reporting the position of a syntax error.
 // The returned value is valid until the next call.
+//
+// The input is validated strictly first: fastjson's parser alone accepts
+// some invalid JSON (unknown escapes, control characters in strings, NaN),
+// which would otherwise reach tessera.events verbatim.
 func (n *Normalizer) Parse(data []byte) (*fastjson.Value, error) {
+	if err := fastjson.ValidateBytes(data); err != nil {
+		return nil, syntaxError(data, err)
+	}
 	v, err := n.p.ParseBytes(data)
 	if err != nil {
 		return nil, syntaxError(data, err)
@@ -124,18 +157,93 @@ func (n *Normalizer) Parse(data []byte) (*fastjson.Value, error) {
 	return v, nil
 }
 
-// Normalize validates one event (a parsed object) and returns it completed.
-// Value and Key are freshly allocated and owned by the caller.
+// managed are the top-level fields Normalize writes itself; the event's own
+// values for them are replaced (writeKey, a credential, is dropped).
+const (
+	fType = iota
+	fUserID
+	fAnonymousID
+	fGroupID
+	fPreviousID
+	fMessageID
+	fTimestamp
+	fOriginalTimestamp
+	fSentAt
+	fReceivedAt
+	fContext
+	fIntegrations
+	fWriteKey
+	nManaged
+)
+
+var managedNames = [nManaged]string{
+	fType: "type", fUserID: "userId", fAnonymousID: "anonymousId", fGroupID: "groupId",
+	fPreviousID: "previousId", fMessageID: "messageId", fTimestamp: "timestamp",
+	fOriginalTimestamp: "originalTimestamp", fSentAt: "sentAt", fReceivedAt: "receivedAt",
+	fContext: "context", fIntegrations: "integrations", fWriteKey: "writeKey",
+}
+
+func managedField(key []byte) int {
+	switch string(key) {
+	case "type":
+		return fType
+	case "userId":
+		return fUserID
+	case "anonymousId":
+		return fAnonymousID
+	case "groupId":
+		return fGroupID
+	case "previousId":
+		return fPreviousID
+	case "messageId":
+		return fMessageID
+	case "timestamp":
+		return fTimestamp
+	case "originalTimestamp":
+		return fOriginalTimestamp
+	case "sentAt":
+		return fSentAt
+	case "receivedAt":
+		return fReceivedAt
+	case "context":
+		return fContext
+	case "integrations":
+		return fIntegrations
+	case "writeKey":
+		return fWriteKey
+	}
+	return -1
+}
+
+// Normalize validates one event (a parsed object) and returns it completed:
+// type set (from the endpoint when the event has none), identifiers as
+// strings (Segment accepts numbers), messageId added when missing,
+// receivedAt set, the clock corrected, a batch's context and integrations
+// merged in, writeKey dropped and duplicate top-level keys removed (the
+// first wins, as everywhere else in tessera).
+//
+// Normalize does not modify v, so on an error the caller can still encode
+// it (AppendJSON) for the invalid-events topic. Value and Key are freshly
+// allocated and owned by the caller.
 func (n *Normalizer) Normalize(v *fastjson.Value, in Input) (Normalized, error) {
 	var out Normalized
 	obj, err := v.Object()
 	if err != nil {
 		return out, invalid("", "event must be a JSON object, got %s", v.Type())
 	}
-	typ := string(v.GetStringBytes("type"))
+	n.out = AppendJSON(n.out[:0], v)
+	if len(n.out) > MaxEventBytes {
+		return out, invalid("", "event is %d bytes, the limit is %d (32 KB)", len(n.out), MaxEventBytes)
+	}
+
+	typ := ""
+	if t := obj.Get("type"); t != nil && t.Type() != fastjson.TypeNull {
+		if t.Type() != fastjson.TypeString {
+			return out, invalid("type", "must be a string, got %s", t.Type())
+		}
+		typ = string(t.GetStringBytes())
+	}
 	switch {
-	case obj.Get("type") != nil && obj.Get("type").Type() != fastjson.TypeString:
-		return out, invalid("type", "must be a string")
 	case typ == "" && in.Type == "":
 		return out, invalid("type", "is required (identify, track, page, screen, group or alias)")
 	case typ == "":
@@ -148,56 +256,55 @@ func (n *Normalizer) Normalize(v *fastjson.Value, in Input) (Normalized, error) 
 	default:
 		return out, invalid("type", "%q is not one of identify, track, page, screen, group, alias", typ)
 	}
-	userID, err := idField(v, "userId")
+	userID, err := idField(obj, "userId")
 	if err != nil {
 		return out, err
 	}
-	anonID, err := idField(v, "anonymousId")
+	anonID, err := idField(obj, "anonymousId")
 	if err != nil {
 		return out, err
 	}
 	if userID == "" && anonID == "" && typ != TypeAlias {
 		return out, invalid("userId", "userId or anonymousId is required")
 	}
+	var groupID, prevID string
 	switch typ {
 	case TypeTrack:
-		if ev := v.Get("event"); ev == nil || ev.Type() != fastjson.TypeString || len(ev.GetStringBytes()) == 0 {
+		if ev := obj.Get("event"); ev == nil || ev.Type() != fastjson.TypeString || len(ev.GetStringBytes()) == 0 {
 			return out, invalid("event", "is required for track and must be a non-empty string")
 		}
 	case TypeGroup:
-		g, err := idField(v, "groupId")
-		if err != nil {
+		if groupID, err = idField(obj, "groupId"); err != nil {
 			return out, err
 		}
-		if g == "" {
+		if groupID == "" {
 			return out, invalid("groupId", "is required for group")
 		}
 	case TypeAlias:
-		prev, err := idField(v, "previousId")
-		if err != nil {
+		if prevID, err = idField(obj, "previousId"); err != nil {
 			return out, err
 		}
 		if userID == "" {
 			return out, invalid("userId", "is required for alias")
 		}
-		if prev == "" {
+		if prevID == "" {
 			return out, invalid("previousId", "is required for alias")
 		}
 	}
-	for _, f := range []string{"properties", "traits", "context", "integrations"} {
-		if x := v.Get(f); x != nil && x.Type() != fastjson.TypeObject && x.Type() != fastjson.TypeNull {
+	for _, f := range [...]string{"properties", "traits", "context", "integrations"} {
+		if x := obj.Get(f); x != nil && x.Type() != fastjson.TypeObject && x.Type() != fastjson.TypeNull {
 			return out, invalid(f, "must be an object, got %s", x.Type())
 		}
 	}
 	msgID := ""
-	if m := v.Get("messageId"); m != nil {
+	if m := obj.Get("messageId"); m != nil && m.Type() != fastjson.TypeNull {
 		if m.Type() != fastjson.TypeString {
-			return out, invalid("messageId", "must be a string")
+			return out, invalid("messageId", "must be a string, got %s", m.Type())
 		}
-		msgID = string(m.GetStringBytes())
+		msgID = strings.ToValidUTF8(string(m.GetStringBytes()), "\uFFFD")
 	}
-	if len(msgID) > MaxMessageIDLength {
-		return out, invalid("messageId", "is %d characters, at most %d are allowed", len(msgID), MaxMessageIDLength)
+	if l := utf8.RuneCountInString(msgID); l > MaxMessageIDLength {
+		return out, invalid("messageId", "is %d characters, at most %d are allowed", l, MaxMessageIDLength)
 	}
 	if msgID == "" {
 		msgID = in.MessageID
@@ -219,20 +326,20 @@ func (n *Normalizer) Normalize(v *fastjson.Value, in Input) (Normalized, error) 
 		}
 	}
 	received = received.UTC()
-	ts, err := timeField(v, "timestamp")
+	ts, err := timeField(obj, "timestamp")
 	if err != nil {
 		return out, err
 	}
-	orig, err := timeField(v, "originalTimestamp")
+	orig, err := timeField(obj, "originalTimestamp")
 	if err != nil {
 		return out, err
 	}
-	sent, err := timeField(v, "sentAt")
+	sent, err := timeField(obj, "sentAt")
 	if err != nil {
 		return out, err
 	}
 	if sent.IsZero() && in.SentAt != "" {
-		if sent, err = parseTime(in.SentAt); err != nil {
+		if sent, err = ParseTimestamp(in.SentAt); err != nil {
 			return out, invalid("sentAt", "%v", err)
 		}
 	}
@@ -251,27 +358,53 @@ func (n *Normalizer) Normalize(v *fastjson.Value, in Input) (Normalized, error) 
 		ts = received
 	}
 
-	n.a.Reset()
-	v.Set("type", n.a.NewString(typ))
-	if userID != "" {
-		v.Set("userId", n.a.NewString(userID))
+	// Write the completed event: the event's own fields in their order,
+	// managed ones replaced where they stand, then the managed ones it
+	// lacked. Nothing is written into v.
+	var vals [nManaged]managedValue
+	vals[fType].setString(typ)
+	vals[fUserID].setString(userID)
+	vals[fAnonymousID].setString(anonID)
+	vals[fGroupID].setString(groupID)
+	vals[fPreviousID].setString(prevID)
+	vals[fMessageID].setString(msgID)
+	vals[fTimestamp].setTime(ts)
+	vals[fOriginalTimestamp].setTime(orig)
+	vals[fSentAt].setTime(sent)
+	vals[fReceivedAt].setTime(received)
+	vals[fContext].setMerge(obj.Get("context"), in.Context)
+	vals[fIntegrations].setMerge(obj.Get("integrations"), in.Integrations)
+
+	var written [nManaged]bool
+	written[fWriteKey] = true
+	w := objectWriter{buf: append(n.out[:0], '{')}
+	n.resetSeen(obj.Len())
+	obj.Visit(func(key []byte, x *fastjson.Value) {
+		if n.seenBefore(key) {
+			return
+		}
+		if m := managedField(key); m >= 0 {
+			written[m] = true
+			if m == fWriteKey {
+				return
+			}
+			if vals[m].kind != valueNone {
+				w.key(key)
+				w.buf = vals[m].append(w.buf)
+				return
+			}
+		}
+		w.key(key)
+		w.buf = AppendJSON(w.buf, x)
+	})
+	for m, done := range written {
+		if !done && vals[m].kind != valueNone {
+			w.keyString(managedNames[m])
+			w.buf = vals[m].append(w.buf)
+		}
 	}
-	if anonID != "" {
-		v.Set("anonymousId", n.a.NewString(anonID))
-	}
-	v.Set("messageId", n.a.NewString(msgID))
-	v.Set("timestamp", n.a.NewStringBytes(n.fmt(0, ts)))
-	v.Set("receivedAt", n.a.NewStringBytes(n.fmt(1, received)))
-	if !orig.IsZero() {
-		v.Set("originalTimestamp", n.a.NewStringBytes(n.fmt(2, orig)))
-	}
-	if !sent.IsZero() {
-		v.Set("sentAt", n.a.NewStringBytes(n.fmt(3, sent)))
-	}
-	n.out = v.MarshalTo(n.out[:0])
-	if len(n.out) > MaxEventBytes {
-		return out, invalid("", "event is %d bytes, the limit is %d (32 KB)", len(n.out), MaxEventBytes)
-	}
+	n.out = append(w.buf, '}')
+
 	key := userID
 	if key == "" {
 		key = anonID
@@ -284,42 +417,256 @@ func (n *Normalizer) Normalize(v *fastjson.Value, in Input) (Normalized, error) 
 	return out, nil
 }
 
-func (n *Normalizer) fmt(slot int, t time.Time) []byte {
-	n.ts[slot] = t.UTC().AppendFormat(n.ts[slot][:0], "2006-01-02T15:04:05.000Z")
-	return n.ts[slot]
+// resetSeen prepares seenBefore for the keys of one object of size keys:
+// a scan for small objects, a map for large ones, so that a 32 KB event of
+// tiny keys stays linear.
+func (n *Normalizer) resetSeen(size int) {
+	n.seenKeys = n.seenKeys[:0]
+	n.seenMap = size > 16
+	if n.seenMap {
+		if n.seen == nil {
+			n.seen = make(map[string]struct{}, size)
+		}
+		clear(n.seen)
+	}
+}
+
+// seenBefore reports whether key was seen since resetSeen, and records it.
+func (n *Normalizer) seenBefore(key []byte) bool {
+	if n.seenMap {
+		if _, ok := n.seen[string(key)]; ok {
+			return true
+		}
+		n.seen[string(key)] = struct{}{}
+		return false
+	}
+	for _, k := range n.seenKeys {
+		if bytes.Equal(k, key) {
+			return true
+		}
+	}
+	n.seenKeys = append(n.seenKeys, key)
+	return false
+}
+
+// managedValue is what Normalize writes for one managed field.
+type managedValue struct {
+	kind      uint8
+	s         string
+	t         time.Time
+	own, base *fastjson.Value
+}
+
+const (
+	valueNone uint8 = iota
+	valueString
+	valueTime
+	valueMerge
+)
+
+func (m *managedValue) setString(s string) {
+	if s != "" {
+		m.kind, m.s = valueString, s
+	}
+}
+
+func (m *managedValue) setTime(t time.Time) {
+	if !t.IsZero() {
+		m.kind, m.t = valueTime, t
+	}
+}
+
+// setMerge merges base (a batch's shared object) under own, the event's.
+func (m *managedValue) setMerge(own, base *fastjson.Value) {
+	if base != nil && base.Type() == fastjson.TypeObject {
+		m.kind, m.own, m.base = valueMerge, own, base
+	}
+}
+
+func (m *managedValue) append(dst []byte) []byte {
+	switch m.kind {
+	case valueString:
+		return appendString(dst, m.s)
+	case valueTime:
+		return appendTime(dst, m.t)
+	default:
+		return appendMerged(dst, m.own, m.base)
+	}
+}
+
+// objectWriter writes the members of a JSON object, commas included.
+type objectWriter struct {
+	buf  []byte
+	more bool
+}
+
+// key writes the separator before a member, if needed, and its key.
+func (w *objectWriter) key(k []byte) {
+	if w.more {
+		w.buf = append(w.buf, ',')
+	}
+	w.more = true
+	w.buf = appendString(w.buf, k)
+	w.buf = append(w.buf, ':')
+}
+
+// keyString is key for a string.
+func (w *objectWriter) keyString(k string) {
+	if w.more {
+		w.buf = append(w.buf, ',')
+	}
+	w.more = true
+	w.buf = appendString(w.buf, k)
+	w.buf = append(w.buf, ':')
+}
+
+// appendMerged appends the object own with base merged under it: own's
+// keys win; where both hold objects under a key, they merge the same way.
+// own may be nil or null (then base is appended as is).
+func appendMerged(dst []byte, own, base *fastjson.Value) []byte {
+	if own == nil || own.Type() != fastjson.TypeObject {
+		return AppendJSON(dst, base)
+	}
+	o, _ := own.Object()
+	b, _ := base.Object()
+	w := objectWriter{buf: append(dst, '{')}
+	o.Visit(func(key []byte, x *fastjson.Value) {
+		w.key(key)
+		if bx := b.Get(string(key)); bx != nil && bx.Type() == fastjson.TypeObject && x.Type() == fastjson.TypeObject {
+			w.buf = appendMerged(w.buf, x, bx)
+			return
+		}
+		w.buf = AppendJSON(w.buf, x)
+	})
+	b.Visit(func(key []byte, x *fastjson.Value) {
+		if o.Get(string(key)) != nil {
+			return
+		}
+		w.key(key)
+		w.buf = AppendJSON(w.buf, x)
+	})
+	return append(w.buf, '}')
+}
+
+// AppendJSON appends v to dst as compact JSON. Unlike fastjson's MarshalTo,
+// which quotes strings that need escaping in Go's syntax (\x01, \U0010ffff)
+// and writes unvalidated input back verbatim, it escapes strings as JSON
+// does and replaces invalid UTF-8, so what it writes always parses.
+func AppendJSON(dst []byte, v *fastjson.Value) []byte {
+	switch v.Type() {
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		w := objectWriter{buf: append(dst, '{')}
+		o.Visit(func(key []byte, x *fastjson.Value) {
+			w.key(key)
+			w.buf = AppendJSON(w.buf, x)
+		})
+		return append(w.buf, '}')
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		dst = append(dst, '[')
+		for i, x := range a {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = AppendJSON(dst, x)
+		}
+		return append(dst, ']')
+	case fastjson.TypeString:
+		return appendString(dst, v.GetStringBytes())
+	default: // numbers (validated by Parse), true, false, null
+		return v.MarshalTo(dst)
+	}
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string: quotes, backslashes and control
+// characters escaped, invalid UTF-8 replaced by U+FFFD.
+func appendString[S string | []byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		var rb [utf8.UTFMax]byte
+		r, size := utf8.DecodeRune(rb[:copy(rb[:], s[i:])])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, "\ufffd"...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = append(dst, '"')
+	dst = t.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z")
+	return append(dst, '"')
 }
 
 // idField reads an identifier that Segment allows as a string or a number,
-// returning it as a string; null and absent are "".
-func idField(v *fastjson.Value, name string) (string, error) {
-	f := v.Get(name)
+// returning it as a string (a number as written, a string with invalid
+// UTF-8 replaced); null and absent are "".
+func idField(obj *fastjson.Object, name string) (string, error) {
+	f := obj.Get(name)
 	if f == nil {
 		return "", nil
 	}
+	var s string
 	switch f.Type() {
 	case fastjson.TypeString:
-		s := string(f.GetStringBytes())
-		if len(s) > 1024 {
-			return "", invalid(name, "is %d characters, at most 1024 are allowed", len(s))
-		}
-		return s, nil
+		// The value is written as valid UTF-8 (JSON's encoding); so is the
+		// key, or the two would name different identifiers.
+		s = strings.ToValidUTF8(string(f.GetStringBytes()), "\uFFFD")
 	case fastjson.TypeNumber:
-		return strings.TrimSpace(string(f.MarshalTo(nil))), nil
+		s = string(f.MarshalTo(nil))
 	case fastjson.TypeNull:
 		return "", nil
+	default:
+		return "", invalid(name, "must be a string or a number, got %s", f.Type())
 	}
-	return "", invalid(name, "must be a string or a number, got %s", f.Type())
+	if l := utf8.RuneCountInString(s); l > MaxIDLength {
+		return "", invalid(name, "is %d characters, at most %d are allowed", l, MaxIDLength)
+	}
+	return s, nil
 }
 
-func timeField(v *fastjson.Value, name string) (time.Time, error) {
-	f := v.Get(name)
+func timeField(obj *fastjson.Object, name string) (time.Time, error) {
+	f := obj.Get(name)
 	if f == nil || f.Type() == fastjson.TypeNull {
 		return time.Time{}, nil
 	}
 	if f.Type() != fastjson.TypeString {
-		return time.Time{}, invalid(name, "must be an ISO-8601 string")
+		return time.Time{}, invalid(name, "must be an ISO-8601 string, got %s", f.Type())
 	}
-	t, err := parseTime(string(f.GetStringBytes()))
+	t, err := ParseTimestamp(string(f.GetStringBytes()))
 	if err != nil {
 		return time.Time{}, invalid(name, "%v", err)
 	}
@@ -327,10 +674,13 @@ func timeField(v *fastjson.Value, name string) (time.Time, error) {
 }
 
 // timeLayouts are the ISO-8601 forms accepted: RFC 3339 with or without
-// fractional seconds, with a zone, or a date alone (midnight UTC).
+// fractional seconds, with a zone (Z, +hh:mm or +hhmm), or a date alone
+// (midnight UTC).
 var timeLayouts = []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999Z0700", "2006-01-02"}
 
-func parseTime(s string) (time.Time, error) {
+// ParseTimestamp parses an ISO-8601 timestamp as the Segment spec writes
+// them (2026-01-02T15:04:05.000Z, with any zone, or a date alone).
+func ParseTimestamp(s string) (time.Time, error) {
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
 			return t, nil
