@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,7 @@ import (
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/connectors/ingest"
 	"github.com/tessera-cdp/tessera/connectors/kafkasource"
+	"github.com/tessera-cdp/tessera/connectors/segment"
 	"github.com/tessera-cdp/tessera/schemas"
 	"github.com/tessera-cdp/tessera/topology"
 )
@@ -194,6 +196,16 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		return err
 	}
 	defer writer.Close()
+	writeKeys := slices.Clone(cfg.Ingest.WriteKeys)
+	segment.New(segment.Options{
+		WriteKeys:  func() []string { return writeKeys },
+		Writer:     writer,
+		Logger:     log,
+		Registerer: reg,
+	}).Register(srv)
+	if len(writeKeys) == 0 {
+		log.Warn("no write keys configured (ingest.write_keys or $TESSERA_WRITE_KEYS): the tracking API refuses every request")
+	}
 	sourcesCtx, stopSources := context.WithCancel(context.Background())
 	var sources sync.WaitGroup
 	defer func() { stopSources(); sources.Wait() }()

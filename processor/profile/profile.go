@@ -1,5 +1,6 @@
 // Package profile is the unified customer profile: identifiers, traits
-// (latest event timestamp wins, null deletes), first and last seen, event
+// (latest event timestamp wins, null deletes; a group call's traits are the
+// account's and are kept under "group." beside "group_id"), first and last seen, event
 // counts by name, the most recent events, and the profiles merged into it.
 // It knows nothing of Kafka or of the identity protocol that decides which
 // events and merges reach a profile; it only applies them.
@@ -107,10 +108,18 @@ func (p *Profile) ApplyEvent(v *fastjson.Value, raw []byte, at int64, keep int) 
 		p.Counts = make(map[string]int64)
 	}
 	p.Counts[name]++
-	if typ == "identify" || typ == "group" {
-		p.mergeTraits(v.GetObject("traits"), at)
+	switch typ {
+	case "identify":
+		p.mergeTraits(v.GetObject("traits"), at, "")
+	case "group":
+		// A group's traits describe the account, not the person: they
+		// are kept apart, under "group.", beside the group's id.
+		if g := v.Get("groupId"); g != nil {
+			p.setTrait("group_id", g.MarshalTo(nil), at)
+		}
+		p.mergeTraits(v.GetObject("traits"), at, "group.")
 	}
-	p.mergeTraits(v.GetObject("context", "traits"), at)
+	p.mergeTraits(v.GetObject("context", "traits"), at, "")
 	if keep > 0 {
 		p.Recent = append(p.Recent, bytes.Clone(raw))
 		// Keep the newest by event time; events mostly arrive in order,
@@ -124,26 +133,31 @@ func (p *Profile) ApplyEvent(v *fastjson.Value, raw []byte, at int64, keep int) 
 	}
 }
 
-func (p *Profile) mergeTraits(o *fastjson.Object, at int64) {
+func (p *Profile) mergeTraits(o *fastjson.Object, at int64, prefix string) {
 	if o == nil {
 		return
 	}
-	if p.Traits == nil {
-		p.Traits = make(map[string]Trait)
-	}
 	o.Visit(func(k []byte, v *fastjson.Value) {
-		cur, ok := p.Traits[string(k)]
-		if ok && cur.At > at {
-			return // a later event already set it
-		}
 		if v.Type() == fastjson.TypeNull {
 			// null deletes, but remembers when, so an older event
 			// arriving late does not bring the trait back.
-			p.Traits[string(k)] = Trait{Value: nil, At: at}
+			p.setTrait(prefix+string(k), nil, at)
 			return
 		}
-		p.Traits[string(k)] = Trait{Value: v.MarshalTo(nil), At: at}
+		p.setTrait(prefix+string(k), v.MarshalTo(nil), at)
 	})
+}
+
+// setTrait sets trait k to the JSON value (nil deletes) unless a later
+// event already set it: the latest event timestamp wins.
+func (p *Profile) setTrait(k string, value []byte, at int64) {
+	if p.Traits == nil {
+		p.Traits = make(map[string]Trait)
+	}
+	if cur, ok := p.Traits[k]; ok && cur.At > at {
+		return
+	}
+	p.Traits[k] = Trait{Value: value, At: at}
 }
 
 // eventTime reads timestamp from an event JSON, in Unix ms (0 if missing).
