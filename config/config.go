@@ -39,6 +39,10 @@ type Config struct {
 	Identity Identity `yaml:"identity"`
 	// Profiles configures the profile store.
 	Profiles Profiles `yaml:"profiles"`
+	// Features are the rolling behavioural features computed per profile.
+	Features []Feature `yaml:"features"`
+	// Predictions configures the BG/NBD and Gamma-Gamma models.
+	Predictions Predictions `yaml:"predictions"`
 
 	// origins maps a key path ("kafka.partitions", "kafka.brokers[1]") to where its value
 	// came from. Copies of a Config share it, so it is replaced, never modified.
@@ -166,6 +170,13 @@ func Default() Config {
 		Profiles: Profiles{
 			DedupeWindow: Duration(24 * time.Hour),
 			RecentEvents: 100,
+		},
+		Predictions: Predictions{
+			PurchaseEvent:   "Order Completed",
+			SpendProperty:   "revenue",
+			Horizons:        []string{"30d", "90d", "365d"},
+			FitInterval:     Duration(time.Hour),
+			AllowedLateness: Duration(7 * 24 * time.Hour),
 		},
 	}
 }

@@ -42,6 +42,9 @@ func same(a, b Config) bool {
 		if len(c.TrackingPlans) == 0 {
 			c.TrackingPlans = nil
 		}
+		if len(c.Features) == 0 {
+			c.Features = nil
+		}
 		if len(c.Identity.BlockedPatterns) == 0 {
 			c.Identity.BlockedPatterns = nil
 		}
@@ -131,9 +134,10 @@ func TestGoodFile(t *testing.T) {
 			SessionTimeout:     Duration(45 * time.Second),
 			RebalanceTimeout:   Duration(90 * time.Second),
 		},
-		Log:      Log{Level: "debug", Format: "json"},
-		Identity: DefaultIdentity(),
-		Profiles: Default().Profiles,
+		Log:         Log{Level: "debug", Format: "json"},
+		Identity:    DefaultIdentity(),
+		Profiles:    Default().Profiles,
+		Predictions: Default().Predictions,
 	}
 	if !same(got, want) {
 		t.Errorf("got  %+v\nwant %+v", got, want)

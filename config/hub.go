@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
+	"time"
 )
 
 // API is the api section: the JSON API's credentials.
@@ -109,6 +111,31 @@ func DefaultIdentity() Identity {
 	}
 }
 
+// ParseWindow parses a window or horizon: a number and a unit, m (minutes),
+// h, d, w (weeks), or "lifetime" (returned as 0). Windows run from 1m to
+// 365d.
+func ParseWindow(s string) (time.Duration, error) {
+	if s == "lifetime" {
+		return 0, nil
+	}
+	if len(s) < 2 {
+		return 0, fmt.Errorf("must be a number and a unit (m, h, d, w) or lifetime, got %q", s)
+	}
+	n, err := strconv.Atoi(s[:len(s)-1])
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("must be a positive number and a unit (m, h, d, w) or lifetime, got %q", s)
+	}
+	unit := map[byte]time.Duration{'m': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[s[len(s)-1]]
+	if unit == 0 {
+		return 0, fmt.Errorf("unit must be m, h, d or w, got %q", s)
+	}
+	d := time.Duration(n) * unit
+	if d > 365*24*time.Hour {
+		return 0, fmt.Errorf("must be at most 365d, got %q", s)
+	}
+	return d, nil
+}
+
 var identTypePattern = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 
 // validateHub checks the customer-data sections.
@@ -142,6 +169,45 @@ func (c Config) validateHub(check func(path string, err error)) {
 	if n := c.Profiles.RecentEvents; n < 0 || n > 1000 {
 		check("profiles.recent_events", fmt.Errorf("must be between 0 and 1000, got %d", n))
 	}
+	names := map[string]bool{}
+	for i, f := range c.Features {
+		p := fmt.Sprintf("features[%d]", i)
+		if !identTypePattern.MatchString(f.Name) {
+			check(p+".name", fmt.Errorf("must match [a-z][a-z0-9_]*, got %q", f.Name))
+		}
+		if names[f.Name] {
+			check(p+".name", fmt.Errorf("%q is declared twice", f.Name))
+		}
+		names[f.Name] = true
+		if (f.Event == "") == (f.Type == "") {
+			check(p, errors.New("needs exactly one of event or type"))
+		}
+		switch f.Agg {
+		case "count":
+		case "sum", "min", "max", "avg", "count_distinct", "first", "last", "most_frequent":
+			if f.Property == "" {
+				check(p+".property", fmt.Errorf("is required for agg %s", f.Agg))
+			}
+		default:
+			check(p+".agg", fmt.Errorf("must be count, sum, min, max, avg, count_distinct, first, last or most_frequent, got %q", f.Agg))
+		}
+		if _, err := ParseWindow(f.Window); err != nil {
+			check(p+".window", err)
+		}
+	}
+	pr := c.Predictions
+	if pr.PurchaseEvent == "" {
+		check("predictions.purchase_event", errors.New("must not be empty"))
+	}
+	for i, h := range pr.Horizons {
+		if d, err := ParseWindow(h); err != nil || d == 0 {
+			check(fmt.Sprintf("predictions.horizons[%d]", i), fmt.Errorf("must be a span such as 30d or 39w, got %q", h))
+		}
+	}
+	check("predictions.fit_interval", positive(pr.FitInterval))
+	if pr.AllowedLateness < 0 {
+		check("predictions.allowed_lateness", fmt.Errorf("must not be negative, got %s", pr.AllowedLateness))
+	}
 	for i, s := range c.Sources.Kafka {
 		p := fmt.Sprintf("sources.kafka[%d]", i)
 		if s.Topic == "" {
@@ -172,4 +238,44 @@ func (c Config) validateHub(check func(path string, err error)) {
 			check(p+".policy", fmt.Errorf("must be allow or block, got %q", tp.Policy))
 		}
 	}
+}
+
+// Feature is a rolling behavioural feature: an aggregation of an event (or
+// one of its properties) over a window, per profile. The JSON names are the
+// same as the YAML ones, for the definitions API.
+type Feature struct {
+	// Name is how rules and the profile API refer to it.
+	Name string `yaml:"name" json:"name"`
+	// Event is the track event name it counts; Type selects a call type
+	// (identify, page, …) instead. One of the two is required.
+	Event string `yaml:"event" json:"event,omitempty"`
+	Type  string `yaml:"type" json:"type,omitempty"`
+	// Filter is an optional expression over the event's properties
+	// (e.g. `revenue > 100`), evaluated per event.
+	Filter string `yaml:"filter" json:"filter,omitempty"`
+	// Agg is count, sum, min, max, avg, count_distinct, first, last or
+	// most_frequent.
+	Agg string `yaml:"agg" json:"agg"`
+	// Property is the event property aggregated; required by every agg
+	// but count.
+	Property string `yaml:"property" json:"property,omitempty"`
+	// Window is 1m … 365d, or lifetime.
+	Window string `yaml:"window" json:"window"`
+}
+
+// Predictions is the predictions section: which event is a purchase and
+// which property its spend, the horizons scored, and how often the models
+// are refitted.
+type Predictions struct {
+	// PurchaseEvent is the track event of a purchase. Default "Order Completed".
+	PurchaseEvent string `yaml:"purchase_event"`
+	// SpendProperty is the purchase's monetary value. Default "revenue".
+	SpendProperty string `yaml:"spend_property"`
+	// Horizons are the spans the profile API predicts over. Default 30d, 90d, 365d.
+	Horizons []string `yaml:"horizons"`
+	// FitInterval is how often the models are refitted. Default 1h.
+	FitInterval Duration `yaml:"fit_interval"`
+	// AllowedLateness is how late an event may arrive and still update
+	// its feature window. Default 7 days.
+	AllowedLateness Duration `yaml:"allowed_lateness"`
 }
