@@ -19,12 +19,14 @@ func hubTopology(cfg config.Config, log *slog.Logger) (*topology.Topology, error
 	}
 	b := topology.NewBuilder()
 	err = identity.Add(b, identity.Options{
-		App:          cfg.App,
-		Partitions:   int32(cfg.Kafka.Partitions),
-		Rules:        rules,
-		DedupeWindow: time.Duration(cfg.Profiles.DedupeWindow),
-		RecentEvents: cfg.Profiles.RecentEvents,
-		Logger:       log,
+		App:           cfg.App,
+		Partitions:    int32(cfg.Kafka.Partitions),
+		Rules:         rules,
+		DedupeWindow:  time.Duration(cfg.Profiles.DedupeWindow),
+		RecentEvents:  cfg.Profiles.RecentEvents,
+		PurchaseEvent: cfg.Predictions.PurchaseEvent,
+		SpendProperty: cfg.Predictions.SpendProperty,
+		Logger:        log,
 	})
 	if err != nil {
 		return nil, err

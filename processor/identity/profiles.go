@@ -170,7 +170,7 @@ func (s *step) event(o op) error {
 		return fmt.Errorf("parsing routed event: %w", err)
 	}
 	at := profile.ParseMillis(string(v.GetStringBytes("timestamp")))
-	r.ApplyEvent(v, o.Event, at, s.pr.o.RecentEvents)
+	r.ApplyEvent(v, o.Event, at, profile.Options{Keep: s.pr.o.RecentEvents, PurchaseEvent: s.pr.o.PurchaseEvent, SpendProperty: s.pr.o.SpendProperty})
 	rules := s.pr.o.Rules
 	for _, str := range o.Identifiers {
 		id, err := profile.ParseIdent(str)

@@ -28,6 +28,9 @@ type Options struct {
 	DedupeWindow time.Duration
 	// RecentEvents is how many recent events a profile keeps.
 	RecentEvents int
+	// PurchaseEvent and SpendProperty say which track event is a purchase
+	// and its spend, recorded per day for the predictions.
+	PurchaseEvent, SpendProperty string
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }

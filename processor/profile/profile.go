@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 
@@ -56,6 +57,20 @@ type Profile struct {
 	// Recent holds the most recent events as JSON, oldest first.
 	Recent     [][]byte
 	MergedFrom []string
+	// Purchases is the spend per purchase day (days since the Unix epoch,
+	// UTC): several purchases on one day are one transaction, as the
+	// BG/NBD and Gamma-Gamma models count them.
+	Purchases map[int32]float64
+}
+
+// Options say how events fold into a profile.
+type Options struct {
+	// Keep is how many recent events the profile keeps.
+	Keep int
+	// PurchaseEvent is the track event that is a purchase; "" records none.
+	PurchaseEvent string
+	// SpendProperty is the purchase's monetary property.
+	SpendProperty string
 }
 
 // Before reports whether p orders before q: merges fold the later into the
@@ -91,7 +106,8 @@ func (p *Profile) Remove(id Ident) {
 // ApplyEvent folds one event (Segment JSON, already parsed) into p: counts,
 // seen times, traits for identify and group (and context.traits), and the
 // recent-events ring capped at keep.
-func (p *Profile) ApplyEvent(v *fastjson.Value, raw []byte, at int64, keep int) {
+func (p *Profile) ApplyEvent(v *fastjson.Value, raw []byte, at int64, o Options) {
+	keep := o.Keep
 	p.Events++
 	if p.FirstSeen == 0 || at < p.FirstSeen {
 		p.FirstSeen = at
@@ -108,6 +124,13 @@ func (p *Profile) ApplyEvent(v *fastjson.Value, raw []byte, at int64, keep int) 
 		p.Counts = make(map[string]int64)
 	}
 	p.Counts[name]++
+	if typ == "track" && o.PurchaseEvent != "" && name == o.PurchaseEvent && at > 0 {
+		if p.Purchases == nil {
+			p.Purchases = make(map[int32]float64)
+		}
+		spend := v.GetFloat64("properties", o.SpendProperty)
+		p.Purchases[int32(at/86_400_000)] += spend
+	}
 	switch typ {
 	case "identify":
 		p.mergeTraits(v.GetObject("traits"), at, "")
@@ -201,11 +224,17 @@ func (p *Profile) Absorb(q *Profile, keep int) {
 	}
 	p.MergedFrom = append(p.MergedFrom, q.ID)
 	p.MergedFrom = append(p.MergedFrom, q.MergedFrom...)
+	for d, s := range q.Purchases {
+		if p.Purchases == nil {
+			p.Purchases = make(map[int32]float64)
+		}
+		p.Purchases[d] += s
+	}
 }
 
 // Version of the binary encoding; bump when the layout changes and keep a
 // decoder for the old one.
-const encodingVersion = 1
+const encodingVersion = 2
 
 // MarshalBinary encodes p compactly. Profiles are read and written on every
 // event, so the format is hand-laid rather than reflected.
@@ -256,14 +285,25 @@ func (p *Profile) AppendBinary(b []byte) []byte {
 	for _, m := range p.MergedFrom {
 		b = appendString(b, m)
 	}
+	days := make([]int32, 0, len(p.Purchases))
+	for d := range p.Purchases {
+		days = append(days, d)
+	}
+	slices.Sort(days)
+	b = binary.AppendUvarint(b, uint64(len(days)))
+	for _, d := range days {
+		b = binary.AppendVarint(b, int64(d))
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(p.Purchases[d]))
+	}
 	return b
 }
 
 // UnmarshalBinary decodes what MarshalBinary wrote.
 func (p *Profile) UnmarshalBinary(data []byte) error {
 	d := decoder{b: data}
-	if v := d.byte(); v != encodingVersion {
-		return fmt.Errorf("decoding profile: unknown encoding version %d", v)
+	version := d.byte()
+	if version != 1 && version != encodingVersion {
+		return fmt.Errorf("decoding profile: unknown encoding version %d", version)
 	}
 	*p = Profile{ID: d.string(), Created: d.varint()}
 	n := d.count()
@@ -292,6 +332,16 @@ func (p *Profile) UnmarshalBinary(data []byte) error {
 	n = d.count()
 	for i := 0; i < n; i++ {
 		p.MergedFrom = append(p.MergedFrom, d.string())
+	}
+	if version >= 2 {
+		n = d.count()
+		if n > 0 {
+			p.Purchases = make(map[int32]float64, n)
+		}
+		for i := 0; i < n; i++ {
+			day := int32(d.varint())
+			p.Purchases[day] = d.float64()
+		}
 	}
 	if d.err != nil {
 		return fmt.Errorf("decoding profile: %w", d.err)
@@ -366,6 +416,18 @@ func (d *decoder) count() int {
 		return 0
 	}
 	return int(n)
+}
+
+func (d *decoder) float64() float64 {
+	if len(d.b) < 8 {
+		if d.err == nil {
+			d.err = errShort
+		}
+		return 0
+	}
+	v := math.Float64frombits(binary.BigEndian.Uint64(d.b))
+	d.b = d.b[8:]
+	return v
 }
 
 func (d *decoder) string() string {

@@ -13,7 +13,7 @@ func apply(t *testing.T, p *Profile, event string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.ApplyEvent(v, []byte(event), parseMillis(string(v.GetStringBytes("timestamp"))), 3)
+	p.ApplyEvent(v, []byte(event), parseMillis(string(v.GetStringBytes("timestamp"))), Options{Keep: 3, PurchaseEvent: "Order Completed", SpendProperty: "revenue"})
 }
 
 func TestTraits(t *testing.T) {
@@ -104,5 +104,24 @@ func TestAbsorb(t *testing.T) {
 	if string(a.Traits["plan"].Value) != `"pro"` || a.Events != 3 || a.Counts["Paid"] != 1 || len(a.Identifiers) != 2 ||
 		!reflect.DeepEqual(a.MergedFrom, []string{"b", "c"}) || a.FirstSeen != parseMillis("2026-01-01T00:00:00Z") {
 		t.Errorf("absorbed: %+v", a)
+	}
+}
+
+func TestPurchasesByDay(t *testing.T) {
+	var p, q Profile
+	apply(t, &p, `{"type":"track","event":"Order Completed","timestamp":"2026-01-01T09:00:00Z","properties":{"revenue":10}}`)
+	apply(t, &p, `{"type":"track","event":"Order Completed","timestamp":"2026-01-01T17:00:00Z","properties":{"revenue":2.5}}`)
+	apply(t, &p, `{"type":"track","event":"Viewed","timestamp":"2026-01-02T17:00:00Z","properties":{"revenue":99}}`)
+	apply(t, &q, `{"type":"track","event":"Order Completed","timestamp":"2026-01-03T00:00:00Z","properties":{"revenue":4}}`)
+	p.Absorb(&q, 3)
+	day := int32(parseMillis("2026-01-01T00:00:00Z") / 86_400_000)
+	want := map[int32]float64{day: 12.5, day + 2: 4}
+	if !reflect.DeepEqual(p.Purchases, want) {
+		t.Errorf("purchases %v, want %v", p.Purchases, want)
+	}
+	b, _ := p.MarshalBinary()
+	var r Profile
+	if err := r.UnmarshalBinary(b); err != nil || !reflect.DeepEqual(r.Purchases, want) {
+		t.Errorf("decoded purchases %v, %v", r.Purchases, err)
 	}
 }
