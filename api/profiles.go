@@ -44,6 +44,10 @@ type Profiles struct {
 	stores StoreReader
 	token  string
 	client *http.Client
+	// predict fills a profile's "predictions"; nil leaves them empty.
+	predict func(*profile.Profile) map[string]any
+	// rfm scores a profile's RFM; nil, or a nil result, leaves it out.
+	rfm func(*profile.Profile) *RFMView
 }
 
 // NewProfiles returns the profile API over stores, guarded by the admin
@@ -85,6 +89,7 @@ type ProfileView struct {
 	Events      int64                      `json:"events"`
 	EventCounts map[string]int64           `json:"event_counts"`
 	MergedFrom  []string                   `json:"merged_from"`
+	RFM         *RFMView                   `json:"rfm,omitempty"`
 }
 
 // IdentView is one identifier in a ProfileView.
@@ -212,7 +217,14 @@ func (p *Profiles) getProfile(w http.ResponseWriter, r *http.Request) {
 	if p.fail(w, ident, err) {
 		return
 	}
-	writeJSON(w, http.StatusOK, View(prof))
+	v := View(prof)
+	if p.predict != nil {
+		v.Predictions = p.predict(prof)
+	}
+	if p.rfm != nil {
+		v.RFM = p.rfm(prof)
+	}
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (p *Profiles) getEvents(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/tessera-cdp/tessera/state"
@@ -102,4 +103,40 @@ func (r *Runtime) Owner(ctx context.Context, task TaskID) (string, error) {
 		return "", fmt.Errorf("task %s has no owner in group %s (rebalancing?)", task, r.cfg.App)
 	}
 	return ep, nil
+}
+
+// Endpoints returns the endpoint of every member of the group, this
+// instance's included, sorted: the instances a fan-out query must ask.
+func (r *Runtime) Endpoints(ctx context.Context) ([]string, error) {
+	groups, err := r.admin.DescribeGroups(ctx, r.cfg.App)
+	if err != nil {
+		return nil, fmt.Errorf("describing group %s: %w", r.cfg.App, err)
+	}
+	g, ok := groups[r.cfg.App]
+	if !ok || g.Err != nil {
+		return nil, fmt.Errorf("describing group %s: %v", r.cfg.App, g.Err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, m := range g.Members {
+		if meta, ok := m.Join.AsConsumer(); ok {
+			if ep := decodeEndpoint(meta.UserData); ep != "" && !seen[ep] {
+				seen[ep] = true
+				out = append(out, ep)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Endpoint returns this instance's published endpoint.
+func (r *Runtime) Endpoint() string { return r.cfg.Endpoint }
+
+// Runs reports whether task runs here.
+func (r *Runtime) Runs(task TaskID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.tasks[task]
+	return a != nil && a.t != nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/tessera-cdp/tessera/connectors/ingest"
 	"github.com/tessera-cdp/tessera/connectors/kafkasource"
 	"github.com/tessera-cdp/tessera/connectors/segment"
+	"github.com/tessera-cdp/tessera/definitions"
 	"github.com/tessera-cdp/tessera/schemas"
 	"github.com/tessera-cdp/tessera/topology"
 )
@@ -182,7 +183,23 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	}
 
 	running.Store(rt)
-	api.NewProfiles(rt, cfg.API.AdminToken).Register(srv)
+	profiles := api.NewProfiles(rt, cfg.API.AdminToken)
+	profiles.Register(srv)
+
+	// Definitions (model parameters, and later features and audiences)
+	// are event-sourced on their own topic, which every instance follows.
+	defsCtx, cancelDefs := context.WithTimeout(ctx, time.Minute)
+	defs, err := definitions.Open(defsCtx, cfg.App, log, kgo.SeedBrokers(brokers...))
+	cancelDefs()
+	if err != nil {
+		return err
+	}
+	defer defs.Close()
+	models, err := api.NewModels(rt, defs, cfg.Predictions, cfg.API.AdminToken, log)
+	if err != nil {
+		return err
+	}
+	models.Register(srv, profiles)
 
 	// Ingest: every source writes through one Writer, which applies the
 	// tracking plans.
@@ -229,6 +246,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	rtCtx, cancelRT := context.WithCancel(context.Background())
 	defer cancelRT()
 	go func() { runErr <- rt.Run(rtCtx) }()
+	go models.RunSchedule(rtCtx)
 
 	select {
 	case <-ctx.Done():
