@@ -200,6 +200,11 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		return err
 	}
 	models.Register(srv, profiles)
+	features := api.NewFeatures(defs, nil)
+	if err := features.Seed(ctx, cfg.Features); err != nil {
+		return err
+	}
+	features.Register(srv, profiles)
 
 	// Ingest: every source writes through one Writer, which applies the
 	// tracking plans.
