@@ -48,6 +48,9 @@ type Profiles struct {
 	predict func(*profile.Profile) map[string]any
 	// rfm scores a profile's RFM; nil, or a nil result, leaves it out.
 	rfm func(*profile.Profile) *RFMView
+	// featureValues computes a profile's features where its task runs;
+	// nil leaves them empty.
+	featureValues func(ctx context.Context, profileID string, now time.Time) (map[string]any, error)
 }
 
 // NewProfiles returns the profile API over stores, guarded by the admin
@@ -218,6 +221,23 @@ func (p *Profiles) getProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := View(prof)
+	if p.featureValues != nil {
+		now := time.Now()
+		if s := r.URL.Query().Get("as_of"); s != "" {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("as_of must be an RFC 3339 time, got %q", s))
+				return
+			}
+			now = t
+		}
+		vals, err := p.featureValues(r.Context(), prof.ID, now)
+		if err != nil {
+			writeError(w, http.StatusBadGateway, "computing features: "+err.Error())
+			return
+		}
+		v.Features = vals
+	}
 	if p.predict != nil {
 		v.Predictions = p.predict(prof)
 	}

@@ -221,11 +221,9 @@ func (db *DB) applyRestored(store []byte, key, value []byte) error {
 	return db.pending.Set(k, value, nil)
 }
 
-func (db *DB) get(key []byte) ([]byte, error) {
-	if db.pdb == nil {
-		return nil, ErrClosed
-	}
-	v, closer, err := db.pending.Get(key)
+// getFrom reads key from r, copying the value; nil when absent.
+func getFrom(r reader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}
@@ -245,6 +243,13 @@ func (quietLogger) Fatalf(format string, args ...any) {
 }
 
 var _ io.Closer = (*DB)(nil)
+
+// CommittedWindow returns a read-only view of the windowed store name that
+// sees only committed data, so it may be read from another goroutine than
+// the task's while the DB is open (interactive queries).
+func (db *DB) CommittedWindow(name string) *Window {
+	return &Window{kv: KeyValue{db: db, name: name, prefix: storePrefix(name), committed: true}}
+}
 
 // GetCommitted reads key of store from what has been committed, skipping
 // the pending writes of the open cycle: it is safe to call from another

@@ -1,7 +1,9 @@
 package state
 
 import (
+	"errors"
 	"fmt"
+	"io"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -13,7 +15,27 @@ type KeyValue struct {
 	name   string
 	prefix []byte
 	kbuf   []byte // reused to build prefixed keys; see INVARIANT on key.
+	// committed makes reads skip the pending writes and refuses writes:
+	// a view that other goroutines may use while the task runs.
+	committed bool
 }
+
+// reader is what both a Pebble DB (committed data) and the pending indexed
+// batch (committed data plus the cycle's writes) offer for reads.
+type reader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func (s *KeyValue) reader() reader {
+	if s.committed {
+		return s.db.pdb
+	}
+	return s.db.pending
+}
+
+// errReadOnly is returned by writes to a committed view.
+var errReadOnly = errors.New("state: committed views are read-only")
 
 // Name returns the store's name.
 func (s *KeyValue) Name() string { return s.name }
@@ -29,7 +51,10 @@ func (s *KeyValue) key(key []byte) []byte {
 // Get returns a copy of the value of key, or nil when there is none. It sees
 // the task's uncommitted writes.
 func (s *KeyValue) Get(key []byte) ([]byte, error) {
-	v, err := s.db.get(s.key(key))
+	if s.db.pdb == nil {
+		return nil, ErrClosed
+	}
+	v, err := getFrom(s.reader(), s.key(key))
 	if err != nil {
 		return nil, fmt.Errorf("getting %q from %s: %w", key, s.name, err)
 	}
@@ -44,6 +69,9 @@ func (s *KeyValue) Put(key, value []byte) error {
 	if s.db.pdb == nil {
 		return ErrClosed
 	}
+	if s.committed {
+		return errReadOnly
+	}
 	if err := s.db.pending.Set(s.key(key), value, nil); err != nil {
 		return fmt.Errorf("putting %q into %s: %w", key, s.name, err)
 	}
@@ -57,6 +85,9 @@ func (s *KeyValue) Put(key, value []byte) error {
 func (s *KeyValue) Delete(key []byte) error {
 	if s.db.pdb == nil {
 		return ErrClosed
+	}
+	if s.committed {
+		return errReadOnly
 	}
 	if err := s.db.pending.Delete(s.key(key), nil); err != nil {
 		return fmt.Errorf("deleting %q from %s: %w", key, s.name, err)
@@ -82,7 +113,7 @@ func (s *KeyValue) Range(start, end []byte, fn func(key, value []byte) error) er
 	} else {
 		upper = prefixEnd(s.prefix)
 	}
-	it, err := s.db.pending.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	it, err := s.reader().NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return fmt.Errorf("iterating %s: %w", s.name, err)
 	}

@@ -155,3 +155,25 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestCommittedViewSkipsPendingWrites(t *testing.T) {
+	db := openMem(t, vfs.NewMem())
+	defer db.Close()
+	w := db.Window("w")
+	must(t, w.Put([]byte("k"), 1000, []byte("committed")))
+	must(t, db.Commit(nil))
+	must(t, w.Put([]byte("k"), 1000, []byte("pending")))
+	must(t, w.Put([]byte("k"), 2000, []byte("pending")))
+	view := db.CommittedWindow("w")
+	var got []string
+	must(t, view.Fetch([]byte("k"), 0, 10_000, func(start int64, v []byte) error {
+		got = append(got, fmt.Sprintf("%d=%s", start, v))
+		return nil
+	}))
+	if fmt.Sprint(got) != "[1000=committed]" {
+		t.Errorf("committed view sees %v", got)
+	}
+	if err := view.Put([]byte("k"), 3000, []byte("x")); err == nil {
+		t.Error("a committed view accepted a write")
+	}
+}

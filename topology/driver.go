@@ -274,6 +274,11 @@ func (d *Driver) TaskKeyValue(id TaskID, name string) *state.KeyValue {
 	return d.tasks[id].db.KeyValue(name)
 }
 
+// TaskWindow returns windowed store name of task id.
+func (d *Driver) TaskWindow(id TaskID, name string) *state.Window {
+	return d.tasks[id].db.Window(name)
+}
+
 // Close closes every task's store.
 func (d *Driver) Close() error {
 	for _, t := range d.tasks {

@@ -140,3 +140,16 @@ func (r *Runtime) Runs(task TaskID) bool {
 	a := r.tasks[task]
 	return a != nil && a.t != nil
 }
+
+// WithDB calls fn with the store of a task running here, holding the
+// runtime's lock so the task cannot close meanwhile: fn must be quick and
+// must read only committed data (state.DB's Committed views).
+func (r *Runtime) WithDB(task TaskID, fn func(db *state.DB) error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := r.tasks[task]
+	if a == nil || a.t == nil {
+		return ErrNotLocal
+	}
+	return fn(a.db)
+}

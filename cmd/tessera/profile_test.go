@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"sort"
@@ -206,4 +207,46 @@ func between(s, a, b string) string {
 	}
 	v, _, _ := strings.Cut(after, b)
 	return v
+}
+
+// TestFeaturesInTheProfile defines a feature through the API of a running
+// tessera and sees its value in the profile as events arrive.
+func TestFeaturesInTheProfile(t *testing.T) {
+	bin := buildTessera(t)
+	p := startProc(t, bin, []string{"TESSERA_ADMIN_TOKEN=tok", "TESSERA_WRITE_KEYS=wk"}, "run", "-c", "../../examples/quickstart/tessera.yaml",
+		"--data", t.TempDir(), "--http", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0")
+	p.await(t, "embedded broker listening on ")
+	base := "http://" + p.await(t, "http listening on ")
+	go drain(p)
+	awaitStatus(t, base+"/readyz", 200)
+	if code, body := postAuth(t, base+"/v1/features", "tok", `{"name":"spend_7d","event":"Order Completed","agg":"sum","property":"revenue","window":"7d"}`); code != 201 {
+		t.Fatalf("defining a feature: %d %s", code, body)
+	}
+	now := time.Now().UTC()
+	for i, rev := range []float64{20, 22.5} {
+		ev := fmt.Sprintf(`{"userId":"f-1","event":"Order Completed","properties":{"revenue":%v},"timestamp":%q}`, rev, now.Add(time.Duration(i-5)*time.Minute).Format(time.RFC3339))
+		req, _ := http.NewRequest("POST", base+"/v1/track", strings.NewReader(ev))
+		req.SetBasicAuth("wk", "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("track: %v %v", err, resp)
+		}
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := getAuth(t, base+"/v1/profiles/user_id:f-1", "tok")
+		if code == 200 && strings.Contains(body, `"spend_7d":42.5`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("feature never showed: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition
+	}
+	// A week later the window is empty.
+	later := url.QueryEscape(now.Add(8 * 24 * time.Hour).Format(time.RFC3339))
+	if code, body := getAuth(t, base+"/v1/profiles/user_id:f-1?as_of="+later, "tok"); code != 200 || !strings.Contains(body, `"spend_7d":0`) {
+		t.Errorf("a week later: %d %s", code, body)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +30,7 @@ import (
 	"github.com/tessera-cdp/tessera/connectors/kafkasource"
 	"github.com/tessera-cdp/tessera/connectors/segment"
 	"github.com/tessera-cdp/tessera/definitions"
+	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/schemas"
 	"github.com/tessera-cdp/tessera/topology"
 )
@@ -141,7 +143,11 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	topo, err := hubTopology(cfg, log)
+	// The feature definitions in force: compiled from the definitions
+	// topic, swapped whole when a definition changes.
+	var featureSet atomic.Pointer[features.Set]
+	featureOpts := features.Options{AllowedLateness: time.Duration(cfg.Predictions.AllowedLateness), Registerer: reg}
+	topo, err := hubTopology(cfg, log, featureSet.Load)
 	if err != nil {
 		return err
 	}
@@ -200,11 +206,38 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		return err
 	}
 	models.Register(srv, profiles)
-	features := api.NewFeatures(defs, nil)
-	if err := features.Seed(ctx, cfg.Features); err != nil {
+	featureAPI := api.NewFeatures(defs, func(f config.Feature) error {
+		_, err := features.Compile([]config.Feature{f}, features.Options{})
+		return err
+	})
+	if err := featureAPI.Seed(ctx, cfg.Features); err != nil {
 		return err
 	}
-	features.Register(srv, profiles)
+	featureAPI.Register(srv, profiles)
+	recompile := func() {
+		var defsList []config.Feature
+		for _, d := range defs.List("feature") {
+			var f config.Feature
+			if err := json.Unmarshal(d.Body, &f); err != nil {
+				log.Error("skipping a feature definition that does not decode", "name", d.Name, "err", err)
+				continue
+			}
+			defsList = append(defsList, f)
+		}
+		set, err := features.Compile(defsList, featureOpts)
+		if err != nil {
+			log.Error("feature definitions do not compile; keeping the previous ones", "err", err)
+			return
+		}
+		featureSet.Store(set)
+	}
+	recompile()
+	defs.Watch(func(d definitions.Definition, _ bool) {
+		if d.Kind == "feature" {
+			recompile()
+		}
+	})
+	api.NewFeatureValues(rt, featureSet.Load, cfg.API.AdminToken).Register(srv, profiles)
 
 	// Ingest: every source writes through one Writer, which applies the
 	// tracking plans.

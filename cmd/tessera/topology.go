@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/identity"
 	"github.com/tessera-cdp/tessera/topology"
 )
@@ -12,7 +13,7 @@ import (
 // hubTopology is the topology `tessera run` runs: identity resolution and
 // profiles (processor/identity); later layers add features, predictions
 // and audiences to the profile stage.
-func hubTopology(cfg config.Config, log *slog.Logger) (*topology.Topology, error) {
+func hubTopology(cfg config.Config, log *slog.Logger, feats func() *features.Set) (*topology.Topology, error) {
 	rules, err := identity.NewRules(cfg.Identity)
 	if err != nil {
 		return nil, err
@@ -26,6 +27,7 @@ func hubTopology(cfg config.Config, log *slog.Logger) (*topology.Topology, error
 		RecentEvents:  cfg.Profiles.RecentEvents,
 		PurchaseEvent: cfg.Predictions.PurchaseEvent,
 		SpendProperty: cfg.Predictions.SpendProperty,
+		Features:      feats,
 		Logger:        log,
 	})
 	if err != nil {

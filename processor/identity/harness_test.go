@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/identity"
 	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/tessera-cdp/tessera/topology"
@@ -24,13 +25,18 @@ type hub struct {
 }
 
 func newHub(t testing.TB, partitions int32, ident config.Identity) *hub {
+	return newHubWith(t, partitions, ident, nil)
+}
+
+func newHubWith(t testing.TB, partitions int32, ident config.Identity, set *features.Set) *hub {
 	t.Helper()
 	rules, err := identity.NewRules(ident)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := topology.NewBuilder()
-	if err := identity.Add(b, identity.Options{App: "t", Partitions: partitions, Rules: rules, DedupeWindow: 24 * time.Hour, RecentEvents: 5}); err != nil {
+	if err := identity.Add(b, identity.Options{App: "t", Partitions: partitions, Rules: rules, DedupeWindow: 24 * time.Hour, RecentEvents: 5,
+		Features: func() *features.Set { return set }}); err != nil {
 		t.Fatal(err)
 	}
 	topo, err := b.Build()

@@ -49,6 +49,7 @@ type op struct {
 	Identifiers []string
 	Event       []byte
 	State       []byte
+	Features    []byte
 	Reason      string
 }
 
@@ -121,7 +122,7 @@ func (c *codecs) encodeOp(o op) ([]byte, error) {
 	b, err := c.op.BinaryFromNative(nil, map[string]any{
 		"kind": string(o.Kind), "profile": o.Profile, "created": o.Created, "peer": o.Peer,
 		"peer_created": o.PeerCreated, "cause": o.Cause, "origin": o.Origin, "owner": o.Owner,
-		"identifiers": strs(o.Identifiers), "event": orEmpty(o.Event), "state": orEmpty(o.State), "reason": o.Reason,
+		"identifiers": strs(o.Identifiers), "event": orEmpty(o.Event), "state": orEmpty(o.State), "features": orEmpty(o.Features), "reason": o.Reason,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding profile op: %w", err)
@@ -139,6 +140,6 @@ func (c *codecs) decodeOp(b []byte) (op, error) {
 		Kind: opKind(m["kind"].(string)), Profile: m["profile"].(string), Created: m["created"].(int64),
 		Peer: m["peer"].(string), PeerCreated: m["peer_created"].(int64), Cause: m["cause"].(string),
 		Origin: m["origin"].(string), Owner: m["owner"].(string), Identifiers: fromAny(m["identifiers"]), Event: m["event"].([]byte),
-		State: m["state"].([]byte), Reason: m["reason"].(string),
+		State: m["state"].([]byte), Features: m["features"].([]byte), Reason: m["reason"].(string),
 	}, nil
 }

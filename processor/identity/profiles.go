@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/tessera-cdp/tessera/topology"
 	"github.com/valyala/fastjson"
@@ -19,6 +20,14 @@ type profiler struct {
 }
 
 func (pr *profiler) Init(*topology.Context) error { return nil }
+
+// features returns the feature set in force, or nil.
+func (pr *profiler) features() *features.Set {
+	if pr.o.Features == nil {
+		return nil
+	}
+	return pr.o.Features()
+}
 
 func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 	o, err := pr.c.decodeOp(rec.Value)
@@ -109,6 +118,11 @@ func (s *step) handle(o op, raw []byte) error {
 			return err
 		}
 		r.Absorb(&q, s.pr.o.RecentEvents)
+		if set := s.pr.features(); set != nil && len(o.Features) > 0 {
+			if err := set.Import(s.ctx.Window(FeaturesStore), []byte(s.id), o.Features); err != nil {
+				return err
+			}
+		}
 		s.r.Absorbing = ""
 		return nil
 	}
@@ -170,6 +184,11 @@ func (s *step) event(o op) error {
 		return fmt.Errorf("parsing routed event: %w", err)
 	}
 	at := profile.ParseMillis(string(v.GetStringBytes("timestamp")))
+	if set := s.pr.features(); set != nil {
+		if _, err := set.Update(s.ctx.Window(FeaturesStore), []byte(s.id), v, s.ctx.StreamTime()); err != nil {
+			return err
+		}
+	}
 	r.ApplyEvent(v, o.Event, at, profile.Options{Keep: s.pr.o.RecentEvents, PurchaseEvent: s.pr.o.PurchaseEvent, SpendProperty: s.pr.o.SpendProperty})
 	rules := s.pr.o.Rules
 	for _, str := range o.Identifiers {
@@ -223,7 +242,21 @@ func (s *step) offer(o op) error {
 // here, and its identifiers repointed.
 func (s *step) accepted(o op) error {
 	r := &s.r.P
-	if err := s.send(op{Kind: opAbsorb, Profile: o.Peer, Peer: s.id, State: r.AppendBinary(nil)}); err != nil {
+	absorb := op{Kind: opAbsorb, Profile: o.Peer, Peer: s.id, State: r.AppendBinary(nil)}
+	if set := s.pr.features(); set != nil {
+		// The winner may live on another partition: the tiles travel with
+		// the state, and leave this store.
+		w := s.ctx.Window(FeaturesStore)
+		exp, err := set.Export(nil, w, []byte(s.id))
+		if err != nil {
+			return err
+		}
+		absorb.Features = exp
+		if err := set.Delete(w, []byte(s.id)); err != nil {
+			return err
+		}
+	}
+	if err := s.send(absorb); err != nil {
 		return err
 	}
 	for _, id := range r.Identifiers {

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/tessera-cdp/tessera/topology"
 )
@@ -14,6 +15,9 @@ const (
 	IdentitiesStore = "identities"
 	DedupeStore     = "dedupe"
 	ProfilesStore   = "profiles"
+	// FeaturesStore is the profile stage's windowed store of feature tiles,
+	// keyed by profile id.
+	FeaturesStore = "features"
 )
 
 // Options configures the identity and profile stages.
@@ -31,6 +35,9 @@ type Options struct {
 	// PurchaseEvent and SpendProperty say which track event is a purchase
 	// and its spend, recorded per day for the predictions.
 	PurchaseEvent, SpendProperty string
+	// Features returns the feature definitions in force (they change
+	// without a restart); nil, or a nil result, computes none.
+	Features func() *features.Set
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -71,6 +78,7 @@ func Add(b *topology.Builder, o Options) error {
 	b.AddSource("ops", t.Ops, o.Partitions).
 		AddProcessor("profile", func() topology.Processor { return &profiler{o: o, c: c, t: t} }, "ops").
 		AddStore(ProfilesStore, topology.KeyValueStore, "profile").
+		AddStore(FeaturesStore, topology.WindowStore, "profile").
 		AddSink("profile-ops", t.Ops, "profile").
 		AddSink("profile-links", t.Links, "profile")
 	return nil
