@@ -408,10 +408,10 @@ func mergeFrequent(sc *scratch, dst, a, b []byte, limit int) ([]byte, error) {
 // acc combines the tiles of one feature's window for Values.
 type acc struct {
 	n        uint64
-	x        float64 // sum, min, max, avg's sum
-	has      bool    // min, max, first, last: a tile was added
-	ts       int64   // first, last
-	canon    []byte  // first, last: a copy of the best value
+	x        float64        // sum, min, max, avg's sum
+	has      bool           // min, max, first, last: a tile was added
+	ts       int64          // first, last
+	canon    []byte         // first, last: a copy of the best value
 	freq     map[string]int // most_frequent: value → index in counts
 	counts   []uint64
 	distinct distinctAcc

@@ -4,8 +4,9 @@
 // properties, over an event-time window (1m … 365d) or the profile's
 // lifetime. It knows nothing of Kafka: the profile stage calls Update for
 // each event it applies, Values when it needs a profile's features, Expire
-// from a stream-time punctuation and Merge when identity folds one profile
-// into another. Everything it stores lives in one state.Window.
+// from a stream-time punctuation, and Merge when identity folds one profile
+// into another in the same task (Export, Import and Delete when the two live
+// in different tasks). Everything it stores lives in one state.Window.
 //
 // # Files
 //
@@ -166,7 +167,9 @@
 //
 // # Concurrency
 //
-// A Set keeps scratch buffers and filter VMs, so it belongs to one task
-// goroutine, like the task's stores. Clone gives another task its own Set
-// sharing the compiled definitions.
+// A Set keeps scratch buffers and filter VMs, so Update, Expire, Merge,
+// Export, Import and Delete belong to one task goroutine, like the task's
+// stores; Clone gives another task its own Set sharing the compiled
+// definitions. Values uses none of them and may run on any goroutine, for
+// instance the API's on a committed view of the store.
 package features

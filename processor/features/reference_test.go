@@ -68,7 +68,11 @@ func (p *featureProc) Init(ctx *topology.Context) error {
 	p.h.sets = append(p.h.sets, p.set)
 	p.w = ctx.Window(storeTiles)
 	p.profiles = ctx.KeyValue(storeProfiles)
-	ctx.Schedule(time.Minute, topology.StreamTime, func(_ *topology.Context, now time.Time) error {
+	// Expire is storage reclamation only (values are right without it), so
+	// a sweep every ten minutes of stream time is plenty; it still runs
+	// hundreds of times a run, between queries that would catch a tile it
+	// should have kept.
+	ctx.Schedule(10*time.Minute, topology.StreamTime, func(_ *topology.Context, now time.Time) error {
 		var keys [][]byte
 		if err := p.profiles.Prefix(nil, func(k, _ []byte) error {
 			keys = append(keys, bytes.Clone(k))
@@ -650,7 +654,7 @@ func TestReferenceRandomStreams(t *testing.T) {
 			t.Fatalf("TileSize(%s) = %v, the reference says %v", w, got, tile)
 		}
 	}
-	runs := envInt(t, "FEATURES_REFERENCE_RUNS", 6)
+	runs := envInt(t, "FEATURES_REFERENCE_RUNS", 5)
 	events := envInt(t, "FEATURES_REFERENCE_EVENTS", 400)
 	seed := envInt(t, "FEATURES_REFERENCE_SEED", time.Now().UnixNano())
 	cov := coverage{queries: map[string]int{}, nonEmpty: map[string]int{}}

@@ -502,7 +502,10 @@ var accPool = sync.Pool{New: func() any { return new(acc) }}
 
 // Expire deletes the tiles of profile that no read as of now − lateness or
 // later can reach (doc.go, Expiry). A stream-time punctuation calls it, so
-// that stored state shrinks as values fall; values are right without it.
+// that stored state shrinks as values fall. Values are right without it:
+// it reclaims space, it does not make values fall, so a sweep of the
+// task's profiles every hour or so is plenty. It costs one range scan per
+// windowed feature.
 func (s *Set) Expire(w *state.Window, profile []byte, now time.Time) error {
 	s.beginKey(profile)
 	t := now.UnixMilli()
@@ -549,39 +552,51 @@ func (s *Set) Export(dst []byte, w *state.Window, profile []byte) ([]byte, error
 // Import folds tiles that Export wrote into profile's, tile by tile (tile
 // boundaries are absolute, so they align). Tiles of features this Set does
 // not define, or defines differently, are skipped: their meaning is gone.
+//
+// REQUIRES: the importing task's stream time is at least the exporting
+// task's at the time of the export (send the export with that stream time
+// as its record timestamp). Otherwise values as of the moments between the
+// two may miss tiles that Expire had already deleted at the exporter.
 func (s *Set) Import(w *state.Window, profile, exported []byte) error {
 	if len(exported) == 0 || exported[0] != exportVersion {
 		return fmt.Errorf("importing features: unknown export format: %w", ErrCorruptTile)
 	}
-	p := exported[1:]
 	s.beginKey(profile)
-	for len(p) > 0 {
-		var fields [3][]byte
-		var start uint64
-		for i := range fields {
-			if i == 1 {
-				var k int
-				if start, k = binary.Uvarint(p); k <= 0 {
-					return fmt.Errorf("importing features: truncated record: %w", ErrCorruptTile)
-				}
-				p = p[k:]
-				continue
-			}
-			n, k := binary.Uvarint(p)
-			if k <= 0 || n > uint64(len(p)-k) {
-				return fmt.Errorf("importing features: truncated record: %w", ErrCorruptTile)
-			}
-			fields[i], p = p[k:k+int(n)], p[k+int(n):]
+	for p := exported[1:]; len(p) > 0; {
+		suffix, p1, ok1 := readBytes(p)
+		start, p2, ok2 := readUvarint(p1)
+		tile, p3, ok3 := readBytes(p2)
+		if !ok1 || !ok2 || !ok3 || start > math.MaxInt64 {
+			return fmt.Errorf("importing features: truncated record at byte %d: %w", len(exported)-len(p), ErrCorruptTile)
 		}
-		f := s.bySuffix[string(fields[0])]
+		p = p3
+		f := s.bySuffix[string(suffix)]
 		if f == nil {
 			continue
 		}
-		if err := s.fold(w, f, int64(start), fields[2]); err != nil {
+		if err := s.fold(w, f, int64(start), tile); err != nil {
 			return fmt.Errorf("importing feature %q: %w", f.name, err)
 		}
 	}
 	return nil
+}
+
+// readUvarint reads a uvarint off the front of p.
+func readUvarint(p []byte) (uint64, []byte, bool) {
+	n, k := binary.Uvarint(p)
+	if k <= 0 {
+		return 0, p, false
+	}
+	return n, p[k:], true
+}
+
+// readBytes reads a uvarint length and that many bytes off the front of p.
+func readBytes(p []byte) ([]byte, []byte, bool) {
+	n, rest, ok := readUvarint(p)
+	if !ok || n > uint64(len(rest)) {
+		return nil, p, false
+	}
+	return rest[:n], rest[n:], true
 }
 
 // fold merges tile into f's tile at start of the current profile.
