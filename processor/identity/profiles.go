@@ -256,7 +256,13 @@ func (s *step) accepted(o op) error {
 			return err
 		}
 	}
-	if err := s.send(absorb); err != nil {
+	// The record carries this task's stream time, so the winner's stream
+	// time is at least ours when it imports the tiles (features.Import).
+	ts := s.ts
+	if st := s.ctx.StreamTime(); st.After(ts) {
+		ts = st
+	}
+	if err := s.sendAt(absorb, ts); err != nil {
 		return err
 	}
 	for _, id := range r.Identifiers {
@@ -301,12 +307,14 @@ func (s *step) drop(o op) {
 	r.Remove(id)
 }
 
-func (s *step) send(o op) error {
+func (s *step) send(o op) error { return s.sendAt(o, s.ts) }
+
+func (s *step) sendAt(o op, ts time.Time) error {
 	b, err := s.pr.c.encodeOp(o)
 	if err != nil {
 		return err
 	}
-	return s.ctx.ForwardTo("profile-ops", topology.Record{Key: []byte(o.Profile), Value: b, Timestamp: s.ts})
+	return s.ctx.ForwardTo("profile-ops", topology.Record{Key: []byte(o.Profile), Value: b, Timestamp: ts})
 }
 
 func (s *step) sendLink(l link) error {
