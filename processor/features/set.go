@@ -109,6 +109,11 @@ type feature struct {
 type Info struct {
 	// Name is the feature's name, the key of its value in Values.
 	Name string
+	// Key identifies the definition's meaning (its name and a hash of
+	// what its tiles hold): a redefinition has a new Key.
+	Key string
+	// Def is the definition.
+	Def config.Feature
 	// Window is the window's length; 0 for lifetime.
 	Window time.Duration
 	// Tile is the tile size, the step in which the value can fall as time
@@ -283,7 +288,8 @@ func (s *Set) Clone() *Set {
 func (s *Set) Features() []Info {
 	out := make([]Info, len(s.features))
 	for i, f := range s.features {
-		out[i] = Info{Name: f.name, Window: time.Duration(f.window) * time.Millisecond, Tile: time.Duration(f.tile) * time.Millisecond}
+		out[i] = Info{Name: f.name, Key: fmt.Sprintf("%x", f.suffix), Def: f.def,
+			Window: time.Duration(f.window) * time.Millisecond, Tile: time.Duration(f.tile) * time.Millisecond}
 	}
 	return out
 }
@@ -646,4 +652,17 @@ func (s *Set) Merge(w *state.Window, from, to []byte) error {
 		return fmt.Errorf("merging profile %q into %q: %w", from, to, err)
 	}
 	return nil
+}
+
+// Only returns a Set of the one feature of s whose Info.Key is key, with
+// s's options: it writes the same tiles as s does for that feature, which
+// is how a new feature is computed from a profile's history without
+// touching the others.
+func (s *Set) Only(key string) (*Set, error) {
+	for _, info := range s.Features() {
+		if info.Key == key {
+			return Compile([]config.Feature{info.Def}, s.opts)
+		}
+	}
+	return nil, fmt.Errorf("features: no feature with key %s", key)
 }

@@ -706,3 +706,28 @@ func TestValuesIsSafeConcurrently(t *testing.T) {
 		}
 	}
 }
+
+func TestOnlyWritesTheSameTiles(t *testing.T) {
+	defs := []config.Feature{
+		{Name: "orders", Event: "Order Completed", Agg: "count", Window: "7d"},
+		{Name: "spend", Event: "Order Completed", Agg: "sum", Property: "revenue", Window: "30d"},
+	}
+	all, err := Compile(defs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	infos := all.Features()
+	if infos[0].Key == infos[1].Key || infos[1].Def != defs[1] {
+		t.Fatalf("infos: %+v", infos)
+	}
+	one, err := all.Only(infos[1].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := one.Features(); len(got) != 1 || got[0].Key != infos[1].Key {
+		t.Fatalf("Only: %+v", got)
+	}
+	if _, err := all.Only("nope"); err == nil {
+		t.Error("Only of an unknown key")
+	}
+}

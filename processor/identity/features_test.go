@@ -56,3 +56,59 @@ func TestFeaturesFollowMerges(t *testing.T) {
 		})
 	}
 }
+
+// A feature defined after events arrived is computed from each profile's
+// recent events: at the profile's next event, or by the sweep for a
+// profile that gets none; never counting an event twice, merges included.
+func TestNewFeatureComputedFromHistory(t *testing.T) {
+	set, err := features.Compile([]config.Feature{
+		{Name: "orders", Event: "Order Completed", Agg: "count", Window: "lifetime"},
+		{Name: "revenue_30d", Event: "Order Completed", Agg: "sum", Property: "revenue", Window: "30d"},
+	}, features.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seed := int64(0); seed < 4; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			var current *features.Set
+			rules := config.DefaultIdentity()
+			h := newHubSwitch(t, 3, rules, &current)
+			pick := picker(seed)
+			send := func(e string) {
+				h.send(e)
+				if err := h.d.Drain(pick); err != nil {
+					t.Fatal(err)
+				}
+			}
+			send(`{"type":"track","userId":"u1","event":"Order Completed","properties":{"revenue":10},"messageId":"1","timestamp":"2026-03-01T10:00:00Z"}`)
+			send(`{"type":"track","anonymousId":"a1","event":"Order Completed","properties":{"revenue":7},"messageId":"2","timestamp":"2026-03-01T10:01:00Z"}`)
+			send(`{"type":"track","userId":"u2","event":"Order Completed","properties":{"revenue":1},"messageId":"3","timestamp":"2026-03-01T10:02:00Z"}`)
+			current = set // defined now, after three orders
+			send(`{"type":"track","userId":"u1","event":"Order Completed","properties":{"revenue":5},"messageId":"4","timestamp":"2026-03-01T10:03:00Z"}`)
+			send(`{"type":"alias","userId":"u1","previousId":"a1","messageId":"5","timestamp":"2026-03-01T10:04:00Z"}`)
+			// u2 gets no event: the sweep computes it.
+			if err := h.d.AdvanceWallClock(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.d.Drain(pick); err != nil {
+				t.Fatal(err)
+			}
+			s := h.state()
+			now := time.Date(2026, 3, 1, 11, 0, 0, 0, time.UTC)
+			for ident, want := range map[string][2]any{"user_id:u1": {int64(3), 22.0}, "user_id:u2": {int64(1), 1.0}} {
+				p := s.profileOf(ident)
+				if p == nil {
+					t.Fatalf("no profile for %s:\n%s", ident, s.describe())
+				}
+				task := topology.TaskID{Group: 1, Partition: topology.PartitionFor([]byte(p.ID), 3)}
+				vals, err := set.Values(h.d.TaskWindow(task, identity.FeaturesStore), []byte(p.ID), now)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if vals["orders"] != want[0] || vals["revenue_30d"] != want[1] {
+					t.Errorf("%s: %v, want orders %v revenue %v", ident, vals, want[0], want[1])
+				}
+			}
+		})
+	}
+}

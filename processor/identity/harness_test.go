@@ -29,6 +29,12 @@ func newHub(t testing.TB, partitions int32, ident config.Identity) *hub {
 }
 
 func newHubWith(t testing.TB, partitions int32, ident config.Identity, set *features.Set) *hub {
+	return newHubSwitch(t, partitions, ident, &set)
+}
+
+// newHubSwitch reads the feature set through set, so a test can define
+// features while the hub runs.
+func newHubSwitch(t testing.TB, partitions int32, ident config.Identity, set **features.Set) *hub {
 	t.Helper()
 	rules, err := identity.NewRules(ident)
 	if err != nil {
@@ -36,7 +42,7 @@ func newHubWith(t testing.TB, partitions int32, ident config.Identity, set *feat
 	}
 	b := topology.NewBuilder()
 	if err := identity.Add(b, identity.Options{App: "t", Partitions: partitions, Rules: rules, DedupeWindow: 24 * time.Hour, RecentEvents: 5,
-		Features: func() *features.Set { return set }}); err != nil {
+		Features: func() *features.Set { return *set }}); err != nil {
 		t.Fatal(err)
 	}
 	topo, err := b.Build()

@@ -17,9 +17,97 @@ type profiler struct {
 	c *codecs
 	t Topics
 	p fastjson.Parser
+	// hp parses a profile's recent events when a feature is computed from
+	// history, leaving p's value (the event in hand) intact.
+	hp fastjson.Parser
+
+	// only caches one-feature Sets of the Set in force, by feature key.
+	onlyOf *features.Set
+	only   map[string]*features.Set
+	// sweepFrom is where the next maintenance sweep resumes.
+	sweepFrom []byte
 }
 
-func (pr *profiler) Init(*topology.Context) error { return nil }
+// sweepInterval and sweepBatch pace the maintenance sweep: it computes new
+// features from the history of profiles that get no events, and expires
+// tiles no window reads any more, a bounded slice of profiles at a time.
+const (
+	sweepInterval     = 5 * time.Second
+	profileSweepBatch = 500
+)
+
+func (pr *profiler) Init(ctx *topology.Context) error {
+	ctx.Schedule(sweepInterval, topology.WallClock, pr.sweep)
+	return nil
+}
+
+// sweep visits the next slice of this task's profiles.
+func (pr *profiler) sweep(ctx *topology.Context, _ time.Time) error {
+	set := pr.features()
+	if set == nil {
+		return nil
+	}
+	store := ctx.KeyValue(ProfilesStore)
+	type item struct{ id, value []byte }
+	var batch []item
+	n := 0
+	err := store.Range(pr.sweepFrom, nil, func(k, v []byte) error {
+		n++
+		if n > profileSweepBatch {
+			return errStop
+		}
+		batch = append(batch, item{append([]byte(nil), k...), append([]byte(nil), v...)})
+		return nil
+	})
+	if err != nil && err != errStop {
+		return err
+	}
+	if n > profileSweepBatch {
+		pr.sweepFrom = append(batch[len(batch)-1].id, 0)
+	} else {
+		pr.sweepFrom = nil
+	}
+	w := ctx.Window(FeaturesStore)
+	for _, it := range batch {
+		r, err := decodeRecord(it.value)
+		if err != nil {
+			return err
+		}
+		if r.P.ID == "" || r.MergedInto != "" || r.busy() {
+			continue
+		}
+		s := &step{pr: pr, ctx: ctx, id: string(it.id), r: r, ts: ctx.StreamTime()}
+		changed, err := s.computeHistory()
+		if err != nil {
+			return err
+		}
+		if err := set.Expire(w, it.id, ctx.StreamTime()); err != nil {
+			return err
+		}
+		if changed {
+			if err := store.Put(it.id, r.encode()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// onlyFeature returns the one-feature Set of key in set.
+func (pr *profiler) onlyFeature(set *features.Set, key string) (*features.Set, error) {
+	if pr.onlyOf != set {
+		pr.onlyOf, pr.only = set, make(map[string]*features.Set)
+	}
+	if o, ok := pr.only[key]; ok {
+		return o, nil
+	}
+	o, err := set.Only(key)
+	if err != nil {
+		return nil, err
+	}
+	pr.only[key] = o
+	return o, nil
+}
 
 // features returns the feature set in force, or nil.
 func (pr *profiler) features() *features.Set {
@@ -117,6 +205,12 @@ func (s *step) handle(o op, raw []byte) error {
 		if err := q.UnmarshalBinary(o.State); err != nil {
 			return err
 		}
+		// The loser computed its history before exporting; the winner
+		// does its own before taking the loser's events and tiles, or
+		// the loser's events would count twice.
+		if _, err := s.computeHistory(); err != nil {
+			return err
+		}
 		r.Absorb(&q, s.pr.o.RecentEvents)
 		if set := s.pr.features(); set != nil && len(o.Features) > 0 {
 			if err := set.Import(s.ctx.Window(FeaturesStore), []byte(s.id), o.Features); err != nil {
@@ -149,6 +243,59 @@ func (s *step) handle(o op, raw []byte) error {
 		return nil
 	}
 	return fmt.Errorf("unexpected %s for a live profile", o.Kind)
+}
+
+// computeHistory computes the features defined since this profile last
+// saw the feature set from its recent events (the profile keeps the last
+// profiles.recent_events of them; older history needs a replay), and
+// forgets features no longer defined. It reports whether the record
+// changed.
+func (s *step) computeHistory() (bool, error) {
+	set := s.pr.features()
+	if set == nil {
+		return false, nil
+	}
+	infos := set.Features()
+	changed := false
+	w := s.ctx.Window(FeaturesStore)
+	for _, in := range infos {
+		if s.r.Computed[in.Key] {
+			continue
+		}
+		only, err := s.pr.onlyFeature(set, in.Key)
+		if err != nil {
+			return false, err
+		}
+		for _, raw := range s.r.P.Recent {
+			v, err := s.pr.hp.ParseBytes(raw)
+			if err != nil {
+				return false, fmt.Errorf("parsing a recent event of %s: %w", s.id, err)
+			}
+			at := time.UnixMilli(profile.ParseMillis(string(v.GetStringBytes("timestamp"))))
+			// Each event is applied as of its own time: history is not late.
+			if _, err := only.Update(w, []byte(s.id), v, at); err != nil {
+				return false, err
+			}
+		}
+		if s.r.Computed == nil {
+			s.r.Computed = make(map[string]bool)
+		}
+		s.r.Computed[in.Key] = true
+		changed = true
+	}
+	if len(s.r.Computed) > len(infos) {
+		live := make(map[string]bool, len(infos))
+		for _, in := range infos {
+			live[in.Key] = true
+		}
+		for k := range s.r.Computed {
+			if !live[k] {
+				delete(s.r.Computed, k)
+				changed = true
+			}
+		}
+	}
+	return changed, nil
 }
 
 // redirect sends what reached a merged profile on to the profile it folded
@@ -184,6 +331,9 @@ func (s *step) event(o op) error {
 		return fmt.Errorf("parsing routed event: %w", err)
 	}
 	at := profile.ParseMillis(string(v.GetStringBytes("timestamp")))
+	if _, err := s.computeHistory(); err != nil {
+		return err
+	}
 	if set := s.pr.features(); set != nil {
 		if _, err := set.Update(s.ctx.Window(FeaturesStore), []byte(s.id), v, s.ctx.StreamTime()); err != nil {
 			return err
@@ -243,6 +393,9 @@ func (s *step) offer(o op) error {
 func (s *step) accepted(o op) error {
 	r := &s.r.P
 	absorb := op{Kind: opAbsorb, Profile: o.Peer, Peer: s.id, State: r.AppendBinary(nil)}
+	if _, err := s.computeHistory(); err != nil {
+		return err
+	}
 	if set := s.pr.features(); set != nil {
 		// The winner may live on another partition: the tiles travel with
 		// the state, and leave this store.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"sort"
 
 	"github.com/tessera-cdp/tessera/processor/profile"
 )
@@ -58,11 +59,16 @@ type record struct {
 	Absorbing string
 	// Queue holds encoded ops received while busy, in arrival order.
 	Queue [][]byte
+	// Computed holds the keys (features.Info.Key) of the features whose
+	// tiles already include this profile's history: a feature defined
+	// later is computed from the profile's recent events once, then kept
+	// up to date by each event.
+	Computed map[string]bool
 }
 
 func (r *record) busy() bool { return r.Offering != "" || r.Absorbing != "" }
 
-const recordVersion = 1
+const recordVersion = 2
 
 func (r *record) encode() []byte {
 	b := []byte{recordVersion}
@@ -71,6 +77,16 @@ func (r *record) encode() []byte {
 		b = append(b, s...)
 	}
 	b = binary.AppendVarint(b, r.MergedCreated)
+	keys := make([]string, 0, len(r.Computed))
+	for k := range r.Computed {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+	}
 	b = binary.AppendUvarint(b, uint64(len(r.Queue)))
 	for _, q := range r.Queue {
 		b = binary.AppendUvarint(b, uint64(len(q)))
@@ -83,9 +99,10 @@ func (r *record) encode() []byte {
 }
 
 func decodeRecord(b []byte) (*record, error) {
-	if len(b) == 0 || b[0] != recordVersion {
+	if len(b) == 0 || (b[0] != 1 && b[0] != recordVersion) {
 		return nil, fmt.Errorf("decoding profile record: unknown version")
 	}
+	version := b[0]
 	b = b[1:]
 	next := func() ([]byte, error) {
 		n, k := binary.Uvarint(b)
@@ -110,6 +127,23 @@ func decodeRecord(b []byte) (*record, error) {
 	}
 	r.MergedCreated = mc
 	b = b[k:]
+	if version >= 2 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)) {
+			return nil, fmt.Errorf("decoding profile record: bad computed-features count")
+		}
+		b = b[k:]
+		if n > 0 {
+			r.Computed = make(map[string]bool, n)
+		}
+		for i := uint64(0); i < n; i++ {
+			v, err := next()
+			if err != nil {
+				return nil, err
+			}
+			r.Computed[string(v)] = true
+		}
+	}
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)) {
 		return nil, fmt.Errorf("decoding profile record: bad queue length")
