@@ -13,6 +13,7 @@ import (
 
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/definitions"
+	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/identity"
 	"github.com/tessera-cdp/tessera/processor/predict"
 	"github.com/tessera-cdp/tessera/processor/profile"
@@ -80,7 +81,14 @@ type Models struct {
 	log    *slog.Logger
 
 	horizons []namedHorizon
+	// features returns the feature set in force, for the insights; nil
+	// shows no feature distributions.
+	features func() *features.Set
 }
+
+// ShowFeatures makes the insights include the distributions of the
+// features in force.
+func (m *Models) ShowFeatures(set func() *features.Set) { m.features = set }
 
 type namedHorizon struct {
 	name  string
@@ -149,13 +157,25 @@ type Insights struct {
 	Events    map[string]int64 `json:"event_counts"`
 	AsOf      string           `json:"as_of,omitempty"`
 	Instances int              `json:"instances"`
+	// Features holds, per numeric feature, a histogram of its values over
+	// a sample of profiles (the first featureSample of each instance).
+	Features map[string]*Distribution `json:"features,omitempty"`
+	// Samples are the raw values behind Features, from one instance.
+	Samples map[string][]float64 `json:"samples,omitempty"`
 }
 
 // pAliveBuckets splits [0, 1] into tenths for the p_alive histogram.
 const pAliveBuckets = 10
 
 func (m *Models) localInsights() (Insights, error) {
-	in := Insights{PAlive: make([]int64, pAliveBuckets), RFM: map[string]int64{}, Events: map[string]int64{}}
+	in := Insights{PAlive: make([]int64, pAliveBuckets), RFM: map[string]int64{}, Events: map[string]int64{}, Samples: map[string][]float64{}}
+	var set *features.Set
+	if m.features != nil {
+		if s := m.features(); s != nil {
+			set = s.Clone()
+		}
+	}
+	now := time.Now()
 	f, fitted := m.Current()
 	var asOf predict.Day
 	if fitted {
@@ -164,13 +184,27 @@ func (m *Models) localInsights() (Insights, error) {
 		in.AsOf = f.AsOf
 	}
 	bg := predict.BGNBD{R: f.BGNBD.R, Alpha: f.BGNBD.Alpha, A: f.BGNBD.A, B: f.BGNBD.B}
+	sampled := 0
 	err := m.rt.Scan(profileGroup, identity.ProfilesStore, func(_ topology.TaskID, db *state.DB) error {
+		window := db.CommittedWindow(identity.FeaturesStore)
 		return db.RangeCommitted(identity.ProfilesStore, func(_, v []byte) error {
 			p, merged, err := identity.LoadProfile(v)
 			if err != nil || p == nil || merged != "" {
 				return err
 			}
 			in.Profiles++
+			if set != nil && sampled < featureSample {
+				sampled++
+				vals, err := set.Values(window, []byte(p.ID), now)
+				if err != nil {
+					return err
+				}
+				for name, val := range vals {
+					if x, ok := numeric(val); ok {
+						in.Samples[name] = append(in.Samples[name], x)
+					}
+				}
+			}
 			for k, n := range p.Counts {
 				in.Events[k] += n
 			}
@@ -211,7 +245,7 @@ func (m *Models) getInsights(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	total := Insights{PAlive: make([]int64, pAliveBuckets), RFM: map[string]int64{}, Events: map[string]int64{}}
+	total := Insights{PAlive: make([]int64, pAliveBuckets), RFM: map[string]int64{}, Events: map[string]int64{}, Samples: map[string][]float64{}}
 	for _, name := range predict.Segments() {
 		total.RFM[name] = 0
 	}
@@ -237,10 +271,70 @@ func (m *Models) getInsights(w http.ResponseWriter, r *http.Request) {
 		for k, n := range part.Events {
 			total.Events[k] += n
 		}
+		for k, xs := range part.Samples {
+			total.Samples[k] = append(total.Samples[k], xs...)
+		}
 		total.AsOf = part.AsOf
 		total.Instances++
 	}
+	total.Features = map[string]*Distribution{}
+	for k, xs := range total.Samples {
+		total.Features[k] = distribution(xs, distributionBins)
+	}
+	total.Samples = nil
 	writeJSON(w, http.StatusOK, total)
+}
+
+// featureSample bounds the profiles whose features each instance reads
+// for the insights: computing a profile's features reads its tiles, so a
+// sample keeps the page quick on large populations.
+const featureSample = 5000
+
+// distributionBins is the number of bins of a feature's histogram.
+const distributionBins = 10
+
+// Distribution is a histogram of values: Counts[i] holds the values in
+// [Min + i·Width, Min + (i+1)·Width), the last bin closed.
+type Distribution struct {
+	Sampled int     `json:"sampled"`
+	Min     float64 `json:"min"`
+	Max     float64 `json:"max"`
+	Mean    float64 `json:"mean"`
+	Width   float64 `json:"width"`
+	Counts  []int64 `json:"counts"`
+}
+
+func distribution(xs []float64, bins int) *Distribution {
+	d := &Distribution{Sampled: len(xs), Counts: make([]int64, bins)}
+	if len(xs) == 0 {
+		return d
+	}
+	d.Min, d.Max = xs[0], xs[0]
+	var sum float64
+	for _, x := range xs {
+		d.Min, d.Max = min(d.Min, x), max(d.Max, x)
+		sum += x
+	}
+	d.Mean = sum / float64(len(xs))
+	d.Width = (d.Max - d.Min) / float64(bins)
+	for _, x := range xs {
+		i := bins - 1
+		if d.Width > 0 {
+			i = min(int((x-d.Min)/d.Width), bins-1)
+		}
+		d.Counts[i]++
+	}
+	return d
+}
+
+func numeric(v any) (float64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return float64(x), true
+	case float64:
+		return x, true
+	}
+	return 0, false
 }
 
 func (m *Models) getJSON(ctx context.Context, url string, v any) error {

@@ -244,6 +244,10 @@ func TestFeaturesInTheProfile(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition
 	}
+	// The insights show the feature's distribution.
+	if code, body := getAuth(t, base+"/v1/insights", "tok"); code != 200 || !strings.Contains(body, `"spend_7d":{"sampled":1,"min":42.5,"max":42.5`) {
+		t.Errorf("insights: %d %s", code, body)
+	}
 	// A week later the window is empty.
 	later := url.QueryEscape(now.Add(8 * 24 * time.Hour).Format(time.RFC3339))
 	if code, body := getAuth(t, base+"/v1/profiles/user_id:f-1?as_of="+later, "tok"); code != 200 || !strings.Contains(body, `"spend_7d":0`) {

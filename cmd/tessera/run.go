@@ -238,6 +238,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		}
 	})
 	api.NewFeatureValues(rt, featureSet.Load, cfg.API.AdminToken).Register(srv, profiles)
+	models.ShowFeatures(featureSet.Load)
 
 	// Ingest: every source writes through one Writer, which applies the
 	// tracking plans.

@@ -16,9 +16,9 @@ import (
 //   - monetary: spend over all purchase days (TotalSpend), as in Hughes'
 //     RFM.
 type RFMBins struct {
-	Recency   [4]int
-	Frequency [4]int
-	Monetary  [4]float64
+	Recency   [4]int     `json:"recency_days"`
+	Frequency [4]int     `json:"frequency"`
+	Monetary  [4]float64 `json:"monetary"`
 }
 
 // NewRFMBins returns the quintile boundaries of a population given as three
