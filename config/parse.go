@@ -193,7 +193,7 @@ func (ck *checker) checkFields(pairs []*ast.MappingValueNode, t reflect.Type, pa
 			ck.errorf(kv.Key, "", "duplicate key %q (first at line %d)", join(path, key), seen[key].Position.Line)
 		case !ok:
 			msg := fmt.Sprintf("unknown key %q", join(path, key))
-			if near := closest(key, names); near != "" {
+			if near := Suggest(key, names); near != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", join(path, near))
 			}
 			ck.errorf(kv.Key, "", "%s", msg)
@@ -253,8 +253,11 @@ func fitsInt(v any) bool {
 	return false
 }
 
-// closest returns the name nearest to key, if it is a likely misspelling of it.
-func closest(key string, names []string) string {
+// Suggest returns the name nearest to key when key is a likely misspelling
+// of it (fewer than three edits, and fewer edits than key has letters),
+// else "": the "did you mean" of every error about a name, in the config
+// and beyond (import mappings, feature filters).
+func Suggest(key string, names []string) string {
 	best, bestDist := "", min(3, len(key))
 	for _, name := range names {
 		if d := distance(key, name); d < bestDist {

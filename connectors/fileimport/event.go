@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/tessera-cdp/tessera/config"
 	"github.com/valyala/fastjson"
 )
 
@@ -56,7 +57,7 @@ func bind(m *Mapping, header []string, file string, headerLine int) (*plan, erro
 			i := slices.Index(header, r.text)
 			if i < 0 {
 				msg := fmt.Sprintf("%s: %s: no column %q in the header of %s (line %d)", r.pos, r.key, r.text, file, headerLine)
-				if near := closest(r.text, header); near != "" {
+				if near := config.Suggest(r.text, header); near != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", near)
 				}
 				errs = append(errs, errors.New(msg))

@@ -12,6 +12,7 @@ import (
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/schemas"
 )
 
@@ -161,7 +162,7 @@ func (d *decoder) pairs(n ast.Node, path string, known []string) ([]kv, bool) {
 		seen[k] = mv.Key.GetToken().Position.Line
 		if known != nil && !slices.Contains(known, k) {
 			msg := fmt.Sprintf("unknown key %q", full)
-			if near := closest(k, known); near != "" {
+			if near := config.Suggest(k, known); near != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", join(path, near))
 			}
 			d.errorf(mv.Key, "", "%s", msg)
@@ -817,36 +818,4 @@ func describe(n ast.Node) string {
 		return "null"
 	}
 	return n.GetToken().Value
-}
-
-// closest returns the name nearest to key, if it is a likely misspelling.
-func closest(key string, names []string) string {
-	best, bestDist := "", min(3, len(key))
-	for _, name := range names {
-		if d := distance(key, name); d < bestDist {
-			best, bestDist = name, d
-		}
-	}
-	return best
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
+	"github.com/tessera-cdp/tessera/config"
 	"github.com/valyala/fastjson"
 )
 
@@ -78,7 +79,7 @@ func describeExprError(err error, known []string) error {
 	msg, hint := fe.Message, ""
 	if name, ok := strings.CutPrefix(msg, "unknown name "); ok {
 		msg = fmt.Sprintf("unknown name %q", name)
-		if s := suggest(name, known); s != "" {
+		if s := config.Suggest(name, known); s != "" {
 			hint = fmt.Sprintf("; did you mean %q?", s)
 		}
 	}
@@ -86,39 +87,6 @@ func describeExprError(err error, known []string) error {
 		return errors.New(msg + hint)
 	}
 	return fmt.Errorf("%s (line %d, column %d)%s", msg, fe.Line, fe.Column+1, hint)
-}
-
-// suggest returns the known name closest to name when it is a plausible
-// misspelling (at most two edits), else "".
-func suggest(name string, known []string) string {
-	best, bestD := "", 3
-	for _, k := range known {
-		if d := editDistance(name, k); d < bestD {
-			best, bestD = k, d
-		}
-	}
-	return best
-}
-
-// editDistance is the Levenshtein distance of a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 type identCollector struct{ names []string }

@@ -216,7 +216,7 @@ func compileFeature(d config.Feature, opts Options) (*feature, []error) {
 			errs = append(errs, fmt.Errorf("property: %q has an empty path segment", d.Property))
 		} else if isKnown && !slices.Contains(known, f.path[0]) {
 			msg := fmt.Sprintf("property: unknown property %q of %q", f.path[0], selector)
-			if s := suggest(f.path[0], known); s != "" {
+			if s := config.Suggest(f.path[0], known); s != "" {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			errs = append(errs, errors.New(msg))
