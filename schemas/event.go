@@ -486,7 +486,7 @@ func (m *managedValue) setMerge(own, base *fastjson.Value) {
 func (m *managedValue) append(dst []byte) []byte {
 	switch m.kind {
 	case valueString:
-		return appendString(dst, m.s)
+		return AppendJSONString(dst, m.s)
 	case valueTime:
 		return appendTime(dst, m.t)
 	default:
@@ -506,7 +506,7 @@ func (w *objectWriter) key(k []byte) {
 		w.buf = append(w.buf, ',')
 	}
 	w.more = true
-	w.buf = appendString(w.buf, k)
+	w.buf = AppendJSONString(w.buf, k)
 	w.buf = append(w.buf, ':')
 }
 
@@ -516,7 +516,7 @@ func (w *objectWriter) keyString(k string) {
 		w.buf = append(w.buf, ',')
 	}
 	w.more = true
-	w.buf = appendString(w.buf, k)
+	w.buf = AppendJSONString(w.buf, k)
 	w.buf = append(w.buf, ':')
 }
 
@@ -573,7 +573,7 @@ func AppendJSON(dst []byte, v *fastjson.Value) []byte {
 		}
 		return append(dst, ']')
 	case fastjson.TypeString:
-		return appendString(dst, v.GetStringBytes())
+		return AppendJSONString(dst, v.GetStringBytes())
 	default: // numbers (validated by Parse), true, false, null
 		return v.MarshalTo(dst)
 	}
@@ -581,9 +581,9 @@ func AppendJSON(dst []byte, v *fastjson.Value) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendString appends s as a JSON string: quotes, backslashes and control
+// AppendJSONString appends s as a JSON string: quotes, backslashes and control
 // characters escaped, invalid UTF-8 replaced by U+FFFD.
-func appendString[S string | []byte](dst []byte, s S) []byte {
+func AppendJSONString[S string | []byte](dst []byte, s S) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/schemas"
 	"github.com/valyala/fastjson"
 )
 
@@ -130,7 +131,7 @@ func (p *plan) event(dst []byte, rec *record) (out []byte, skip bool, lerr *Line
 	}
 
 	dst = append(dst, `{"type":`...)
-	dst = appendString(dst, []byte(m.typ))
+	dst = schemas.AppendJSONString(dst, []byte(m.typ))
 	var err *LineError
 	for _, f := range []*field{m.event, m.pageName} {
 		if dst, err = p.value(dst, rec, f, false); err != nil {
@@ -208,7 +209,7 @@ func appendKey(dst []byte, name string) []byte {
 	if len(dst) > 0 && dst[len(dst)-1] != '{' {
 		dst = append(dst, ',')
 	}
-	dst = appendString(dst, []byte(name))
+	dst = schemas.AppendJSONString(dst, []byte(name))
 	return append(dst, ':')
 }
 
@@ -233,7 +234,7 @@ func convert(dst []byte, f *field, text []byte, v *fastjson.Value) ([]byte, erro
 	s := string(bytes.TrimSpace(text))
 	switch f.typ {
 	case typeString:
-		return appendString(dst, text), nil
+		return schemas.AppendJSONString(dst, text), nil
 	case typeInt:
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
@@ -292,51 +293,6 @@ func short(s string) string {
 		return strconv.Quote(s[:cut]) + "…"
 	}
 	return strconv.Quote(s)
-}
-
-// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD and
-// control characters are escaped, so the result is always valid JSON (and,
-// unlike fastjson's Arena, never a Go-only escape such as \x01).
-func appendString(dst, s []byte) []byte {
-	const hexDigits = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // uuidNamespace is the namespace of imported events' messageIds (a random

@@ -445,7 +445,7 @@ func (d *decoder) nameField(n ast.Node, key string) *field {
 			d.errorf(n, key, "must not be empty")
 			return nil
 		}
-		return &field{key: key, name: key, konst: appendString(nil, []byte(s)), typ: typeString}
+		return &field{key: key, name: key, konst: schemas.AppendJSONString(nil, s), typ: typeString}
 	}
 	f := d.field(n, key, typeString)
 	if f == nil {
