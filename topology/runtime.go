@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -164,11 +165,7 @@ func (r *Runtime) Ready() error {
 func (r *Runtime) RestoredRecords() map[TaskID]int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make(map[TaskID]int64, len(r.restoredRecords))
-	for k, v := range r.restoredRecords {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(r.restoredRecords)
 }
 
 // Tasks returns the tasks assigned to this instance and whether each runs.

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -175,10 +176,7 @@ func (t *task) checkpoints() (map[string]int64, error) {
 	if t.prodErr != nil {
 		return nil, t.prodErr
 	}
-	out := make(map[string]int64, len(t.next))
-	for k, v := range t.next {
-		out[k] = v
-	}
+	out := maps.Clone(t.next)
 	clear(t.next)
 	return out, nil
 }
