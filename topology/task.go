@@ -167,7 +167,7 @@ func (t *task) punctuate(kind PunctuationType, now time.Time) error {
 	return nil
 }
 
-// commitOffsets returns the changelog positions that the pending writes
+// checkpoints returns the changelog positions that the pending writes
 // reach, to be written as the checkpoint with them. It must be called after
 // the producer has flushed.
 func (t *task) checkpoints() (map[string]int64, error) {
