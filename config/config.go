@@ -43,6 +43,8 @@ type Config struct {
 	Features []Feature `yaml:"features"`
 	// Predictions configures the BG/NBD and Gamma-Gamma models.
 	Predictions Predictions `yaml:"predictions"`
+	// Destinations are the channels activations are delivered to.
+	Destinations []Destination `yaml:"destinations"`
 
 	// origins maps a key path ("kafka.partitions", "kafka.brokers[1]") to where its value
 	// came from. Copies of a Config share it, so it is replaced, never modified.

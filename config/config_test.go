@@ -42,6 +42,9 @@ func same(a, b Config) bool {
 		if len(c.TrackingPlans) == 0 {
 			c.TrackingPlans = nil
 		}
+		if len(c.Destinations) == 0 {
+			c.Destinations = nil
+		}
 		if len(c.Features) == 0 {
 			c.Features = nil
 		}

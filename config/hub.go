@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -208,6 +210,28 @@ func (c Config) validateHub(check func(path string, err error)) {
 	if pr.AllowedLateness < 0 {
 		check("predictions.allowed_lateness", fmt.Errorf("must not be negative, got %s", pr.AllowedLateness))
 	}
+	dests := map[string]bool{}
+	for i, d := range c.Destinations {
+		p := fmt.Sprintf("destinations[%d]", i)
+		if !identTypePattern.MatchString(d.Name) {
+			check(p+".name", fmt.Errorf("must match [a-z][a-z0-9_]*, got %q", d.Name))
+		}
+		if dests[d.Name] {
+			check(p+".name", fmt.Errorf("%q is declared twice", d.Name))
+		}
+		dests[d.Name] = true
+		if !slices.Contains(DestinationTypes, d.Type) {
+			check(p+".type", fmt.Errorf("must be one of %s, got %q", strings.Join(DestinationTypes, ", "), d.Type))
+		}
+		for j, t := range d.Types {
+			if t != "audience_entered" && t != "audience_exited" && t != "event_triggered" {
+				check(fmt.Sprintf("%s.types[%d]", p, j), fmt.Errorf("must be audience_entered, audience_exited or event_triggered, got %q", t))
+			}
+		}
+		if d.Delivery.MaxAttempts < 0 || d.Delivery.BatchSize < 0 || d.Delivery.RatePerSecond < 0 {
+			check(p+".delivery", errors.New("max_attempts, batch_size and rate_per_second must not be negative"))
+		}
+	}
 	for i, s := range c.Sources.Kafka {
 		p := fmt.Sprintf("sources.kafka[%d]", i)
 		if s.Topic == "" {
@@ -279,3 +303,74 @@ type Predictions struct {
 	// its feature window. Default 7 days.
 	AllowedLateness Duration `yaml:"allowed_lateness"`
 }
+
+// Destination is a channel activations are delivered to. The fields a
+// type does not use must be empty. Secrets are never written here: a
+// field ending in _env names the environment variable holding one.
+type Destination struct {
+	// Name identifies the destination (its consumer group, metrics label
+	// and delivery log).
+	Name string `yaml:"name" json:"name"`
+	// Type is webhook, kafka, smtp, twilio_sms, sendgrid, slack, redis,
+	// postgres or file.
+	Type string `yaml:"type" json:"type"`
+	// Audiences limits the destination to these audiences and triggers;
+	// empty takes all.
+	Audiences []string `yaml:"audiences" json:"audiences,omitempty"`
+	// Types limits it to these activation types (audience_entered,
+	// audience_exited, event_triggered); empty takes all.
+	Types []string `yaml:"types" json:"types,omitempty"`
+	// Template is a Go text/template rendering the payload (the body of a
+	// webhook or email, the text of an SMS or Slack message) from the
+	// activation; each type has a default.
+	Template string `yaml:"template" json:"template,omitempty"`
+	// Subject is the email subject template (smtp, sendgrid).
+	Subject string `yaml:"subject" json:"subject,omitempty"`
+
+	// URL is the endpoint: the webhook's or Slack's URL, or the base URL
+	// of Twilio's or SendGrid's API (defaults to theirs).
+	URL string `yaml:"url" json:"url,omitempty"`
+	// Address is host:port of an SMTP or Redis server.
+	Address string `yaml:"address" json:"address,omitempty"`
+	// SecretEnv names the variable with the webhook's signing secret, the
+	// SendGrid or Twilio API key/auth token, or the SMTP/Redis password.
+	SecretEnv string `yaml:"secret_env" json:"secret_env,omitempty"`
+	// Username is the SMTP user or the Twilio account SID.
+	Username string `yaml:"username" json:"username,omitempty"`
+	// From is the sender: an email address or a phone number.
+	From string `yaml:"from" json:"from,omitempty"`
+	// ToTrait is the profile trait holding the recipient's address or
+	// phone number. Default "email" (email) or "phone" (SMS).
+	ToTrait string `yaml:"to_trait" json:"to_trait,omitempty"`
+	// Topic and Brokers name the Kafka topic and cluster (the hub's when
+	// empty).
+	Topic   string   `yaml:"topic" json:"topic,omitempty"`
+	Brokers []string `yaml:"brokers" json:"brokers,omitempty"`
+	// DSNEnv names the variable holding the PostgreSQL connection string.
+	DSNEnv string `yaml:"dsn_env" json:"dsn_env,omitempty"`
+	// Path is the file sink's JSON Lines file.
+	Path string `yaml:"path" json:"path,omitempty"`
+
+	// Delivery tunes the runtime; zero values take the defaults.
+	Delivery Delivery `yaml:"delivery" json:"delivery,omitempty"`
+}
+
+// Delivery tunes how a destination's runtime delivers.
+type Delivery struct {
+	// MaxAttempts before the dead-letter topic. Default 8.
+	MaxAttempts int `yaml:"max_attempts" json:"max_attempts,omitempty"`
+	// BackoffMin and BackoffMax bound the jittered exponential backoff.
+	// Defaults 200ms and 30s.
+	BackoffMin Duration `yaml:"backoff_min" json:"backoff_min,omitempty"`
+	BackoffMax Duration `yaml:"backoff_max" json:"backoff_max,omitempty"`
+	// RatePerSecond caps deliveries per second; 0 is unlimited.
+	RatePerSecond float64 `yaml:"rate_per_second" json:"rate_per_second,omitempty"`
+	// BatchSize is the most activations per write where the channel
+	// batches. Default 100.
+	BatchSize int `yaml:"batch_size" json:"batch_size,omitempty"`
+	// Timeout bounds one write. Default 10s.
+	Timeout Duration `yaml:"timeout" json:"timeout,omitempty"`
+}
+
+// DestinationTypes are the sink types.
+var DestinationTypes = []string{"webhook", "kafka", "smtp", "twilio_sms", "sendgrid", "slack", "redis", "postgres", "file"}
