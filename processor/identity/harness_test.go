@@ -1,6 +1,7 @@
 package identity_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/identity"
 	"github.com/tessera-cdp/tessera/processor/profile"
@@ -35,6 +37,12 @@ func newHubWith(t testing.TB, partitions int32, ident config.Identity, set *feat
 // newHubSwitch reads the feature set through set, so a test can define
 // features while the hub runs.
 func newHubSwitch(t testing.TB, partitions int32, ident config.Identity, set **features.Set) *hub {
+	return newHubFull(t, partitions, ident, set, nil)
+}
+
+// newHubFull also evaluates the audiences aud points at, encoding each
+// activation as JSON.
+func newHubFull(t testing.TB, partitions int32, ident config.Identity, set **features.Set, aud **audience.Set) *hub {
 	t.Helper()
 	rules, err := identity.NewRules(ident)
 	if err != nil {
@@ -42,7 +50,14 @@ func newHubSwitch(t testing.TB, partitions int32, ident config.Identity, set **f
 	}
 	b := topology.NewBuilder()
 	if err := identity.Add(b, identity.Options{App: "t", Partitions: partitions, Rules: rules, DedupeWindow: 24 * time.Hour, RecentEvents: 5,
-		Features: func() *features.Set { return *set }}); err != nil {
+		Features: func() *features.Set { return *set },
+		Audiences: func() *audience.Set {
+			if aud == nil {
+				return nil
+			}
+			return *aud
+		},
+		Activate: func(a identity.Activation) ([]byte, error) { return json.Marshal(a) }}); err != nil {
 		t.Fatal(err)
 	}
 	topo, err := b.Build()
@@ -67,7 +82,12 @@ func (h *hub) send(json string) {
 	if key == "" {
 		key = between(json, `"anonymousId":"`, `"`)
 	}
-	if err := h.d.Pipe("t.events", []byte(key), []byte(json), h.clock); err != nil {
+	// The record's timestamp is the event's, as ingest writes it.
+	ts := h.clock
+	if t, err := time.Parse(time.RFC3339, between(json, `"timestamp":"`, `"`)); err == nil {
+		ts = t
+	}
+	if err := h.d.Pipe("t.events", []byte(key), []byte(json), ts); err != nil {
 		h.t.Fatal(err)
 	}
 }

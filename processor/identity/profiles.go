@@ -2,6 +2,7 @@ package identity
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/tessera-cdp/tessera/processor/features"
@@ -32,8 +33,8 @@ type profiler struct {
 // features from the history of profiles that get no events, and expires
 // tiles no window reads any more, a bounded slice of profiles at a time.
 const (
-	sweepInterval     = 5 * time.Second
-	profileSweepBatch = 500
+	sweepInterval     = time.Second
+	profileSweepBatch = 2000
 )
 
 func (pr *profiler) Init(ctx *topology.Context) error {
@@ -44,7 +45,7 @@ func (pr *profiler) Init(ctx *topology.Context) error {
 // sweep visits the next slice of this task's profiles.
 func (pr *profiler) sweep(ctx *topology.Context, _ time.Time) error {
 	set := pr.features()
-	if set == nil {
+	if set == nil && pr.audiences() == nil {
 		return nil
 	}
 	store := ctx.KeyValue(ProfilesStore)
@@ -81,10 +82,16 @@ func (pr *profiler) sweep(ctx *topology.Context, _ time.Time) error {
 		if err != nil {
 			return err
 		}
-		if err := set.Expire(w, it.id, ctx.StreamTime()); err != nil {
+		if set != nil {
+			if err := set.Expire(w, it.id, ctx.StreamTime()); err != nil {
+				return err
+			}
+		}
+		moved, err := s.evaluate(ctx.StreamTime(), "time:"+strconv.FormatInt(ctx.StreamTime().UnixMilli(), 10))
+		if err != nil {
 			return err
 		}
-		if changed {
+		if changed || moved {
 			if err := store.Put(it.id, r.encode()); err != nil {
 				return err
 			}
@@ -218,6 +225,9 @@ func (s *step) handle(o op, raw []byte) error {
 			}
 		}
 		s.r.Absorbing = ""
+		if _, err := s.evaluate(s.ctx.StreamTime(), "absorb:"+o.Peer); err != nil {
+			return err
+		}
 		return nil
 	}
 	if s.r.busy() {
@@ -340,6 +350,13 @@ func (s *step) event(o op) error {
 		}
 	}
 	r.ApplyEvent(v, o.Event, at, profile.Options{Keep: s.pr.o.RecentEvents, PurchaseEvent: s.pr.o.PurchaseEvent, SpendProperty: s.pr.o.SpendProperty})
+	now := s.ctx.StreamTime()
+	if err := s.triggers(v, o.Event, now); err != nil {
+		return err
+	}
+	if _, err := s.evaluate(now, string(v.GetStringBytes("messageId"))); err != nil {
+		return err
+	}
 	rules := s.pr.o.Rules
 	for _, str := range o.Identifiers {
 		id, err := profile.ParseIdent(str)

@@ -64,11 +64,17 @@ type record struct {
 	// later is computed from the profile's recent events once, then kept
 	// up to date by each event.
 	Computed map[string]bool
+	// Audiences holds the audiences the profile is in, by name.
+	Audiences map[string]bool
+	// Evaluated holds the keys (audience.Audience.Key) of the audiences
+	// this profile has been evaluated against: the first evaluation of an
+	// existing profile activates only if the audience says so.
+	Evaluated map[string]bool
 }
 
 func (r *record) busy() bool { return r.Offering != "" || r.Absorbing != "" }
 
-const recordVersion = 2
+const recordVersion = 3
 
 func (r *record) encode() []byte {
 	b := []byte{recordVersion}
@@ -77,15 +83,8 @@ func (r *record) encode() []byte {
 		b = append(b, s...)
 	}
 	b = binary.AppendVarint(b, r.MergedCreated)
-	keys := make([]string, 0, len(r.Computed))
-	for k := range r.Computed {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	b = binary.AppendUvarint(b, uint64(len(keys)))
-	for _, k := range keys {
-		b = binary.AppendUvarint(b, uint64(len(k)))
-		b = append(b, k...)
+	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
+		b = appendSet(b, set)
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Queue)))
 	for _, q := range r.Queue {
@@ -99,7 +98,7 @@ func (r *record) encode() []byte {
 }
 
 func decodeRecord(b []byte) (*record, error) {
-	if len(b) == 0 || (b[0] != 1 && b[0] != recordVersion) {
+	if len(b) == 0 || b[0] < 1 || b[0] > recordVersion {
 		return nil, fmt.Errorf("decoding profile record: unknown version")
 	}
 	version := b[0]
@@ -127,21 +126,28 @@ func decodeRecord(b []byte) (*record, error) {
 	}
 	r.MergedCreated = mc
 	b = b[k:]
-	if version >= 2 {
+	sets := 0
+	switch version {
+	case 2:
+		sets = 1
+	case 3:
+		sets = 3
+	}
+	for i, dst := range []*map[string]bool{&r.Computed, &r.Audiences, &r.Evaluated}[:sets] {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || n > uint64(len(b)) {
-			return nil, fmt.Errorf("decoding profile record: bad computed-features count")
+			return nil, fmt.Errorf("decoding profile record: bad count of set %d", i)
 		}
 		b = b[k:]
 		if n > 0 {
-			r.Computed = make(map[string]bool, n)
+			*dst = make(map[string]bool, n)
 		}
-		for i := uint64(0); i < n; i++ {
+		for j := uint64(0); j < n; j++ {
 			v, err := next()
 			if err != nil {
 				return nil, err
 			}
-			r.Computed[string(v)] = true
+			(*dst)[string(v)] = true
 		}
 	}
 	n, k := binary.Uvarint(b)
@@ -162,4 +168,21 @@ func decodeRecord(b []byte) (*record, error) {
 		}
 	}
 	return r, nil
+}
+
+// appendSet appends a set of strings, sorted so equal sets encode equally.
+func appendSet(b []byte, set map[string]bool) []byte {
+	keys := make([]string, 0, len(set))
+	for k, in := range set {
+		if in {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		b = binary.AppendUvarint(b, uint64(len(k)))
+		b = append(b, k...)
+	}
+	return b
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/tessera-cdp/tessera/topology"
@@ -38,22 +39,32 @@ type Options struct {
 	// Features returns the feature definitions in force (they change
 	// without a restart); nil, or a nil result, computes none.
 	Features func() *features.Set
+	// Audiences returns the audiences and triggers in force; nil, or a
+	// nil result, evaluates none.
+	Audiences func() *audience.Set
+	// Predict scores a profile for audience rules: its predictions by
+	// horizon and its RFM scores; nil scores nothing.
+	Predict func(p *profile.Profile) (predictions, rfm map[string]any)
+	// Activate encodes an activation for <app>.activations; nil emits
+	// none (a replay with sinks suppressed).
+	Activate func(Activation) ([]byte, error)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
 
 // Topics names the topics of the stages for app.
 type Topics struct {
-	Events, Links, Ops, Invalid string
+	Events, Links, Ops, Invalid, Activations string
 }
 
 // TopicsOf returns the topics of app.
 func TopicsOf(app string) Topics {
 	return Topics{
-		Events:  app + ".events",
-		Links:   app + ".identity-links",
-		Ops:     app + ".profile-ops",
-		Invalid: app + ".events.invalid",
+		Events:      app + ".events",
+		Links:       app + ".identity-links",
+		Ops:         app + ".profile-ops",
+		Invalid:     app + ".events.invalid",
+		Activations: app + ".activations",
 	}
 }
 
@@ -80,7 +91,8 @@ func Add(b *topology.Builder, o Options) error {
 		AddStore(ProfilesStore, topology.KeyValueStore, "profile").
 		AddStore(FeaturesStore, topology.WindowStore, "profile").
 		AddSink("profile-ops", t.Ops, "profile").
-		AddSink("profile-links", t.Links, "profile")
+		AddSink("profile-links", t.Links, "profile").
+		AddSink("profile-activations", t.Activations, "profile")
 	return nil
 }
 

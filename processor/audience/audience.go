@@ -1,0 +1,221 @@
+// Package audience decides which audiences a profile belongs to: rules
+// over its traits, features, predictions and RFM segment, written in
+// expr-lang and compiled once per definition, and event triggers, rules
+// over a single incoming event. It only decides; the profile stage
+// evaluates it when a profile changes and as time passes, and emits the
+// entries and exits as activations.
+package audience
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Definition is an audience as the config and the API write it.
+type Definition struct {
+	Name string `yaml:"name" json:"name"`
+	// Rule is an expr-lang expression over traits, features, predictions
+	// and rfm, e.g. `features.orders_30d >= 3 && traits.plan == "pro"`.
+	Rule string `yaml:"rule" json:"rule"`
+	// Destinations feed on this audience's activations.
+	Destinations []string `yaml:"destinations" json:"destinations,omitempty"`
+	// ActivateExisting says whether profiles already matching when the
+	// audience is created are activated (entered) or only marked members.
+	ActivateExisting bool `yaml:"activate_existing" json:"activate_existing,omitempty"`
+	// CreatedAt (Unix ms) tells existing profiles (created before it)
+	// from new ones; the definitions store sets it.
+	CreatedAt int64 `yaml:"-" json:"created_at,omitempty"`
+}
+
+// Trigger is a rule on a single incoming event.
+type Trigger struct {
+	Name string `yaml:"name" json:"name"`
+	// Event is the track event name it looks at ("" for every event).
+	Event string `yaml:"event" json:"event,omitempty"`
+	// Rule is an expr-lang expression over the event's properties (and
+	// the profile's traits), e.g. `properties.revenue > 500`.
+	Rule         string   `yaml:"rule" json:"rule"`
+	Destinations []string `yaml:"destinations" json:"destinations,omitempty"`
+}
+
+// Env is what a rule sees of a profile.
+type Env struct {
+	Traits      map[string]any `expr:"traits"`
+	Features    map[string]any `expr:"features"`
+	Predictions map[string]any `expr:"predictions"`
+	RFM         map[string]any `expr:"rfm"`
+	Events      map[string]any `expr:"events"`
+}
+
+// EventEnv is what a trigger sees.
+type EventEnv struct {
+	Event      string         `expr:"event"`
+	Type       string         `expr:"type"`
+	Properties map[string]any `expr:"properties"`
+	Traits     map[string]any `expr:"traits"`
+}
+
+// RuleError is a rule that does not compile, with where.
+type RuleError struct {
+	Name   string
+	Line   int
+	Column int
+	Msg    string
+}
+
+func (e *RuleError) Error() string {
+	return fmt.Sprintf("audience %q: rule: %s (line %d, column %d)", e.Name, e.Msg, e.Line, e.Column)
+}
+
+type compiled struct {
+	def  Definition
+	key  string
+	prog *vm.Program
+}
+
+type compiledTrigger struct {
+	def  Trigger
+	prog *vm.Program
+}
+
+// Set is a compiled set of audiences and triggers. It is safe for
+// concurrent use: expr programs are immutable, each run has its own VM.
+type Set struct {
+	audiences []compiled
+	triggers  []compiledTrigger
+}
+
+func compileRule(name, rule string, env any) (*vm.Program, error) {
+	p, err := expr.Compile(rule, expr.Env(env), expr.AsBool())
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			return nil, &RuleError{Name: name, Line: fe.Line, Column: fe.Column + 1, Msg: fe.Message}
+		}
+		return nil, &RuleError{Name: name, Msg: err.Error()}
+	}
+	return p, nil
+}
+
+// Compile compiles the definitions; errors name the audience and the
+// position in its rule.
+func Compile(audiences []Definition, triggers []Trigger) (*Set, error) {
+	s := &Set{}
+	var errs []error
+	seen := map[string]bool{}
+	for _, d := range audiences {
+		if d.Name == "" || seen[d.Name] {
+			errs = append(errs, fmt.Errorf("audience %q: name empty or used twice", d.Name))
+			continue
+		}
+		seen[d.Name] = true
+		p, err := compileRule(d.Name, d.Rule, Env{})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.audiences = append(s.audiences, compiled{def: d, key: keyOf(d), prog: p})
+	}
+	for _, tr := range triggers {
+		if tr.Name == "" || seen[tr.Name] {
+			errs = append(errs, fmt.Errorf("trigger %q: name empty or used twice", tr.Name))
+			continue
+		}
+		seen[tr.Name] = true
+		p, err := compileRule(tr.Name, tr.Rule, EventEnv{})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.triggers = append(s.triggers, compiledTrigger{def: tr, prog: p})
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	sort.Slice(s.audiences, func(i, j int) bool { return s.audiences[i].def.Name < s.audiences[j].def.Name })
+	return s, nil
+}
+
+// CompileRule compiles one audience rule, for validation and previews.
+func CompileRule(rule string) (*vm.Program, error) { return compileRule("preview", rule, Env{}) }
+
+// keyOf identifies an audience's meaning: a changed rule is a new
+// audience for the "evaluated before" bookkeeping.
+func keyOf(d Definition) string {
+	h := sha256.Sum256([]byte(d.Name + "\x00" + d.Rule))
+	return hex.EncodeToString(h[:8])
+}
+
+// Audience describes one compiled audience.
+type Audience struct {
+	Definition
+	// Key changes when the rule changes.
+	Key string
+}
+
+// Audiences returns the compiled audiences by name.
+func (s *Set) Audiences() []Audience {
+	out := make([]Audience, len(s.audiences))
+	for i, a := range s.audiences {
+		out[i] = Audience{Definition: a.def, Key: a.key}
+	}
+	return out
+}
+
+// Triggers returns the compiled triggers.
+func (s *Set) Triggers() []Trigger {
+	out := make([]Trigger, len(s.triggers))
+	for i, t := range s.triggers {
+		out[i] = t.def
+	}
+	return out
+}
+
+// Members returns, for each audience, whether env satisfies its rule. A
+// rule that fails at run time (a missing feature compared as a number)
+// counts as not matching.
+func (s *Set) Members(env *Env) map[string]bool {
+	out := make(map[string]bool, len(s.audiences))
+	for _, a := range s.audiences {
+		out[a.def.Name] = Match(a.prog, env)
+	}
+	return out
+}
+
+// Match runs a compiled rule over env.
+func Match(p *vm.Program, env any) bool {
+	v, err := expr.Run(p, env)
+	if err != nil {
+		return false
+	}
+	b, _ := v.(bool)
+	return b
+}
+
+// Fired returns the triggers that env fires.
+func (s *Set) Fired(env *EventEnv) []Trigger {
+	var out []Trigger
+	for _, t := range s.triggers {
+		if t.def.Event != "" && t.def.Event != env.Event {
+			continue
+		}
+		if Match(t.prog, env) {
+			out = append(out, t.def)
+		}
+	}
+	return out
+}
+
+// ActivationID is the deterministic id of an activation: the same cause
+// always gives the same id, so a receiver dedupes retries and replays.
+func ActivationID(profileID, name, typ, cause string) string {
+	h := sha256.Sum256([]byte(profileID + "\x00" + name + "\x00" + typ + "\x00" + cause))
+	return hex.EncodeToString(h[:16])
+}
