@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tessera-cdp/tessera/config"
@@ -84,6 +86,13 @@ type Models struct {
 	// features returns the feature set in force, for the insights; nil
 	// shows no feature distributions.
 	features func() *features.Set
+
+	// mu guards the decoded fit cached by Current.
+	mu         sync.Mutex
+	cached     Fitted
+	cachedAt   time.Time
+	cachedBody []byte
+	cachedOK   bool
 }
 
 // ShowFeatures makes the insights include the distributions of the
@@ -355,16 +364,23 @@ func (m *Models) getJSON(ctx context.Context, url string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// Current returns the newest published fit.
+// Current returns the newest published fit. It is read on every audience
+// evaluation, so the decoded fit is cached until the definition changes.
 func (m *Models) Current() (Fitted, bool) {
 	d, ok := m.defs.Get("model", modelName)
 	if !ok {
 		return Fitted{}, false
 	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cachedOK && m.cachedAt.Equal(d.UpdatedAt) && bytes.Equal(m.cachedBody, d.Body) {
+		return m.cached, true
+	}
 	var f Fitted
 	if err := json.Unmarshal(d.Body, &f); err != nil {
 		return Fitted{}, false
 	}
+	m.cached, m.cachedAt, m.cachedBody, m.cachedOK = f, d.UpdatedAt, d.Body, true
 	return f, true
 }
 
@@ -603,7 +619,7 @@ func (m *Models) getPredictions(w http.ResponseWriter, r *http.Request, p *Profi
 	if p.fail(w, ident, err) {
 		return
 	}
-	pr, ok := score(f, prof, horizon, d.Hours()/24/7)
+	pr, ok := score(f, prof.Profile, horizon, d.Hours()/24/7)
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("%s has no purchase on or before %s to predict from", ident, f.AsOf))
 		return
@@ -629,4 +645,27 @@ func (m *Models) RunSchedule(ctx context.Context) {
 			m.log.Warn("scheduled fit", "err", err)
 		}
 	}
+}
+
+// RuleEnv is what audience rules see of p's predictions (by horizon, with
+// the API's field names) and RFM scores; empty maps when no model is
+// fitted.
+func (m *Models) RuleEnv(p *profile.Profile) (predictions, rfm map[string]any) {
+	predictions, rfm = map[string]any{}, map[string]any{}
+	f, ok := m.Current()
+	if !ok {
+		return predictions, rfm
+	}
+	for _, h := range m.horizons {
+		if pr, ok := score(f, p, h.name, h.weeks); ok {
+			predictions[h.name] = map[string]any{
+				"p_alive": pr.PAlive, "expected_purchases": pr.ExpectedPurchases, "expected_spend": pr.ExpectedSpend,
+				"clv": pr.CLV, "frequency": pr.Frequency, "recency": pr.Recency, "age": pr.Age,
+			}
+		}
+	}
+	if v := m.profileRFM(p); v != nil {
+		rfm = map[string]any{"r": v.R, "f": v.F, "m": v.M, "segment": v.Segment}
+	}
+	return predictions, rfm
 }

@@ -137,8 +137,14 @@ func View(p *profile.Profile) ProfileView {
 
 var errUnknown = errors.New("unknown")
 
+// found is a profile and the audiences it is in.
+type found struct {
+	*profile.Profile
+	audiences []string
+}
+
 // lookup finds the live profile holding ident, following merges.
-func (p *Profiles) lookup(ctx context.Context, ident string) (*profile.Profile, error) {
+func (p *Profiles) lookup(ctx context.Context, ident string) (*found, error) {
 	if _, err := profile.ParseIdent(ident); err != nil {
 		return nil, err
 	}
@@ -169,7 +175,8 @@ func (p *Profiles) lookup(ctx context.Context, ident string) (*profile.Profile, 
 			if prof == nil {
 				return nil, errUnknown
 			}
-			return prof, nil
+			auds, err := identity.LoadAudiences(raw)
+			return &found{prof, auds}, err
 		}
 		id = merged
 	}
@@ -220,7 +227,8 @@ func (p *Profiles) getProfile(w http.ResponseWriter, r *http.Request) {
 	if p.fail(w, ident, err) {
 		return
 	}
-	v := View(prof)
+	v := View(prof.Profile)
+	v.Audiences = prof.audiences
 	if p.featureValues != nil {
 		now := time.Now()
 		if s := r.URL.Query().Get("as_of"); s != "" {
@@ -239,10 +247,10 @@ func (p *Profiles) getProfile(w http.ResponseWriter, r *http.Request) {
 		v.Features = vals
 	}
 	if p.predict != nil {
-		v.Predictions = p.predict(prof)
+		v.Predictions = p.predict(prof.Profile)
 	}
 	if p.rfm != nil {
-		v.RFM = p.rfm(prof)
+		v.RFM = p.rfm(prof.Profile)
 	}
 	writeJSON(w, http.StatusOK, v)
 }

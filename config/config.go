@@ -45,6 +45,11 @@ type Config struct {
 	Predictions Predictions `yaml:"predictions"`
 	// Destinations are the channels activations are delivered to.
 	Destinations []Destination `yaml:"destinations"`
+	// Audiences are rules over profiles whose entries and exits activate
+	// destinations.
+	Audiences []Audience `yaml:"audiences"`
+	// Triggers are rules over single events that activate destinations.
+	Triggers []Trigger `yaml:"triggers"`
 
 	// origins maps a key path ("kafka.partitions", "kafka.brokers[1]") to where its value
 	// came from. Copies of a Config share it, so it is replaced, never modified.

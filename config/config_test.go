@@ -42,6 +42,12 @@ func same(a, b Config) bool {
 		if len(c.TrackingPlans) == 0 {
 			c.TrackingPlans = nil
 		}
+		if len(c.Audiences) == 0 {
+			c.Audiences = nil
+		}
+		if len(c.Triggers) == 0 {
+			c.Triggers = nil
+		}
 		if len(c.Destinations) == 0 {
 			c.Destinations = nil
 		}

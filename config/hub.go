@@ -374,3 +374,20 @@ type Delivery struct {
 
 // DestinationTypes are the sink types.
 var DestinationTypes = []string{"webhook", "kafka", "smtp", "twilio_sms", "sendgrid", "slack", "redis", "postgres", "file"}
+
+// Audience is an audience as the config and the API write it: a rule over
+// traits, features, predictions and rfm, and the destinations it feeds.
+type Audience struct {
+	Name             string   `yaml:"name" json:"name"`
+	Rule             string   `yaml:"rule" json:"rule"`
+	Destinations     []string `yaml:"destinations" json:"destinations,omitempty"`
+	ActivateExisting bool     `yaml:"activate_existing" json:"activate_existing,omitempty"`
+}
+
+// Trigger is a rule on a single incoming event (of Event, when set).
+type Trigger struct {
+	Name         string   `yaml:"name" json:"name"`
+	Event        string   `yaml:"event" json:"event,omitempty"`
+	Rule         string   `yaml:"rule" json:"rule"`
+	Destinations []string `yaml:"destinations" json:"destinations,omitempty"`
+}

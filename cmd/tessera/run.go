@@ -29,8 +29,12 @@ import (
 	"github.com/tessera-cdp/tessera/connectors/ingest"
 	"github.com/tessera-cdp/tessera/connectors/kafkasource"
 	"github.com/tessera-cdp/tessera/connectors/segment"
+	"github.com/tessera-cdp/tessera/connectors/sink"
 	"github.com/tessera-cdp/tessera/definitions"
+	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
+	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/tessera-cdp/tessera/schemas"
 	"github.com/tessera-cdp/tessera/topology"
 )
@@ -146,8 +150,23 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	// The feature definitions in force: compiled from the definitions
 	// topic, swapped whole when a definition changes.
 	var featureSet atomic.Pointer[features.Set]
+	var audienceSet atomic.Pointer[audience.Set]
+	var modelsRef atomic.Pointer[api.Models]
 	featureOpts := features.Options{AllowedLateness: time.Duration(cfg.Predictions.AllowedLateness), Registerer: reg}
-	topo, err := hubTopology(cfg, log, featureSet.Load)
+	topo, err := hubTopology(cfg, log, hubHooks{
+		features:  featureSet.Load,
+		audiences: audienceSet.Load,
+		predict: func(p *profile.Profile) (map[string]any, map[string]any) {
+			if m := modelsRef.Load(); m != nil {
+				return m.RuleEnv(p)
+			}
+			return nil, nil
+		},
+		activate: func(a identity.Activation) ([]byte, error) {
+			return sink.Activation{ID: a.ID, Type: a.Type, Name: a.Name, ProfileID: a.ProfileID,
+				Timestamp: a.Timestamp, Profile: a.Profile, Event: a.Event}.Encode()
+		},
+	})
 	if err != nil {
 		return err
 	}
@@ -206,6 +225,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		return err
 	}
 	models.Register(srv, profiles)
+	modelsRef.Store(models)
 	featureAPI := api.NewFeatures(defs, func(f config.Feature) error {
 		_, err := features.Compile([]config.Feature{f}, features.Options{})
 		return err
@@ -238,6 +258,30 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		}
 	})
 	api.NewFeatureValues(rt, featureSet.Load, cfg.API.AdminToken).Register(srv, profiles)
+
+	audiencesAPI := api.NewAudiences(defs, rt, models, featureSet.Load, cfg.API.AdminToken)
+	if err := audiencesAPI.Seed(ctx, cfg.Audiences); err != nil {
+		return err
+	}
+	audiencesAPI.Register(srv, profiles)
+	triggers := make([]audience.Trigger, len(cfg.Triggers))
+	for i, t := range cfg.Triggers {
+		triggers[i] = audience.Trigger{Name: t.Name, Event: t.Event, Rule: t.Rule, Destinations: t.Destinations}
+	}
+	recompileAudiences := func() {
+		set, err := audience.Compile(audiencesAPI.Definitions(), triggers)
+		if err != nil {
+			log.Error("audience definitions do not compile; keeping the previous ones", "err", err)
+			return
+		}
+		audienceSet.Store(set)
+	}
+	recompileAudiences()
+	defs.Watch(func(d definitions.Definition, _ bool) {
+		if d.Kind == "audience" {
+			recompileAudiences()
+		}
+	})
 	models.ShowFeatures(featureSet.Load)
 
 	// Ingest: every source writes through one Writer, which applies the

@@ -5,15 +5,26 @@ import (
 	"time"
 
 	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/tessera-cdp/tessera/topology"
 )
 
 // hubTopology is the topology `tessera run` runs: identity resolution and
 // profiles (processor/identity); later layers add features, predictions
 // and audiences to the profile stage.
-func hubTopology(cfg config.Config, log *slog.Logger, feats func() *features.Set) (*topology.Topology, error) {
+// hubHooks are what the topology reads from outside the engine: the
+// definitions in force, the model scores, the activation encoding.
+type hubHooks struct {
+	features  func() *features.Set
+	audiences func() *audience.Set
+	predict   func(p *profile.Profile) (predictions, rfm map[string]any)
+	activate  func(identity.Activation) ([]byte, error)
+}
+
+func hubTopology(cfg config.Config, log *slog.Logger, h hubHooks) (*topology.Topology, error) {
 	rules, err := identity.NewRules(cfg.Identity)
 	if err != nil {
 		return nil, err
@@ -27,7 +38,10 @@ func hubTopology(cfg config.Config, log *slog.Logger, feats func() *features.Set
 		RecentEvents:  cfg.Profiles.RecentEvents,
 		PurchaseEvent: cfg.Predictions.PurchaseEvent,
 		SpendProperty: cfg.Predictions.SpendProperty,
-		Features:      feats,
+		Features:      h.features,
+		Audiences:     h.audiences,
+		Predict:       h.predict,
+		Activate:      h.activate,
 		Logger:        log,
 	})
 	if err != nil {

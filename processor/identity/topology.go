@@ -2,6 +2,7 @@ package identity
 
 import (
 	"log/slog"
+	"sort"
 	"time"
 
 	"github.com/tessera-cdp/tessera/processor/audience"
@@ -127,4 +128,20 @@ func Busy(value []byte) (bool, error) {
 		return false, err
 	}
 	return r.busy() || len(r.Queue) > 0, nil
+}
+
+// LoadAudiences reads the audiences a profiles store value is in, sorted.
+func LoadAudiences(value []byte) ([]string, error) {
+	r, err := decodeRecord(value)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(r.Audiences))
+	for n, in := range r.Audiences {
+		if in {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }

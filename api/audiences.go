@@ -1,0 +1,322 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/definitions"
+	"github.com/tessera-cdp/tessera/processor/audience"
+	"github.com/tessera-cdp/tessera/processor/features"
+	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/processor/profile"
+	"github.com/tessera-cdp/tessera/state"
+	"github.com/tessera-cdp/tessera/topology"
+)
+
+// audienceKind is the definitions kind of audiences.
+const audienceKind = "audience"
+
+// Audiences serves /v1/audiences (definitions) and the preview.
+type Audiences struct {
+	defs     *definitions.Store
+	rt       ClusterReader
+	models   *Models
+	features func() *features.Set
+	token    string
+}
+
+// NewAudiences returns the audiences API.
+func NewAudiences(defs *definitions.Store, rt ClusterReader, models *Models, feats func() *features.Set, adminToken string) *Audiences {
+	return &Audiences{defs: defs, rt: rt, models: models, features: feats, token: adminToken}
+}
+
+// Seed publishes the config's audiences that are missing or different.
+func (a *Audiences) Seed(ctx context.Context, auds []config.Audience) error {
+	for _, au := range auds {
+		if err := a.put(ctx, au); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Audiences) put(ctx context.Context, au config.Audience) error {
+	body, err := json.Marshal(au)
+	if err != nil {
+		return err
+	}
+	if d, ok := a.defs.Get(audienceKind, au.Name); ok && bytes.Equal(d.Body, body) {
+		return nil
+	}
+	return a.defs.Put(ctx, audienceKind, au.Name, body)
+}
+
+// Definitions returns the audiences in force, for compiling, each with the
+// time its definition was written.
+func (a *Audiences) Definitions() []audience.Definition {
+	var out []audience.Definition
+	for _, d := range a.defs.List(audienceKind) {
+		var au config.Audience
+		if json.Unmarshal(d.Body, &au) != nil {
+			continue
+		}
+		out = append(out, audience.Definition{Name: au.Name, Rule: au.Rule, Destinations: au.Destinations,
+			ActivateExisting: au.ActivateExisting, CreatedAt: d.UpdatedAt.UnixMilli()})
+	}
+	return out
+}
+
+// Register mounts the routes on s.
+func (a *Audiences) Register(s *Server, p *Profiles) {
+	s.Handle("GET /v1/audiences", p.auth(a.list))
+	s.Handle("GET /v1/audiences/{name}", p.auth(a.get))
+	s.Handle("POST /v1/audiences", p.auth(a.write))
+	s.Handle("PUT /v1/audiences/{name}", p.auth(a.write))
+	s.Handle("DELETE /v1/audiences/{name}", p.auth(a.delete))
+	s.Handle("POST /v1/audiences/preview", p.auth(a.preview))
+	s.Handle("POST /internal/v1/audiences/preview", p.auth(a.localPreview))
+}
+
+func (a *Audiences) list(w http.ResponseWriter, _ *http.Request) {
+	out := []json.RawMessage{}
+	for _, d := range a.defs.List(audienceKind) {
+		out = append(out, d.Body)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"audiences": out})
+}
+
+func (a *Audiences) get(w http.ResponseWriter, r *http.Request) {
+	d, ok := a.defs.Get(audienceKind, r.PathValue("name"))
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no audience named %q", r.PathValue("name")))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(d.Body)
+}
+
+func (a *Audiences) write(w http.ResponseWriter, r *http.Request) {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	var au config.Audience
+	if err := dec.Decode(&au); err != nil {
+		writeError(w, http.StatusBadRequest, "audience: "+err.Error())
+		return
+	}
+	if name := r.PathValue("name"); name != "" {
+		if au.Name == "" {
+			au.Name = name
+		}
+		if au.Name != name {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("name %q in the body does not match %q in the path", au.Name, name))
+			return
+		}
+	}
+	if au.Name == "" {
+		writeError(w, http.StatusBadRequest, "audience: name is required")
+		return
+	}
+	if _, err := audience.Compile([]audience.Definition{{Name: au.Name, Rule: au.Rule}}, nil); err != nil {
+		var re *audience.RuleError
+		if errors.As(err, &re) {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": re.Error(), "line": re.Line, "column": re.Column})
+			return
+		}
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := a.put(r.Context(), au); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	status := http.StatusOK
+	if r.Method == http.MethodPost {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, au)
+}
+
+func (a *Audiences) delete(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := a.defs.Get(audienceKind, name); !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no audience named %q", name))
+		return
+	}
+	if err := a.defs.Delete(r.Context(), audienceKind, name); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Preview is the answer of POST /v1/audiences/preview.
+type Preview struct {
+	Count   int64    `json:"count"`
+	Sample  []string `json:"sample"`
+	Scanned int64    `json:"scanned"`
+}
+
+// previewSample is how many matching profile ids a preview returns.
+const previewSample = 10
+
+type previewRequest struct {
+	Rule string `json:"rule"`
+}
+
+func (a *Audiences) decodeRule(w http.ResponseWriter, r *http.Request) (string, bool) {
+	var req previewRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil || strings.TrimSpace(req.Rule) == "" {
+		writeError(w, http.StatusBadRequest, `body must be {"rule": "..."}`)
+		return "", false
+	}
+	if _, err := audience.CompileRule(req.Rule); err != nil {
+		var re *audience.RuleError
+		if errors.As(err, &re) {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": re.Error(), "line": re.Line, "column": re.Column})
+		} else {
+			writeError(w, http.StatusBadRequest, err.Error())
+		}
+		return "", false
+	}
+	return req.Rule, true
+}
+
+// preview counts the profiles matching a rule over every instance.
+func (a *Audiences) preview(w http.ResponseWriter, r *http.Request) {
+	rule, ok := a.decodeRule(w, r)
+	if !ok {
+		return
+	}
+	eps, err := a.rt.Endpoints(r.Context())
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	total := Preview{Sample: []string{}}
+	body, _ := json.Marshal(previewRequest{Rule: rule})
+	for _, ep := range eps {
+		var part Preview
+		if ep == a.rt.Endpoint() {
+			part, err = a.localCount(rule, time.Now())
+		} else {
+			err = a.postJSON(r.Context(), "http://"+ep+"/internal/v1/audiences/preview", body, &part)
+		}
+		if err != nil {
+			writeError(w, http.StatusBadGateway, fmt.Sprintf("preview on %s: %v", ep, err))
+			return
+		}
+		total.Count += part.Count
+		total.Scanned += part.Scanned
+		for _, id := range part.Sample {
+			if len(total.Sample) < previewSample {
+				total.Sample = append(total.Sample, id)
+			}
+		}
+	}
+	sort.Strings(total.Sample)
+	writeJSON(w, http.StatusOK, total)
+}
+
+func (a *Audiences) localPreview(w http.ResponseWriter, r *http.Request) {
+	rule, ok := a.decodeRule(w, r)
+	if !ok {
+		return
+	}
+	p, err := a.localCount(rule, time.Now())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+// localCount evaluates rule over the profiles of the tasks running here.
+// Features are computed only when the rule reads them: they cost a read
+// of the profile's tiles.
+func (a *Audiences) localCount(rule string, now time.Time) (Preview, error) {
+	prog, err := audience.CompileRule(rule)
+	if err != nil {
+		return Preview{}, err
+	}
+	var set *features.Set
+	if strings.Contains(rule, "features") && a.features != nil {
+		if s := a.features(); s != nil {
+			set = s.Clone()
+		}
+	}
+	out := Preview{Sample: []string{}}
+	err = a.rt.Scan(profileGroup, identity.ProfilesStore, func(_ topology.TaskID, db *state.DB) error {
+		window := db.CommittedWindow(identity.FeaturesStore)
+		return db.RangeCommitted(identity.ProfilesStore, func(_, v []byte) error {
+			p, merged, err := identity.LoadProfile(v)
+			if err != nil || p == nil || merged != "" {
+				return err
+			}
+			out.Scanned++
+			env, err := a.env(p, set, window, now)
+			if err != nil {
+				return err
+			}
+			if audience.Match(prog, env) {
+				out.Count++
+				if len(out.Sample) < previewSample {
+					out.Sample = append(out.Sample, p.ID)
+				}
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// env is what a rule sees of p, as the profile stage builds it.
+func (a *Audiences) env(p *profile.Profile, set *features.Set, window *state.Window, now time.Time) (*audience.Env, error) {
+	env := &audience.Env{Traits: map[string]any{}, Features: map[string]any{}, Predictions: map[string]any{}, RFM: map[string]any{}, Events: map[string]any{}}
+	for k, t := range p.Traits {
+		var v any
+		if t.Value != nil && json.Unmarshal(t.Value, &v) == nil {
+			env.Traits[k] = v
+		}
+	}
+	for k, n := range p.Counts {
+		env.Events[k] = n
+	}
+	if set != nil {
+		vals, err := set.Values(window, []byte(p.ID), now)
+		if err != nil {
+			return nil, err
+		}
+		env.Features = vals
+	}
+	if a.models != nil {
+		env.Predictions, env.RFM = a.models.RuleEnv(p)
+	}
+	return env, nil
+}
+
+func (a *Audiences) postJSON(ctx context.Context, url string, body []byte, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
