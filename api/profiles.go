@@ -66,6 +66,10 @@ func (p *Profiles) Register(s *Server) {
 	s.Handle("GET /internal/v1/stores/{group}/{store}/{key}", p.auth(p.getRaw))
 }
 
+// RequireAdmin guards h with the admin bearer token, for routes other
+// packages serve (the destinations' status and delivery log).
+func (p *Profiles) RequireAdmin(h http.Handler) http.Handler { return p.auth(h.ServeHTTP) }
+
 // auth accepts only the admin bearer token: a write key is not a token.
 func (p *Profiles) auth(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -44,6 +44,6 @@ configured it starts an embedded Kafka broker, so one command gives a working hu
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(), newBrokerCmd(), newImportCmd(), newProfileCmd())
+	root.AddCommand(newRunCmd(), newBrokerCmd(), newImportCmd(), newProfileCmd(), newDLQCmd())
 	return root
 }

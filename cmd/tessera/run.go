@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -306,9 +307,38 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	if len(writeKeys) == 0 {
 		log.Warn("no write keys configured (ingest.write_keys or $TESSERA_WRITE_KEYS): the tracking API refuses every request")
 	}
+	// Destinations: one runner each, its own consumer group on the
+	// activations, so one slow channel never holds another back.
+	destinations := sink.NewRegistry()
+	destinations.Register(func(pattern string, h http.Handler) { srv.Handle(pattern, profiles.RequireAdmin(h)) })
+	var runners []*sink.Runner
+	for _, d := range cfg.Destinations {
+		s, err := newSink(d, brokers)
+		if err != nil {
+			return err
+		}
+		r, err := sink.NewRunner(cfg.App, d, s, sink.Brokers(brokers...), sink.Logger(log), sink.Registerer(reg),
+			sink.Topics(int32(cfg.Kafka.Partitions), int16(cfg.Kafka.ReplicationFactor)))
+		if err != nil {
+			return err
+		}
+		if err := destinations.Add(r); err != nil {
+			return err
+		}
+		runners = append(runners, r)
+	}
 	sourcesCtx, stopSources := context.WithCancel(context.Background())
 	var sources sync.WaitGroup
 	defer func() { stopSources(); sources.Wait() }()
+	for _, r := range runners {
+		sources.Add(1)
+		go func() {
+			defer sources.Done()
+			if err := r.Run(sourcesCtx); err != nil {
+				log.Error("destination stopped", "err", err)
+			}
+		}()
+	}
 	for _, sc := range cfg.Sources.Kafka {
 		src, err := kafkasource.New(cfg.App, sc, writer, kafkasource.Brokers(brokers...),
 			kafkasource.Logger(log), kafkasource.Registerer(reg))
