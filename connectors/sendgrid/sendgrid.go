@@ -199,7 +199,7 @@ func (s *Sink) Close(context.Context) error {
 
 // mail returns the message of activation a.
 func (s *Sink) mail(a sink.Activation) (message, error) {
-	to, err := recipient(a, s.toTrait)
+	to, err := sink.Recipient(a, s.toTrait)
 	if err != nil {
 		return message{}, sink.Permanent(err)
 	}

@@ -290,7 +290,7 @@ func (s *Sink) dial(ctx context.Context) (*gomail.Client, *gosmtp.Client, func()
 
 // message builds the mail of a.
 func (s *Sink) message(a sink.Activation) (*gomail.Msg, error) {
-	to, err := recipient(a, s.toTrait)
+	to, err := sink.Recipient(a, s.toTrait)
 	if err != nil {
 		return nil, err
 	}

@@ -168,7 +168,7 @@ func (s *Sink) Close(context.Context) error {
 // form returns the form of activation a's message: To, From (or
 // MessagingServiceSid) and Body.
 func (s *Sink) form(a sink.Activation) (url.Values, error) {
-	to, err := recipient(a, s.toTrait)
+	to, err := sink.Recipient(a, s.toTrait)
 	if err != nil {
 		return nil, sink.Permanent(err)
 	}

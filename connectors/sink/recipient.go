@@ -1,17 +1,15 @@
-package twilio
+package sink
 
 import (
 	"encoding/json"
 	"fmt"
 	"strings"
-
-	"github.com/tessera-cdp/tessera/connectors/sink"
 )
 
-// recipient returns the trait named trait of a's profile: a JSON string
+// Recipient returns the trait named trait of a's profile: a JSON string
 // (or number) that is not empty. Its callers mark the error permanent:
 // retrying cannot add the trait.
-func recipient(a sink.Activation, trait string) (string, error) {
+func Recipient(a Activation, trait string) (string, error) {
 	var p struct {
 		Traits map[string]json.RawMessage `json:"traits"`
 	}
