@@ -208,7 +208,7 @@ func (a *Audiences) preview(w http.ResponseWriter, r *http.Request) {
 		if ep == a.rt.Endpoint() {
 			part, err = a.localCount(rule, time.Now())
 		} else {
-			err = a.postJSON(r.Context(), "http://"+ep+"/internal/v1/audiences/preview", body, &part)
+			err = callPeer(r.Context(), peerClient, a.token, "http://"+ep+"/internal/v1/audiences/preview", body, &part)
 		}
 		if err != nil {
 			writeError(w, http.StatusBadGateway, fmt.Sprintf("preview on %s: %v", ep, err))
@@ -301,22 +301,4 @@ func (a *Audiences) env(p *profile.Profile, set *features.Set, window *state.Win
 		env.Predictions, env.RFM = a.models.RuleEnv(p)
 	}
 	return env, nil
-}
-
-func (a *Audiences) postJSON(ctx context.Context, url string, body []byte, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -77,9 +77,8 @@ func (f *FeatureValues) values(ctx context.Context, p *Profiles, id string, now 
 		return nil, err
 	}
 	out = map[string]any{}
-	m := &Models{token: p.token, client: p.client}
 	u := fmt.Sprintf("http://%s/internal/v1/features/%s?as_of=%s", ep, url.PathEscape(id), url.QueryEscape(now.UTC().Format(time.RFC3339Nano)))
-	if err := m.getJSON(ctx, u, &out); err != nil {
+	if err := callPeer(ctx, p.client, p.token, u, nil, &out); err != nil {
 		return nil, fmt.Errorf("features of %s from %s: %w", id, ep, err)
 	}
 	return out, nil

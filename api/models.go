@@ -263,7 +263,7 @@ func (m *Models) getInsights(w http.ResponseWriter, r *http.Request) {
 		if ep == m.rt.Endpoint() {
 			part, err = m.localInsights()
 		} else {
-			err = m.getJSON(r.Context(), "http://"+ep+"/internal/v1/insights", &part)
+			err = callPeer(r.Context(), m.client, m.token, "http://"+ep+"/internal/v1/insights", nil, &part)
 		}
 		if err != nil {
 			writeError(w, http.StatusBadGateway, fmt.Sprintf("insights from %s: %v", ep, err))
@@ -344,24 +344,6 @@ func numeric(v any) (float64, bool) {
 		return x, true
 	}
 	return 0, false
-}
-
-func (m *Models) getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+m.token)
-	resp, err := m.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return fmt.Errorf("HTTP %d: %s", resp.StatusCode, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // Current returns the newest published fit. It is read on every audience
