@@ -120,4 +120,8 @@ destinations:
 	if code != 200 || !strings.Contains(body, "delivered") {
 		t.Errorf("delivery log: %d %s", code, body)
 	}
+	code, body = getAuth(t, base+"/v1/destinations", "tok")
+	if code != 200 || !strings.Contains(body, `"name":"hook"`) || !strings.Contains(body, `"type":"webhook"`) {
+		t.Errorf("destinations: %d %s", code, body)
+	}
 }
