@@ -90,6 +90,10 @@ type compiledTrigger struct {
 type Set struct {
 	audiences []compiled
 	triggers  []compiledTrigger
+	// views and triggerDefs describe the compiled definitions once: the
+	// profile stage reads them on every event.
+	views       []Audience
+	triggerDefs []Trigger
 }
 
 func compileRule(name, rule string, env any) (*vm.Program, error) {
@@ -140,6 +144,12 @@ func Compile(audiences []Definition, triggers []Trigger) (*Set, error) {
 		return nil, err
 	}
 	sort.Slice(s.audiences, func(i, j int) bool { return s.audiences[i].def.Name < s.audiences[j].def.Name })
+	for _, a := range s.audiences {
+		s.views = append(s.views, Audience{Definition: a.def, Key: a.key})
+	}
+	for _, t := range s.triggers {
+		s.triggerDefs = append(s.triggerDefs, t.def)
+	}
 	return s, nil
 }
 
@@ -160,23 +170,13 @@ type Audience struct {
 	Key string
 }
 
-// Audiences returns the compiled audiences by name.
-func (s *Set) Audiences() []Audience {
-	out := make([]Audience, len(s.audiences))
-	for i, a := range s.audiences {
-		out[i] = Audience{Definition: a.def, Key: a.key}
-	}
-	return out
-}
+// Audiences returns the compiled audiences by name. The slice is the
+// Set's own: callers must not modify it.
+func (s *Set) Audiences() []Audience { return s.views }
 
-// Triggers returns the compiled triggers.
-func (s *Set) Triggers() []Trigger {
-	out := make([]Trigger, len(s.triggers))
-	for i, t := range s.triggers {
-		out[i] = t.def
-	}
-	return out
-}
+// Triggers returns the compiled triggers. The slice is the Set's own:
+// callers must not modify it.
+func (s *Set) Triggers() []Trigger { return s.triggerDefs }
 
 // Members returns, for each audience, whether env satisfies its rule. A
 // rule that fails at run time (a missing feature compared as a number)

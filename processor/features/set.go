@@ -131,7 +131,10 @@ type Set struct {
 	byEvent  map[string][]*feature // track event name → the features selecting it
 	byType   map[string][]*feature // call type → the features selecting it
 	bySuffix map[string]*feature   // key suffix → feature, for Import
-	metrics  *metrics
+	// infos describes the features once: the profile stage asks for them
+	// on every event.
+	infos   []Info
+	metrics *metrics
 
 	// Scratch, reused across calls. INVARIANT: key[:keyLen] is the
 	// prefix of the profile being worked on.
@@ -257,7 +260,10 @@ func (s *Set) index() {
 	s.byEvent = make(map[string][]*feature)
 	s.byType = make(map[string][]*feature)
 	s.bySuffix = make(map[string]*feature, len(s.features))
-	for _, f := range s.features {
+	s.infos = make([]Info, len(s.features))
+	for i, f := range s.features {
+		s.infos[i] = Info{Name: f.name, Key: fmt.Sprintf("%x", f.suffix), Def: f.def,
+			Window: time.Duration(f.window) * time.Millisecond, Tile: time.Duration(f.tile) * time.Millisecond}
 		if f.def.Event != "" {
 			s.byEvent[f.def.Event] = append(s.byEvent[f.def.Event], f)
 		} else {
@@ -284,15 +290,9 @@ func (s *Set) Clone() *Set {
 	return c
 }
 
-// Features describes the compiled features in definition order.
-func (s *Set) Features() []Info {
-	out := make([]Info, len(s.features))
-	for i, f := range s.features {
-		out[i] = Info{Name: f.name, Key: fmt.Sprintf("%x", f.suffix), Def: f.def,
-			Window: time.Duration(f.window) * time.Millisecond, Tile: time.Duration(f.tile) * time.Millisecond}
-	}
-	return out
-}
+// Features describes the compiled features in definition order. The slice
+// is the Set's own: callers must not modify it.
+func (s *Set) Features() []Info { return s.infos }
 
 // Stats returns what the Set has left out since it was compiled.
 func (s *Set) Stats() Stats { return s.stats }
