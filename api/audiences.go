@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,6 +27,7 @@ const audienceKind = "audience"
 // Audiences serves /v1/audiences (definitions) and the preview.
 type Audiences struct {
 	defs     *definitions.Store
+	routes   definitionRoutes
 	rt       ClusterReader
 	models   *Models
 	features func() *features.Set
@@ -36,7 +36,8 @@ type Audiences struct {
 
 // NewAudiences returns the audiences API.
 func NewAudiences(defs *definitions.Store, rt ClusterReader, models *Models, feats func() *features.Set, adminToken string) *Audiences {
-	return &Audiences{defs: defs, rt: rt, models: models, features: feats, token: adminToken}
+	return &Audiences{defs: defs, rt: rt, models: models, features: feats, token: adminToken,
+		routes: definitionRoutes{defs: defs, kind: audienceKind, plural: "audiences"}}
 }
 
 // Seed publishes the config's audiences that are missing or different.
@@ -54,10 +55,7 @@ func (a *Audiences) put(ctx context.Context, au config.Audience) error {
 	if err != nil {
 		return err
 	}
-	if d, ok := a.defs.Get(audienceKind, au.Name); ok && bytes.Equal(d.Body, body) {
-		return nil
-	}
-	return a.defs.Put(ctx, audienceKind, au.Name, body)
+	return a.routes.publish(ctx, au.Name, body)
 }
 
 // Definitions returns the audiences in force, for compiling, each with the
@@ -77,31 +75,9 @@ func (a *Audiences) Definitions() []audience.Definition {
 
 // Register mounts the routes on s.
 func (a *Audiences) Register(s *Server, p *Profiles) {
-	s.Handle("GET /v1/audiences", p.auth(a.list))
-	s.Handle("GET /v1/audiences/{name}", p.auth(a.get))
-	s.Handle("POST /v1/audiences", p.auth(a.write))
-	s.Handle("PUT /v1/audiences/{name}", p.auth(a.write))
-	s.Handle("DELETE /v1/audiences/{name}", p.auth(a.delete))
+	a.routes.register(s, p, a.write)
 	s.Handle("POST /v1/audiences/preview", p.auth(a.preview))
 	s.Handle("POST /internal/v1/audiences/preview", p.auth(a.localPreview))
-}
-
-func (a *Audiences) list(w http.ResponseWriter, _ *http.Request) {
-	out := []json.RawMessage{}
-	for _, d := range a.defs.List(audienceKind) {
-		out = append(out, d.Body)
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"audiences": out})
-}
-
-func (a *Audiences) get(w http.ResponseWriter, r *http.Request) {
-	d, ok := a.defs.Get(audienceKind, r.PathValue("name"))
-	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no audience named %q", r.PathValue("name")))
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Write(d.Body)
 }
 
 func (a *Audiences) write(w http.ResponseWriter, r *http.Request) {
@@ -112,15 +88,12 @@ func (a *Audiences) write(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "audience: "+err.Error())
 		return
 	}
-	if name := r.PathValue("name"); name != "" {
-		if au.Name == "" {
-			au.Name = name
-		}
-		if au.Name != name {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("name %q in the body does not match %q in the path", au.Name, name))
-			return
-		}
+	name, problem := nameFromPath(r, au.Name)
+	if problem != "" {
+		writeError(w, http.StatusBadRequest, problem)
+		return
 	}
+	au.Name = name
 	if au.Name == "" {
 		writeError(w, http.StatusBadRequest, "audience: name is required")
 		return
@@ -143,19 +116,6 @@ func (a *Audiences) write(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, au)
-}
-
-func (a *Audiences) delete(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if _, ok := a.defs.Get(audienceKind, name); !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no audience named %q", name))
-		return
-	}
-	if err := a.defs.Delete(r.Context(), audienceKind, name); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
 }
 
 // Preview is the answer of POST /v1/audiences/preview.
