@@ -38,15 +38,11 @@ type receiver struct {
 	now func() time.Time
 	srv *httptest.Server
 
-	mu    sync.Mutex
-	got   []sinktest.Received
-	fault sinktest.Fault
-	left  int
-	stall chan struct{}
+	*sinktest.Faults
 }
 
 func newReceiver(t *testing.T, now func() time.Time) *receiver {
-	r := &receiver{t: t, now: now, stall: make(chan struct{})}
+	r := &receiver{t: t, now: now, Faults: sinktest.NewFaults()}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(func() {
 		r.Heal()
@@ -66,48 +62,12 @@ func (r *receiver) Sink(dest config.Destination) (config.Destination, sink.Sink,
 	return dest, s, err
 }
 
-func (r *receiver) Received() []sinktest.Received {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]sinktest.Received(nil), r.got...)
-}
-
-func (r *receiver) Inject(f sinktest.Fault) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.fault, r.left = f, f.Times
-	return true
-}
-
-func (r *receiver) Heal() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.fault, r.left = sinktest.Fault{}, 0
-	select {
-	case <-r.stall:
-	default:
-		close(r.stall)
-	}
-}
-
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	text := r.check(req)
 	rec := parseDefault(text)
 	rec.Key, rec.At = req.Header.Get(sink.IdempotencyKeyHeader), r.now()
 
-	r.mu.Lock()
-	kind := r.fault.Kind
-	switch {
-	case kind == sinktest.Stall:
-	case kind != 0 && r.left > 0:
-		r.left--
-	default:
-		kind = 0
-	}
-	rec.Refused = kind
-	r.got = append(r.got, rec)
-	retryAfter, stall := r.fault.RetryAfter, r.stall
-	r.mu.Unlock()
+	kind, retryAfter, stall := r.Record(rec)
 
 	w.Header().Set("Content-Type", "text/html")
 	switch kind {

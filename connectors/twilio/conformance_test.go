@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,15 +33,11 @@ type conformReceiver struct {
 	now func() time.Time
 	srv *httptest.Server
 
-	mu    sync.Mutex
-	got   []sinktest.Received
-	fault sinktest.Fault
-	left  int           // requests the fault still fails
-	stall chan struct{} // closed by Heal
+	*sinktest.Faults
 }
 
 func newConformReceiver(t *testing.T, now func() time.Time) *conformReceiver {
-	r := &conformReceiver{t: t, now: now, stall: make(chan struct{})}
+	r := &conformReceiver{t: t, now: now, Faults: sinktest.NewFaults()}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(func() {
 		r.Heal()
@@ -58,30 +53,6 @@ func (r *conformReceiver) Sink(dest config.Destination) (config.Destination, sin
 	return dest, s, err
 }
 
-func (r *conformReceiver) Received() []sinktest.Received {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.got)
-}
-
-func (r *conformReceiver) Inject(f sinktest.Fault) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.fault, r.left = f, f.Times
-	return true
-}
-
-func (r *conformReceiver) Heal() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.fault, r.left = sinktest.Fault{}, 0
-	select {
-	case <-r.stall:
-	default:
-		close(r.stall)
-	}
-}
-
 func (r *conformReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
@@ -90,19 +61,7 @@ func (r *conformReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	rec := r.check(req, body)
 
-	r.mu.Lock()
-	kind := r.fault.Kind
-	switch {
-	case kind == sinktest.Stall:
-	case kind != 0 && r.left > 0:
-		r.left--
-	default:
-		kind = 0
-	}
-	rec.Refused = kind
-	r.got = append(r.got, rec)
-	retryAfter, stall := r.fault.RetryAfter, r.stall
-	r.mu.Unlock()
+	kind, retryAfter, stall := r.Record(rec)
 
 	w.Header().Set("Content-Type", "application/json")
 	switch kind {

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,15 +45,11 @@ type receiver struct {
 	now func() time.Time
 	srv *httptest.Server
 
-	mu    sync.Mutex
-	got   []sinktest.Received
-	fault sinktest.Fault
-	left  int           // requests the fault still fails
-	stall chan struct{} // closed by Heal
+	*sinktest.Faults
 }
 
 func newReceiver(t *testing.T, now func() time.Time) *receiver {
-	r := &receiver{t: t, now: now, stall: make(chan struct{})}
+	r := &receiver{t: t, now: now, Faults: sinktest.NewFaults()}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(func() {
 		r.Heal()
@@ -69,30 +64,6 @@ func (r *receiver) Sink(dest config.Destination) (config.Destination, sink.Sink,
 	return dest, s, err
 }
 
-func (r *receiver) Received() []sinktest.Received {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]sinktest.Received(nil), r.got...)
-}
-
-func (r *receiver) Inject(f sinktest.Fault) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.fault, r.left = f, f.Times
-	return true
-}
-
-func (r *receiver) Heal() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.fault, r.left = sinktest.Fault{}, 0
-	select {
-	case <-r.stall:
-	default:
-		close(r.stall)
-	}
-}
-
 func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
@@ -101,19 +72,7 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	rec := r.check(req, body)
 
-	r.mu.Lock()
-	kind := r.fault.Kind
-	switch {
-	case kind == sinktest.Stall:
-	case kind != 0 && r.left > 0:
-		r.left--
-	default:
-		kind = 0
-	}
-	rec.Refused = kind
-	r.got = append(r.got, rec)
-	retryAfter, stall := r.fault.RetryAfter, r.stall
-	r.mu.Unlock()
+	kind, retryAfter, stall := r.Record(rec)
 
 	switch kind {
 	case sinktest.Down:
