@@ -34,12 +34,13 @@ func TestFeaturesAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown(ctx)
-	profiles := api.NewProfiles(nil, "tok")
+	profiles := api.NewProfiles(nil, api.Tokens{Admin: "tok", Viewer: "view"})
 	f := api.NewFeatures(defs, nil)
 	if err := f.Seed(ctx, []config.Feature{{Name: "orders_7d", Event: "Order Completed", Agg: "count", Window: "7d"}}); err != nil {
 		t.Fatal(err)
 	}
 	f.Register(srv, profiles)
+	profiles.Register(srv)
 	base := "http://" + addr.String()
 	do := func(method, path, token, body string) (int, string) {
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
@@ -61,6 +62,11 @@ func TestFeaturesAPI(t *testing.T) {
 	}{
 		{"GET", "/v1/features", "", "", 401, "admin token"},
 		{"GET", "/v1/features", "tok", "", 200, `"name":"orders_7d"`},
+		{"GET", "/v1/features", "view", "", 403, "needs the admin token"},
+		{"POST", "/v1/features", "view", `{"name":"x","event":"x","agg":"count","window":"7d"}`, 403, "needs the admin token"},
+		{"GET", "/v1/whoami", "view", "", 200, `"role":"viewer"`},
+		{"GET", "/v1/whoami", "tok", "", 200, `"role":"admin"`},
+		{"GET", "/v1/whoami", "nope", "", 401, "admin token"},
 		{"POST", "/v1/features", "tok", `{"name":"revenue_30d","event":"Order Completed","agg":"sum","property":"revenue","window":"30d"}`, 201, `"name":"revenue_30d"`},
 		{"GET", "/v1/features/revenue_30d", "tok", "", 200, `"agg":"sum"`},
 		{"PUT", "/v1/features/revenue_30d", "tok", `{"event":"Order Completed","agg":"max","property":"revenue","window":"30d"}`, 200, `"agg":"max"`},

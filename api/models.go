@@ -123,9 +123,9 @@ func (m *Models) Register(s *Server, p *Profiles) {
 	auth := p.auth
 	s.Handle("GET /v1/models", auth(m.getModels))
 	s.Handle("POST /v1/models/fit", auth(m.postFit))
-	s.Handle("GET /v1/profiles/{ident}/predictions", auth(func(w http.ResponseWriter, r *http.Request) { m.getPredictions(w, r, p) }))
+	s.Handle("GET /v1/profiles/{ident}/predictions", p.readable(func(w http.ResponseWriter, r *http.Request) { m.getPredictions(w, r, p) }))
 	s.Handle("GET /internal/v1/histogram", auth(m.getHistogram))
-	s.Handle("GET /v1/insights", auth(m.getInsights))
+	s.Handle("GET /v1/insights", p.readable(m.getInsights))
 	s.Handle("GET /internal/v1/insights", auth(m.getLocalInsights))
 	p.predict = m.profilePredictions
 	p.rfm = m.profileRFM

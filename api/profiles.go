@@ -42,7 +42,8 @@ const maxRedirects = 64
 // read through that instance's internal store route.
 type Profiles struct {
 	stores StoreReader
-	token  string
+	token  string // the admin token; also what instances send each other
+	viewer string // the read-only token; empty: no viewer
 	client *http.Client
 	// predict fills a profile's "predictions"; nil leaves them empty.
 	predict func(*profile.Profile) map[string]any
@@ -53,16 +54,38 @@ type Profiles struct {
 	featureValues func(ctx context.Context, profileID string, now time.Time) (map[string]any, error)
 }
 
-// NewProfiles returns the profile API over stores, guarded by the admin
-// bearer token (an empty token refuses every request).
-func NewProfiles(stores StoreReader, adminToken string) *Profiles {
-	return &Profiles{stores: stores, token: adminToken, client: &http.Client{Timeout: 5 * time.Second}}
+// Tokens are the JSON API's bearer tokens. An empty token matches nothing.
+type Tokens struct {
+	// Admin may do everything.
+	Admin string
+	// Viewer may read profiles, their events and predictions, and
+	// insights; nothing else.
+	Viewer string
+}
+
+// Role is what a request's bearer token allows.
+type Role string
+
+// The roles, from least to most.
+const (
+	RoleNone   Role = ""
+	RoleViewer Role = "viewer"
+	RoleAdmin  Role = "admin"
+)
+
+// NewProfiles returns the profile API over stores, guarded by tokens.
+func NewProfiles(stores StoreReader, tokens Tokens) *Profiles {
+	return &Profiles{stores: stores, token: tokens.Admin, viewer: tokens.Viewer,
+		client: &http.Client{Timeout: 5 * time.Second}}
 }
 
 // Register mounts the routes on s.
 func (p *Profiles) Register(s *Server) {
-	s.Handle("GET /v1/profiles/{ident}", p.auth(p.getProfile))
-	s.Handle("GET /v1/profiles/{ident}/events", p.auth(p.getEvents))
+	s.Handle("GET /v1/profiles/{ident}", p.readable(p.getProfile))
+	s.Handle("GET /v1/profiles/{ident}/events", p.readable(p.getEvents))
+	s.Handle("GET /v1/whoami", p.readable(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]Role{"role": p.Role(r)})
+	}))
 	s.Handle("GET /internal/v1/stores/{group}/{store}/{key}", p.auth(p.getRaw))
 }
 
@@ -70,16 +93,46 @@ func (p *Profiles) Register(s *Server) {
 // packages serve (the destinations' status and delivery log).
 func (p *Profiles) RequireAdmin(h http.Handler) http.Handler { return p.auth(h.ServeHTTP) }
 
+// RequireViewer guards h with the viewer or the admin token, for the
+// read-only routes other packages serve.
+func (p *Profiles) RequireViewer(h http.Handler) http.Handler { return p.readable(h.ServeHTTP) }
+
+// Role tells what r's bearer token allows. Tokens are compared in
+// constant time, so a wrong token's timing tells nothing of the right one.
+func (p *Profiles) Role(r *http.Request) Role {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	switch {
+	case !ok:
+		return RoleNone
+	case p.token != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(p.token)) == 1:
+		return RoleAdmin
+	case p.viewer != "" && subtle.ConstantTimeCompare([]byte(tok), []byte(p.viewer)) == 1:
+		return RoleViewer
+	}
+	return RoleNone
+}
+
 // auth accepts only the admin bearer token: a write key is not a token.
 func (p *Profiles) auth(h http.HandlerFunc) http.Handler {
+	return p.require(RoleAdmin, h)
+}
+
+// readable accepts the viewer or the admin token: the route only reads.
+func (p *Profiles) readable(h http.HandlerFunc) http.Handler {
+	return p.require(RoleViewer, h)
+}
+
+func (p *Profiles) require(min Role, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || p.token == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(p.token)) != 1 {
+		switch role := p.Role(r); {
+		case role == RoleNone:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="tessera"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong admin token (Authorization: Bearer …)")
-			return
+			writeError(w, http.StatusUnauthorized, "missing or wrong token: send the admin token (or, to read, the viewer token) as Authorization: Bearer …")
+		case role == RoleViewer && min == RoleAdmin:
+			writeError(w, http.StatusForbidden, "the viewer token can only read profiles and insights; this needs the admin token")
+		default:
+			h(w, r)
 		}
-		h(w, r)
 	})
 }
 

@@ -206,6 +206,9 @@ const EnvWriteKeys = "TESSERA_WRITE_KEYS"
 // EnvAdminToken is the environment variable that sets api.admin_token.
 const EnvAdminToken = "TESSERA_ADMIN_TOKEN"
 
+// EnvViewerToken is the environment variable that sets api.viewer_token.
+const EnvViewerToken = "TESSERA_VIEWER_TOKEN"
+
 // EnvBrokers is the environment variable that overrides kafka.brokers with a
 // comma-separated list of host:port addresses.
 const EnvBrokers = "TESSERA_BROKERS"
@@ -220,6 +223,7 @@ const EnvBrokers = "TESSERA_BROKERS"
 //   - TESSERA_BROKERS: replaces kafka.brokers with its comma-separated entries.
 //   - TESSERA_WRITE_KEYS: adds its comma-separated keys to ingest.write_keys.
 //   - TESSERA_ADMIN_TOKEN: replaces api.admin_token.
+//   - TESSERA_VIEWER_TOKEN: replaces api.viewer_token.
 func (c *Config) ApplyEnv(getenv func(string) string) {
 	if v := getenv(EnvWriteKeys); v != "" {
 		for _, k := range strings.Split(v, ",") {
@@ -231,6 +235,10 @@ func (c *Config) ApplyEnv(getenv func(string) string) {
 	if v := getenv(EnvAdminToken); v != "" {
 		c.API.AdminToken = v
 		c.setOrigin("api.admin_token", origin{from: "$" + EnvAdminToken})
+	}
+	if v := getenv(EnvViewerToken); v != "" {
+		c.API.ViewerToken = v
+		c.setOrigin("api.viewer_token", origin{from: "$" + EnvViewerToken})
 	}
 	if v := getenv(EnvBrokers); v != "" {
 		brokers := strings.Split(v, ",")

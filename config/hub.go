@@ -16,6 +16,11 @@ type API struct {
 	// audiences, destinations). Empty disables those routes. Prefer
 	// $TESSERA_ADMIN_TOKEN to writing it here.
 	AdminToken string `yaml:"admin_token"`
+	// ViewerToken is the read-only bearer token, for support agents: it
+	// reads profiles, their events and predictions, and insights, and
+	// changes nothing. Empty: there is no viewer. Prefer
+	// $TESSERA_VIEWER_TOKEN to writing it here.
+	ViewerToken string `yaml:"viewer_token"`
 }
 
 // Ingest is the ingest section: the Segment-compatible HTTP API.

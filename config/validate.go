@@ -39,6 +39,10 @@ func (c Config) Validate() error {
 		check("data", errors.New("must not be empty"))
 	}
 	check("http.listen", checkAddr(c.HTTP.Listen, false))
+	if c.API.ViewerToken != "" && c.API.ViewerToken == c.API.AdminToken {
+		// One token cannot be both: a viewer would hold the admin's rights.
+		check("api.viewer_token", errors.New("must differ from api.admin_token"))
+	}
 
 	for i, b := range c.Kafka.Brokers {
 		check(fmt.Sprintf("kafka.brokers[%d]", i), checkAddr(b, true))

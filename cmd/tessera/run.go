@@ -209,7 +209,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	}
 
 	running.Store(rt)
-	profiles := api.NewProfiles(rt, cfg.API.AdminToken)
+	profiles := api.NewProfiles(rt, api.Tokens{Admin: cfg.API.AdminToken, Viewer: cfg.API.ViewerToken})
 	profiles.Register(srv)
 
 	// Definitions (model parameters, and later features and audiences)
