@@ -165,7 +165,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		},
 		activate: func(a identity.Activation) ([]byte, error) {
 			return sink.Activation{ID: a.ID, Type: a.Type, Name: a.Name, ProfileID: a.ProfileID,
-				Timestamp: a.Timestamp, Profile: a.Profile, Event: a.Event}.Encode()
+				Timestamp: a.Timestamp, Profile: a.Profile, Event: a.Event, Destinations: a.Destinations}.Encode()
 		},
 	})
 	if err != nil {

@@ -576,9 +576,26 @@ func (r *Runner) process(ctx context.Context, recs []*kgo.Record) []*item {
 	return items
 }
 
-// wants reports whether the destination's filter takes a.
+// wants reports whether the destination takes a. The routing rule:
+//
+//   - the destination's types filter, when set, always applies;
+//   - an activation that names destinations (its audience or trigger
+//     lists them) goes to those, and to a destination whose audiences
+//     filter names its audience explicitly;
+//   - one that names none goes wherever the audiences filter takes it
+//     (an empty filter takes all).
+//
+// So an audience that picks its destinations does not also reach every
+// destination that takes all, while a destination set to follow an
+// audience by name keeps following it.
 func (r *Runner) wants(a Activation) bool {
-	return (r.audiences == nil || r.audiences[a.Name]) && (r.types == nil || r.types[a.Type])
+	if r.types != nil && !r.types[a.Type] {
+		return false
+	}
+	if len(a.Destinations) > 0 {
+		return slices.Contains(a.Destinations, r.dest.Name) || r.audiences[a.Name]
+	}
+	return r.audiences == nil || r.audiences[a.Name]
 }
 
 // nextBatch splits pending into the next batch, of at most n activations

@@ -185,3 +185,50 @@ type nopSink struct{}
 func (nopSink) Connect(context.Context) error                  { return nil }
 func (nopSink) WriteBatch(context.Context, []Activation) error { return nil }
 func (nopSink) Close(context.Context) error                    { return nil }
+
+func TestWantsRouting(t *testing.T) {
+	enter := func(name string, dests ...string) Activation {
+		return Activation{Type: AudienceEntered, Name: name, Destinations: dests}
+	}
+	for _, tc := range []struct {
+		desc      string
+		audiences []string // the destination's filter
+		types     []string
+		act       Activation
+		want      bool
+	}{
+		{"no filter, no routes: takes all", nil, nil, enter("vip"), true},
+		{"filter names another audience", []string{"churn"}, nil, enter("vip"), false},
+		{"filter names it", []string{"vip"}, nil, enter("vip"), true},
+		{"routed here", nil, nil, enter("vip", "crm", "hook"), true},
+		{"routed elsewhere: a take-all destination stays out", nil, nil, enter("vip", "crm"), false},
+		{"routed elsewhere, but the filter names it", []string{"vip"}, nil, enter("vip", "crm"), true},
+		{"routed here though the filter names others", []string{"churn"}, nil, enter("vip", "hook"), true},
+		{"routed here, type filtered out", nil, []string{AudienceExited}, enter("vip", "hook"), false},
+		{"type filter takes it", nil, []string{AudienceEntered}, enter("vip"), true},
+	} {
+		t.Run(tc.desc, func(t *testing.T) {
+			r := &Runner{dest: config.Destination{Name: "hook"}, audiences: set(tc.audiences), types: set(tc.types)}
+			if got := r.wants(tc.act); got != tc.want {
+				t.Errorf("wants(%+v) = %v, want %v", tc.act, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestActivationRoundTrip(t *testing.T) {
+	in := Activation{ID: "a1", Type: ProfileDeleted, Name: "", ProfileID: "p1",
+		Timestamp: time.UnixMilli(1700000000123).UTC(), Profile: json.RawMessage(`{"id":"p1"}`),
+		Destinations: []string{"crm", "hook"}}
+	b, err := in.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(out) != fmt.Sprint(in) {
+		t.Errorf("round trip:\n got %+v\nwant %+v", out, in)
+	}
+}

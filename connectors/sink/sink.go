@@ -21,6 +21,8 @@ const (
 	AudienceEntered = "audience_entered"
 	AudienceExited  = "audience_exited"
 	EventTriggered  = "event_triggered"
+	// ProfileDeleted tells a destination to forget the profile (erasure).
+	ProfileDeleted = "profile_deleted"
 )
 
 // Activation is what a destination acts on.
@@ -38,6 +40,11 @@ type Activation struct {
 	Profile json.RawMessage `json:"profile"`
 	// Event is the triggering event for EventTriggered (JSON), else nil.
 	Event json.RawMessage `json:"event,omitempty"`
+	// Destinations are the destinations the audience or trigger names.
+	// Empty: every destination whose filter takes it gets it. Not empty:
+	// these get it, and others only if their filter names it (see
+	// Runner's routing rule).
+	Destinations []string `json:"destinations,omitempty"`
 }
 
 // Sink delivers batches of activations to one destination.
@@ -121,6 +128,7 @@ func (a Activation) Encode() ([]byte, error) {
 	b, err := c.BinaryFromNative(nil, map[string]any{
 		"id": a.ID, "type": a.Type, "name": a.Name, "profile_id": a.ProfileID,
 		"timestamp": a.Timestamp.UnixMilli(), "profile": []byte(a.Profile), "event": ev,
+		"destinations": stringsToAny(a.Destinations),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encoding activation %s: %w", a.ID, err)
@@ -146,5 +154,20 @@ func Decode(b []byte) (Activation, error) {
 	if ev := m["event"].([]byte); len(ev) > 0 {
 		a.Event = ev
 	}
+	if ds, _ := m["destinations"].([]any); len(ds) > 0 {
+		a.Destinations = make([]string, len(ds))
+		for i, d := range ds {
+			a.Destinations[i], _ = d.(string)
+		}
+	}
 	return a, nil
+}
+
+// stringsToAny is ss as goavro's native array.
+func stringsToAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
 }

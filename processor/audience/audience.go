@@ -94,6 +94,9 @@ type Set struct {
 	// profile stage reads them on every event.
 	views       []Audience
 	triggerDefs []Trigger
+	// routes are the destinations each audience and trigger names, by
+	// name; names without any are absent.
+	routes map[string][]string
 }
 
 func compileRule(name, rule string, env any) (*vm.Program, error) {
@@ -150,8 +153,25 @@ func Compile(audiences []Definition, triggers []Trigger) (*Set, error) {
 	for _, t := range s.triggers {
 		s.triggerDefs = append(s.triggerDefs, t.def)
 	}
+	s.routes = make(map[string][]string)
+	for _, a := range s.audiences {
+		if len(a.def.Destinations) > 0 {
+			s.routes[a.def.Name] = a.def.Destinations
+		}
+	}
+	for _, t := range s.triggers {
+		if len(t.def.Destinations) > 0 {
+			s.routes[t.def.Name] = t.def.Destinations
+		}
+	}
 	return s, nil
 }
+
+// Destinations returns the destinations the audience or trigger called
+// name feeds, as its definition lists them: nil when it lists none (or
+// is not defined), and then every destination's own filter decides. The
+// slice is the Set's own: callers must not modify it.
+func (s *Set) Destinations(name string) []string { return s.routes[name] }
 
 // CompileRule compiles one audience rule, for validation and previews.
 func CompileRule(rule string) (*vm.Program, error) { return compileRule("preview", rule, Env{}) }

@@ -1,6 +1,7 @@
 package audience
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -57,5 +58,20 @@ func TestActivationIDIsDeterministic(t *testing.T) {
 	a := ActivationID("p1", "vip", "audience_entered", "m-1")
 	if a != ActivationID("p1", "vip", "audience_entered", "m-1") || a == ActivationID("p1", "vip", "audience_exited", "m-1") {
 		t.Error("ids")
+	}
+}
+
+func TestSetDestinations(t *testing.T) {
+	set, err := Compile(
+		[]Definition{{Name: "vip", Rule: "true", Destinations: []string{"crm", "hook"}}, {Name: "all", Rule: "true"}},
+		[]Trigger{{Name: "big_order", Rule: "true", Destinations: []string{"slack"}}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"vip": "[crm hook]", "all": "[]", "big_order": "[slack]", "nope": "[]"} {
+		if got := fmt.Sprint(set.Destinations(name)); got != want {
+			t.Errorf("Destinations(%q) = %s, want %s", name, got, want)
+		}
 	}
 }

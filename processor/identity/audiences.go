@@ -211,8 +211,13 @@ func (s *step) activate(typ, name, cause string, now time.Time, profileJSON, eve
 		return nil
 	}
 	id := audience.ActivationID(s.id, name, typ, cause)
+	var routes []string
+	if set := s.pr.audiences(); set != nil {
+		routes = set.Destinations(name)
+	}
 	b, err := s.pr.o.Activate(Activation{
 		ID: id, Type: typ, Name: name, ProfileID: s.id, Timestamp: now, Profile: profileJSON, Event: event,
+		Destinations: routes,
 	})
 	if err != nil {
 		return err
@@ -226,4 +231,7 @@ type Activation struct {
 	ID, Type, Name, ProfileID string
 	Timestamp                 time.Time
 	Profile, Event            []byte
+	// Destinations are those the audience or trigger names; nil leaves
+	// the choice to each destination's filter.
+	Destinations []string
 }
