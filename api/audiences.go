@@ -98,6 +98,12 @@ func (a *Audiences) write(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "audience: name is required")
 		return
 	}
+	for i, dn := range au.Destinations {
+		if _, ok := a.defs.Get(destinationKind, dn); !ok {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("audience: destinations[%d]: no destination named %q", i, dn))
+			return
+		}
+	}
 	if _, err := audience.Compile([]audience.Definition{{Name: au.Name, Rule: au.Rule}}, nil); err != nil {
 		var re *audience.RuleError
 		if errors.As(err, &re) {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"strings"
@@ -137,6 +138,26 @@ func (d *Duration) UnmarshalYAML(unmarshal func(any) error) error {
 // MarshalYAML writes the duration as a string such as "100ms".
 func (d Duration) MarshalYAML() (any, error) {
 	return d.String(), nil
+}
+
+// UnmarshalJSON parses a duration string such as "100ms", as the
+// definitions API (destinations' delivery settings) writes it.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"100ms\", got %s", b)
+	}
+	v, err := parseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// MarshalJSON writes the duration as a string such as "100ms".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(d.String())
 }
 
 // String formats the duration as time.Duration does.

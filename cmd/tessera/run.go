@@ -308,37 +308,74 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		log.Warn("no write keys configured (ingest.write_keys or $TESSERA_WRITE_KEYS): the tracking API refuses every request")
 	}
 	// Destinations: one runner each, its own consumer group on the
-	// activations, so one slow channel never holds another back.
+	// activations, so one slow channel never holds another back. They are
+	// definitions (the config's seeded, the API's added): every instance
+	// starts, restarts and stops its runners as they change.
 	destinations := sink.NewRegistry()
 	destinations.Register(func(pattern string, h http.Handler) { srv.Handle(pattern, profiles.RequireAdmin(h)) })
-	var runners []*sink.Runner
-	for _, d := range cfg.Destinations {
+	checkDestination := func(d config.Destination) error {
 		s, err := newSink(d, brokers)
 		if err != nil {
 			return err
 		}
-		r, err := sink.NewRunner(cfg.App, d, s, sink.Brokers(brokers...), sink.Logger(log), sink.Registerer(reg),
-			sink.Topics(int32(cfg.Kafka.Partitions), int16(cfg.Kafka.ReplicationFactor)))
-		if err != nil {
-			return err
-		}
-		if err := destinations.Add(r); err != nil {
-			return err
-		}
-		runners = append(runners, r)
+		return s.Close(ctx)
 	}
+	for _, d := range cfg.Destinations {
+		if err := checkDestination(d); err != nil {
+			return err // a configuration mistake stops the start, as any other
+		}
+	}
+	destinationsAPI := api.NewDestinations(defs, checkDestination, func(name string) (any, bool) {
+		if r, ok := destinations.Get(name); ok {
+			return r.Status(), true
+		}
+		return nil, false
+	})
+	if err := destinationsAPI.Seed(ctx, cfg.Destinations); err != nil {
+		return err
+	}
+	destinationsAPI.Register(srv, profiles)
 	sourcesCtx, stopSources := context.WithCancel(context.Background())
 	var sources sync.WaitGroup
 	defer func() { stopSources(); sources.Wait() }()
-	for _, r := range runners {
-		sources.Add(1)
-		go func() {
-			defer sources.Done()
-			if err := r.Run(sourcesCtx); err != nil {
-				log.Error("destination stopped", "err", err)
-			}
-		}()
+	supervisor := sink.NewSupervisor(sourcesCtx, destinations, func(d config.Destination) (*sink.Runner, error) {
+		s, err := newSink(d, brokers)
+		if err != nil {
+			return nil, err
+		}
+		return sink.NewRunner(cfg.App, d, s, sink.Brokers(brokers...), sink.Logger(log), sink.Registerer(reg),
+			sink.Topics(int32(cfg.Kafka.Partitions), int16(cfg.Kafka.ReplicationFactor)))
+	}, log)
+	defer supervisor.Close()
+	// Applying may wait for a runner to finish its poll: it runs on its
+	// own goroutine, not the definitions watcher's, and coalesces changes.
+	applyDestinations := make(chan struct{}, 1)
+	kick := func() {
+		select {
+		case applyDestinations <- struct{}{}:
+		default:
+		}
 	}
+	sources.Add(1)
+	go func() {
+		defer sources.Done()
+		for {
+			select {
+			case <-sourcesCtx.Done():
+				return
+			case <-applyDestinations:
+				if err := supervisor.Apply(destinationsAPI.Definitions()); err != nil {
+					log.Error("some destinations do not start; the others run", "err", err)
+				}
+			}
+		}
+	}()
+	kick()
+	defs.Watch(func(d definitions.Definition, _ bool) {
+		if d.Kind == "destination" {
+			kick()
+		}
+	})
 	for _, sc := range cfg.Sources.Kafka {
 		src, err := kafkasource.New(cfg.App, sc, writer, kafkasource.Brokers(brokers...),
 			kafkasource.Logger(log), kafkasource.Registerer(reg))

@@ -91,8 +91,6 @@ const (
 	DeliveriesRoute = "GET /v1/destinations/{name}/deliveries"
 	// StatusRoute serves a destination's Status.
 	StatusRoute = "GET /v1/destinations/{name}/status"
-	// ListRoute serves every destination's Status.
-	ListRoute = "GET /v1/destinations"
 )
 
 // Register mounts the Registry's routes with handle (api.Server.Handle,
@@ -101,16 +99,15 @@ const (
 //   - DeliveriesRoute: {"destination": name, "deliveries": [...]}, the
 //     delivery log newest first; ?limit=N (1–1000, default 100) and
 //     ?status=delivered|retrying|dead_lettered filter it;
-//   - StatusRoute: the Status;
-//   - ListRoute: {"destinations": [Status, …]} by name.
+//   - StatusRoute: the Status.
+//
+// The list of destinations is the definitions API's (package api), which
+// shows each one's Status.
 //
 // An unknown name answers 404, a bad parameter 400, each {"error": "…"}.
 func (g *Registry) Register(handle func(pattern string, h http.Handler)) {
 	handle(DeliveriesRoute, http.HandlerFunc(g.serveDeliveries))
 	handle(StatusRoute, http.HandlerFunc(g.serveStatus))
-	handle(ListRoute, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"destinations": g.Statuses()})
-	}))
 }
 
 // deliveryView is a Delivery in the API.

@@ -895,6 +895,25 @@ func (r *Runner) logDelivery(it *item, status string, at time.Time, latency time
 	r.next = (r.next + 1) % deliveryLogSize
 }
 
+// inherit takes over old's delivery log and counts, for a destination
+// restarted with a new definition: its history does not vanish with the
+// change. r must not have run yet.
+func (r *Runner) inherit(old *Runner) {
+	log := old.Deliveries()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ring, r.next = r.ring[:0], 0
+	for i := len(log) - 1; i >= 0; i-- { // oldest first
+		r.ring = append(r.ring, log[i])
+	}
+	r.next = len(r.ring) % deliveryLogSize
+	r.sent.Store(old.sent.Load())
+	r.failed.Store(old.failed.Load())
+	r.retried.Store(old.retried.Load())
+	r.deadLettered.Store(old.deadLettered.Load())
+	r.filtered.Store(old.filtered.Load())
+}
+
 // Deliveries returns the delivery log, newest first: the last 1,000
 // outcomes.
 func (r *Runner) Deliveries() []Delivery {
