@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tessera-cdp/tessera/config"
@@ -205,65 +206,97 @@ func (a *Audiences) localPreview(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, p)
 }
 
-// localCount evaluates rule over the profiles of the tasks running here.
-// Features are computed only when the rule reads them: they cost a read
-// of the profile's tiles.
+// localCount evaluates rule over the profiles of the tasks running here,
+// several tasks at once. It builds only the parts of each profile's
+// environment that the rule names: decoding every trait, reading feature
+// tiles and scoring predictions cost more than the match itself.
 func (a *Audiences) localCount(rule string, now time.Time) (Preview, error) {
 	prog, err := audience.CompileRule(rule)
 	if err != nil {
 		return Preview{}, err
 	}
+	needs := audience.NeedsOf(rule)
 	var set *features.Set
-	if strings.Contains(rule, "features") && a.features != nil {
-		if s := a.features(); s != nil {
-			set = s.Clone()
+	if needs.Features && a.features != nil {
+		if set = a.features(); set != nil && needs.FeatureNames != nil {
+			if set, err = set.Select(needs.FeatureNames); err != nil {
+				return Preview{}, err
+			}
 		}
 	}
+	var mu sync.Mutex // guards out
 	out := Preview{Sample: []string{}}
-	err = a.rt.Scan(profileGroup, identity.ProfilesStore, func(_ topology.TaskID, db *state.DB) error {
+	err = a.rt.ScanParallel(profileGroup, identity.ProfilesStore, func(_ topology.TaskID, db *state.DB) error {
+		var part Preview
+		var sample []string
+		var taskSet *features.Set
+		if set != nil {
+			taskSet = set.Clone() // a Set's buffers are its goroutine's own
+		}
 		window := db.CommittedWindow(identity.FeaturesStore)
-		return db.RangeCommitted(identity.ProfilesStore, func(_, v []byte) error {
+		err := db.RangeCommitted(identity.ProfilesStore, func(_, v []byte) error {
 			p, merged, err := identity.LoadProfile(v)
 			if err != nil || p == nil || merged != "" {
 				return err
 			}
-			out.Scanned++
-			env, err := a.env(p, set, window, now)
+			part.Scanned++
+			env, err := a.env(p, needs, taskSet, window, now)
 			if err != nil {
 				return err
 			}
 			if audience.Match(prog, env) {
-				out.Count++
-				if len(out.Sample) < previewSample {
-					out.Sample = append(out.Sample, p.ID)
+				part.Count++
+				if len(sample) < previewSample {
+					sample = append(sample, p.ID)
 				}
 			}
 			return nil
 		})
+		mu.Lock()
+		defer mu.Unlock()
+		out.Count += part.Count
+		out.Scanned += part.Scanned
+		for _, id := range sample {
+			if len(out.Sample) < previewSample {
+				out.Sample = append(out.Sample, id)
+			}
+		}
+		return err
 	})
 	return out, err
 }
 
-// env is what a rule sees of p, as the profile stage builds it.
-func (a *Audiences) env(p *profile.Profile, set *features.Set, window *state.Window, now time.Time) (*audience.Env, error) {
+// env is what a rule sees of p, as the profile stage builds it, limited
+// to what needs names.
+func (a *Audiences) env(p *profile.Profile, needs audience.Needs, set *features.Set, window *state.Window, now time.Time) (*audience.Env, error) {
 	env := &audience.Env{Traits: map[string]any{}, Features: map[string]any{}, Predictions: map[string]any{}, RFM: map[string]any{}, Events: map[string]any{}}
-	for k, t := range p.Traits {
-		var v any
-		if t.Value != nil && json.Unmarshal(t.Value, &v) == nil {
-			env.Traits[k] = v
+	switch {
+	case needs.TraitNames != nil:
+		for _, k := range needs.TraitNames {
+			if v, ok := p.Traits[k].Decode(); ok {
+				env.Traits[k] = v
+			}
+		}
+	case needs.Traits:
+		for k, t := range p.Traits {
+			if v, ok := t.Decode(); ok {
+				env.Traits[k] = v
+			}
 		}
 	}
-	for k, n := range p.Counts {
-		env.Events[k] = n
+	if needs.Events {
+		for k, n := range p.Counts {
+			env.Events[k] = n
+		}
 	}
-	if set != nil {
+	if set != nil && needs.Features {
 		vals, err := set.Values(window, []byte(p.ID), now)
 		if err != nil {
 			return nil, err
 		}
 		env.Features = vals
 	}
-	if a.models != nil {
+	if a.models != nil && (needs.Predictions || needs.RFM) {
 		env.Predictions, env.RFM = a.models.RuleEnv(p)
 	}
 	return env, nil

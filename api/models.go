@@ -28,6 +28,7 @@ import (
 type ClusterReader interface {
 	StoreReader
 	Scan(group int, store string, fn func(task topology.TaskID, db *state.DB) error) error
+	ScanParallel(group int, store string, fn func(task topology.TaskID, db *state.DB) error) error
 	Endpoints(ctx context.Context) ([]string, error)
 	Endpoint() string
 	Runs(task topology.TaskID) bool

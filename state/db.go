@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -60,6 +61,11 @@ type DB struct {
 	pending *pebble.Batch
 	logger  ChangeLogger
 	stores  map[string]Store
+
+	// readers is held shared by readers on other goroutines (Acquire)
+	// and exclusively by Close, so a scan never meets a closed Pebble.
+	readers sync.RWMutex
+	closed  bool // guarded by readers
 }
 
 // Store is what every kind of store has in common.
@@ -196,8 +202,25 @@ func (db *DB) Size() uint64 {
 	return m.DiskSpaceUsage()
 }
 
-// Close discards pending writes and closes the DB. It is idempotent.
+// Acquire keeps the DB open until release is called, for a reader on
+// another goroutine than the task's (an interactive query scanning the
+// committed data without the engine's lock). It returns ok false when the
+// DB is closed already. Close waits for every release.
+func (db *DB) Acquire() (release func(), ok bool) {
+	db.readers.RLock()
+	if db.closed || db.pdb == nil {
+		db.readers.RUnlock()
+		return nil, false
+	}
+	return db.readers.RUnlock, true
+}
+
+// Close discards pending writes and closes the DB, after the readers that
+// Acquired it have released it. It is idempotent.
 func (db *DB) Close() error {
+	db.readers.Lock()
+	defer db.readers.Unlock()
+	db.closed = true
 	if db.pdb == nil {
 		return nil
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/tessera-cdp/tessera/state"
@@ -39,20 +41,80 @@ func (r *Runtime) Get(task TaskID, store string, key []byte) ([]byte, error) {
 	return a.db.GetCommitted(store, key)
 }
 
-// Scan calls fn for each committed entry of store in every task of group
-// running here, holding the runtime's lock, so fn must be quick.
+// Scan calls fn, one task after another, with the DB of each task of
+// group running here, for a scan of store's committed entries. It does
+// not hold the runtime's lock while fn runs (a scan of many profiles
+// would stall processing): it keeps each DB open with state.DB.Acquire
+// instead, and skips a task revoked meanwhile. fn must not call the
+// Runtime's methods: closing a revoked task waits for fn with the
+// runtime's lock held.
 func (r *Runtime) Scan(group int, store string, fn func(task TaskID, db *state.DB) error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for id, a := range r.tasks {
-		if id.Group != group || a.t == nil {
-			continue
-		}
-		if err := fn(id, a.db); err != nil {
+	for _, t := range r.scanTasks(group) {
+		if err := scanTask(t, fn); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// ScanParallel is Scan with fn called for several tasks at once, on up to
+// GOMAXPROCS goroutines: fn must be safe for concurrent use. It returns
+// the first error, after every started call has returned.
+func (r *Runtime) ScanParallel(group int, store string, fn func(task TaskID, db *state.DB) error) error {
+	tasks := r.scanTasks(group)
+	work := make(chan scanned)
+	errs := make(chan error, len(tasks))
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(tasks)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range work {
+				errs <- scanTask(t, fn)
+			}
+		}()
+	}
+	for _, t := range tasks {
+		work <- t
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scanned is a task's DB as Scan found it.
+type scanned struct {
+	id TaskID
+	db *state.DB
+}
+
+// scanTasks lists the tasks of group running here, in task order.
+func (r *Runtime) scanTasks(group int) []scanned {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []scanned
+	for id, a := range r.tasks {
+		if id.Group == group && a.t != nil {
+			out = append(out, scanned{id, a.db})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id.Partition < out[j].id.Partition })
+	return out
+}
+
+func scanTask(t scanned, fn func(task TaskID, db *state.DB) error) error {
+	release, ok := t.db.Acquire()
+	if !ok {
+		return nil // revoked and closed since it was listed
+	}
+	defer release()
+	return fn(t.id, t.db)
 }
 
 // ownersTTL bounds how stale the task → instance map may be; a miss

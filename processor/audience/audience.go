@@ -14,7 +14,9 @@ import (
 	"sort"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
 
@@ -100,7 +102,11 @@ type Set struct {
 }
 
 func compileRule(name, rule string, env any) (*vm.Program, error) {
-	p, err := expr.Compile(rule, expr.Env(env), expr.AsBool())
+	opts := []expr.Option{expr.Env(env), expr.AsBool()}
+	if _, ok := env.(Env); ok {
+		opts = append(opts, expr.Patch(eventCounts{}))
+	}
+	p, err := expr.Compile(rule, opts...)
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
@@ -173,6 +179,22 @@ func Compile(audiences []Definition, triggers []Trigger) (*Set, error) {
 // slice is the Set's own: callers must not modify it.
 func (s *Set) Destinations(name string) []string { return s.routes[name] }
 
+// eventCounts makes events["X"] read 0 for an event the profile never
+// had, as it means: without it the comparison fails at run time, which
+// counts as no match (right) but costs a panic and its recovery in expr's
+// VM for every such profile (a preview over many).
+type eventCounts struct{}
+
+func (eventCounts) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok {
+		return
+	}
+	if root, ok := m.Node.(*ast.IdentifierNode); ok && root.Value == "events" {
+		ast.Patch(node, &ast.BinaryNode{Operator: "??", Left: m, Right: &ast.IntegerNode{Value: 0}})
+	}
+}
+
 // CompileRule compiles one audience rule, for validation and previews.
 func CompileRule(rule string) (*vm.Program, error) { return compileRule("preview", rule, Env{}) }
 
@@ -238,4 +260,69 @@ func (s *Set) Fired(env *EventEnv) []Trigger {
 func ActivationID(profileID, name, typ, cause string) string {
 	h := sha256.Sum256([]byte(profileID + "\x00" + name + "\x00" + typ + "\x00" + cause))
 	return hex.EncodeToString(h[:16])
+}
+
+// Needs is what of a profile a rule reads: a scan over many profiles
+// (a preview) builds only those parts of each one's environment.
+type Needs struct {
+	Traits, Features, Predictions, RFM, Events bool
+	// TraitNames and FeatureNames list the traits and features the rule
+	// reads by name (traits.plan, features["orders_7d"]); nil when it
+	// also reads them some other way (len(traits), a computed key), and
+	// then it needs them all.
+	TraitNames, FeatureNames []string
+}
+
+// NeedsOf parses rule and reports which of the environment's roots it
+// names. A rule that does not parse needs everything (compiling it
+// reports the error).
+func NeedsOf(rule string) Needs {
+	all := Needs{true, true, true, true, true, nil, nil}
+	tree, err := parser.Parse(rule)
+	if err != nil {
+		return all
+	}
+	v := needsVisitor{named: map[string][]string{}, uses: map[string]int{}}
+	ast.Walk(&tree.Node, &v)
+	n := v.n
+	// Every use of the root as an identifier that is not a by-name
+	// member access reads the whole map.
+	if len(v.named["traits"]) == v.uses["traits"] {
+		n.TraitNames = v.named["traits"]
+	}
+	if len(v.named["features"]) == v.uses["features"] {
+		n.FeatureNames = v.named["features"]
+	}
+	return n
+}
+
+type needsVisitor struct {
+	n     Needs
+	named map[string][]string // root → the names read by member access
+	uses  map[string]int      // root → how often it appears
+}
+
+func (v *needsVisitor) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.MemberNode:
+		root, ok := n.Node.(*ast.IdentifierNode)
+		prop, isName := n.Property.(*ast.StringNode)
+		if ok && isName && (root.Value == "traits" || root.Value == "features") {
+			v.named[root.Value] = append(v.named[root.Value], prop.Value)
+		}
+	case *ast.IdentifierNode:
+		v.uses[n.Value]++
+		switch n.Value {
+		case "traits":
+			v.n.Traits = true
+		case "features":
+			v.n.Features = true
+		case "predictions":
+			v.n.Predictions = true
+		case "rfm":
+			v.n.RFM = true
+		case "events":
+			v.n.Events = true
+		}
+	}
 }

@@ -75,3 +75,46 @@ func TestSetDestinations(t *testing.T) {
 		}
 	}
 }
+
+func TestNeedsOf(t *testing.T) {
+	all := Needs{true, true, true, true, true, nil, nil}
+	for _, tc := range []struct {
+		rule string
+		want Needs
+	}{
+		{`traits.plan == "vip"`, Needs{Traits: true, TraitNames: []string{"plan"}}},
+		{`features.orders_30d >= 3 && predictions.p_alive > 0.5`, Needs{Features: true, Predictions: true, FeatureNames: []string{"orders_30d"}}},
+		{`rfm.segment == "Champions" || events["Order Completed"] > 2`, Needs{RFM: true, Events: true}},
+		{`traits["plan"] in ["a", "b"] and traits.age > 3`, Needs{Traits: true, TraitNames: []string{"plan", "age"}}},
+		{`len(traits) > 0 and traits.plan == "x"`, Needs{Traits: true}}, // the whole map
+		{`traits[traits.key] == 1`, Needs{Traits: true}},                // a computed key
+		{`true`, Needs{}},
+		{`traits.plan ==`, all}, // does not parse
+	} {
+		if got := NeedsOf(tc.rule); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("NeedsOf(%q) = %+v, want %+v", tc.rule, got, tc.want)
+		}
+	}
+}
+
+// TestEventsOfUnseenEventsCountZero: events["X"] of an event the profile
+// never had is 0, so "fewer than" rules match it.
+func TestEventsOfUnseenEventsCountZero(t *testing.T) {
+	env := &Env{Events: map[string]any{"Order Completed": int64(3)}}
+	for rule, want := range map[string]bool{
+		`events["Order Completed"] > 2`:     true,
+		`events["Refund"] == 0`:             true,
+		`events["Refund"] < 1`:              true,
+		`events["Refund"] > 0`:              false,
+		`events.Signup >= 1`:                false,
+		`events["Order Completed"] + 1 > 3`: true,
+	} {
+		p, err := CompileRule(rule)
+		if err != nil {
+			t.Fatalf("%s: %v", rule, err)
+		}
+		if got := Match(p, env); got != want {
+			t.Errorf("%s = %v, want %v", rule, got, want)
+		}
+	}
+}

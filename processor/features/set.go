@@ -666,3 +666,16 @@ func (s *Set) Only(key string) (*Set, error) {
 	}
 	return nil, fmt.Errorf("features: no feature with key %s", key)
 }
+
+// Select returns a Set of the features of s called names (unknown names
+// are ignored), with s's options: a rule that reads two features of
+// eight reads only their tiles.
+func (s *Set) Select(names []string) (*Set, error) {
+	var defs []config.Feature
+	for _, info := range s.Features() {
+		if slices.Contains(names, info.Def.Name) {
+			defs = append(defs, info.Def)
+		}
+	}
+	return Compile(defs, s.opts)
+}

@@ -64,11 +64,7 @@ func (s *step) env(now time.Time) (*audience.Env, map[string]any, error) {
 func traitsOf(p *profile.Profile) map[string]any {
 	out := make(map[string]any, len(p.Traits))
 	for k, t := range p.Traits {
-		if t.Value == nil {
-			continue
-		}
-		var v any
-		if json.Unmarshal(t.Value, &v) == nil {
+		if v, ok := t.Decode(); ok {
 			out[k] = v
 		}
 	}
