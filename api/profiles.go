@@ -150,6 +150,9 @@ type ProfileView struct {
 	EventCounts map[string]int64           `json:"event_counts"`
 	MergedFrom  []string                   `json:"merged_from"`
 	RFM         *RFMView                   `json:"rfm,omitempty"`
+	// Consent is each consent category the person spoke of, granted or
+	// not; a destination of a category not granted gets nothing of them.
+	Consent map[string]bool `json:"consent"`
 }
 
 // IdentView is one identifier in a ProfileView.
@@ -170,7 +173,7 @@ func View(p *profile.Profile) ProfileView {
 	v := ProfileView{
 		ID: p.ID, Traits: map[string]json.RawMessage{}, Features: map[string]any{}, Predictions: map[string]any{},
 		Audiences: []string{}, FirstSeen: millis(p.FirstSeen), LastSeen: millis(p.LastSeen),
-		Events: p.Events, EventCounts: p.Counts, MergedFrom: p.MergedFrom,
+		Events: p.Events, EventCounts: p.Counts, MergedFrom: p.MergedFrom, Consent: identity.ConsentView(p),
 	}
 	for _, id := range p.Identifiers {
 		v.Identifiers = append(v.Identifiers, IdentView{Type: id.Type, Value: id.Value})

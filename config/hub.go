@@ -233,6 +233,11 @@ func (c Config) validateHub(check func(path string, err error)) {
 				check(fmt.Sprintf("%s.types[%d]", p, j), fmt.Errorf("must be audience_entered, audience_exited or event_triggered, got %q", t))
 			}
 		}
+		for j, c := range d.Categories {
+			if !identTypePattern.MatchString(c) {
+				check(fmt.Sprintf("%s.categories[%d]", p, j), fmt.Errorf("must match [a-z][a-z0-9_]*, got %q", c))
+			}
+		}
 		if d.Delivery.MaxAttempts < 0 || d.Delivery.BatchSize < 0 || d.Delivery.RatePerSecond < 0 {
 			check(p+".delivery", errors.New("max_attempts, batch_size and rate_per_second must not be negative"))
 		}
@@ -325,6 +330,12 @@ type Destination struct {
 	// Types limits it to these activation types (audience_entered,
 	// audience_exited, event_triggered); empty takes all.
 	Types []string `yaml:"types" json:"types,omitempty"`
+	// Categories are the consent categories the destination serves
+	// (marketing, analytics, …): it gets a person's activations only if
+	// they granted every one of them (context.consent.categoryPreferences);
+	// a category they never spoke of is not granted. Empty: consent does
+	// not apply. profile_deleted notices go regardless.
+	Categories []string `yaml:"categories" json:"categories,omitempty"`
 	// Template is a Go text/template rendering the payload (the body of a
 	// webhook or email, the text of an SMS or Slack message) from the
 	// activation; each type has a default.

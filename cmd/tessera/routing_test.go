@@ -115,3 +115,60 @@ destinations:
 		time.Sleep(50 * time.Millisecond) // polling a condition
 	}
 }
+
+// TestConsentDecidesDestinations: a person who declined marketing is not
+// delivered to a marketing destination, and is to an analytics one; the
+// profile API shows their consent.
+func TestConsentDecidesDestinations(t *testing.T) {
+	dir := t.TempDir()
+	mkt, ana := filepath.Join(dir, "marketing.jsonl"), filepath.Join(dir, "analytics.jsonl")
+	cfg := filepath.Join(dir, "tessera.yaml")
+	if err := os.WriteFile(cfg, []byte(`
+audiences:
+  - {name: everyone, rule: "traits.plan != nil"}
+destinations:
+  - {name: mkt, type: file, path: `+mkt+`, categories: [marketing]}
+  - {name: ana, type: file, path: `+ana+`, categories: [analytics]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildTessera(t)
+	p := startProc(t, bin, []string{"TESSERA_ADMIN_TOKEN=tok", "TESSERA_WRITE_KEYS=wk"}, "run", "-c", cfg,
+		"--data", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0")
+	p.await(t, "embedded broker listening on ")
+	base := "http://" + p.await(t, "http listening on ")
+	go drain(p)
+	awaitStatus(t, base+"/readyz", 200)
+	for i, prefs := range []string{`{"marketing":false,"analytics":true}`, `{"marketing":true,"analytics":true}`} {
+		ev := fmt.Sprintf(`{"userId":"c%d","traits":{"plan":"pro"},"messageId":"m%d","context":{"consent":{"categoryPreferences":%s}}}`, i, i, prefs)
+		req, _ := http.NewRequest("POST", base+"/v1/identify", strings.NewReader(ev))
+		req.SetBasicAuth("wk", "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("identify: %v %v", err, resp)
+		}
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(45 * time.Second)
+	for {
+		a, _ := os.ReadFile(ana)
+		m, _ := os.ReadFile(mkt)
+		_, st := getAuth(t, base+"/v1/destinations/mkt/status", "tok")
+		// Both reach analytics; marketing takes c1 and filters c0 out.
+		if strings.Count(string(a), `"name":"everyone"`) == 2 && strings.Count(string(m), `"name":"everyone"`) == 1 &&
+			strings.Contains(st, `"filtered":1`) {
+			if strings.Contains(string(m), `"value":"c0"`) {
+				t.Errorf("the marketing destination got c0, who declined marketing:\n%s", m)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries never settled; analytics:\n%s\nmarketing:\n%s\nmkt status: %s", a, m, st)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition
+	}
+	code, body := getAuth(t, base+"/v1/profiles/user_id:c0", "tok")
+	if code != 200 || !strings.Contains(body, `"consent":{"analytics":true,"marketing":false}`) {
+		t.Errorf("profile of c0: %d %s", code, body)
+	}
+}

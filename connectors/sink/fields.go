@@ -10,7 +10,7 @@ import (
 )
 
 // commonFields are the destination fields every type uses: the runtime's.
-var commonFields = []string{"name", "type", "audiences", "types", "delivery"}
+var commonFields = []string{"name", "type", "audiences", "types", "categories", "delivery"}
 
 // CheckFields returns an error naming the first field of dest, by its
 // YAML name, that is set although dest's type does not use it: uses lists

@@ -57,6 +57,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
 	"golang.org/x/time/rate"
 
 	"github.com/tessera-cdp/tessera/config"
@@ -578,24 +579,43 @@ func (r *Runner) process(ctx context.Context, recs []*kgo.Record) []*item {
 
 // wants reports whether the destination takes a. The routing rule:
 //
-//   - the destination's types filter, when set, always applies;
+//   - a profile_deleted notice goes to every destination, whatever its
+//     filters: each must forget the person;
+//   - the destination's types filter, when set, applies;
 //   - an activation that names destinations (its audience or trigger
 //     lists them) goes to those, and to a destination whose audiences
 //     filter names its audience explicitly;
 //   - one that names none goes wherever the audiences filter takes it
-//     (an empty filter takes all).
+//     (an empty filter takes all);
+//   - a destination with consent categories takes only the activations of
+//     people who granted every one of them (the snapshot's "consent").
 //
 // So an audience that picks its destinations does not also reach every
 // destination that takes all, while a destination set to follow an
 // audience by name keeps following it.
 func (r *Runner) wants(a Activation) bool {
+	if a.Type == ProfileDeleted {
+		return true
+	}
 	if r.types != nil && !r.types[a.Type] {
 		return false
 	}
+	routed := r.audiences == nil || r.audiences[a.Name]
 	if len(a.Destinations) > 0 {
-		return slices.Contains(a.Destinations, r.dest.Name) || r.audiences[a.Name]
+		routed = slices.Contains(a.Destinations, r.dest.Name) || r.audiences[a.Name]
 	}
-	return r.audiences == nil || r.audiences[a.Name]
+	return routed && consented(a.Profile, r.dest.Categories)
+}
+
+// consented reports whether the profile snapshot's consent grants every
+// one of categories; a category it does not mention is not granted.
+func consented(profile []byte, categories []string) bool {
+	for _, c := range categories {
+		if !fastjson.GetBool(profile, "consent", c) {
+			return false
+		}
+	}
+	return true
 }
 
 // nextBatch splits pending into the next batch, of at most n activations

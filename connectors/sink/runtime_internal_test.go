@@ -190,25 +190,37 @@ func TestWantsRouting(t *testing.T) {
 	enter := func(name string, dests ...string) Activation {
 		return Activation{Type: AudienceEntered, Name: name, Destinations: dests}
 	}
+	withConsent := func(a Activation, consent string) Activation {
+		a.Profile = json.RawMessage(`{"id":"p","consent":` + consent + `}`)
+		return a
+	}
 	for _, tc := range []struct {
-		desc      string
-		audiences []string // the destination's filter
-		types     []string
-		act       Activation
-		want      bool
+		desc       string
+		audiences  []string // the destination's filter
+		types      []string
+		categories []string
+		act        Activation
+		want       bool
 	}{
-		{"no filter, no routes: takes all", nil, nil, enter("vip"), true},
-		{"filter names another audience", []string{"churn"}, nil, enter("vip"), false},
-		{"filter names it", []string{"vip"}, nil, enter("vip"), true},
-		{"routed here", nil, nil, enter("vip", "crm", "hook"), true},
-		{"routed elsewhere: a take-all destination stays out", nil, nil, enter("vip", "crm"), false},
-		{"routed elsewhere, but the filter names it", []string{"vip"}, nil, enter("vip", "crm"), true},
-		{"routed here though the filter names others", []string{"churn"}, nil, enter("vip", "hook"), true},
-		{"routed here, type filtered out", nil, []string{AudienceExited}, enter("vip", "hook"), false},
-		{"type filter takes it", nil, []string{AudienceEntered}, enter("vip"), true},
+		{"no filter, no routes: takes all", nil, nil, nil, enter("vip"), true},
+		{"filter names another audience", []string{"churn"}, nil, nil, enter("vip"), false},
+		{"filter names it", []string{"vip"}, nil, nil, enter("vip"), true},
+		{"routed here", nil, nil, nil, enter("vip", "crm", "hook"), true},
+		{"routed elsewhere: a take-all destination stays out", nil, nil, nil, enter("vip", "crm"), false},
+		{"routed elsewhere, but the filter names it", []string{"vip"}, nil, nil, enter("vip", "crm"), true},
+		{"routed here though the filter names others", []string{"churn"}, nil, nil, enter("vip", "hook"), true},
+		{"routed here, type filtered out", nil, []string{AudienceExited}, nil, enter("vip", "hook"), false},
+		{"type filter takes it", nil, []string{AudienceEntered}, nil, enter("vip"), true},
+		{"consent granted", nil, nil, []string{"marketing"}, withConsent(enter("vip"), `{"marketing":true}`), true},
+		{"consent declined", nil, nil, []string{"marketing"}, withConsent(enter("vip"), `{"marketing":false,"analytics":true}`), false},
+		{"consent never stated", nil, nil, []string{"marketing"}, withConsent(enter("vip"), `{}`), false},
+		{"one of two categories declined", nil, nil, []string{"marketing", "analytics"}, withConsent(enter("vip"), `{"marketing":true,"analytics":false}`), false},
+		{"no categories: consent does not apply", nil, nil, nil, withConsent(enter("vip"), `{"marketing":false}`), true},
+		{"erasure notices go everywhere", []string{"churn"}, []string{AudienceEntered}, []string{"marketing"},
+			withConsent(Activation{Type: ProfileDeleted, Destinations: []string{"crm"}}, `{}`), true},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
-			r := &Runner{dest: config.Destination{Name: "hook"}, audiences: set(tc.audiences), types: set(tc.types)}
+			r := &Runner{dest: config.Destination{Name: "hook", Categories: tc.categories}, audiences: set(tc.audiences), types: set(tc.types)}
 			if got := r.wants(tc.act); got != tc.want {
 				t.Errorf("wants(%+v) = %v, want %v", tc.act, got, tc.want)
 			}

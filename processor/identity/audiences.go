@@ -57,8 +57,19 @@ func (s *step) env(now time.Time) (*audience.Env, map[string]any, error) {
 	snapshot := map[string]any{
 		"id": p.ID, "identifiers": identViews(p.Identifiers), "traits": env.Traits, "features": env.Features,
 		"predictions": env.Predictions, "rfm": env.RFM, "first_seen": millis(p.FirstSeen), "last_seen": millis(p.LastSeen),
+		"consent": ConsentView(p),
 	}
 	return env, snapshot, nil
+}
+
+// ConsentView is a profile's consent as the API and activations show it:
+// each category the person spoke of, granted or not.
+func ConsentView(p *profile.Profile) map[string]bool {
+	out := make(map[string]bool, len(p.Consent))
+	for k, c := range p.Consent {
+		out[k] = c.Granted
+	}
+	return out
 }
 
 func traitsOf(p *profile.Profile) map[string]any {

@@ -42,6 +42,13 @@ type Trait struct {
 	At    int64  // Unix ms of the event
 }
 
+// Consent is one consent category's state: granted or not, and when it
+// was said (Unix ms of the event).
+type Consent struct {
+	Granted bool
+	At      int64
+}
+
 // Profile is one customer. The zero value is an empty profile.
 type Profile struct {
 	ID string
@@ -61,6 +68,10 @@ type Profile struct {
 	// UTC): several purchases on one day are one transaction, as the
 	// BG/NBD and Gamma-Gamma models count them.
 	Purchases map[int32]float64
+	// Consent is what the person said of each consent category
+	// (Segment's context.consent.categoryPreferences), the latest
+	// statement of each winning.
+	Consent map[string]Consent
 }
 
 // Options say how events fold into a profile.
@@ -143,6 +154,14 @@ func (p *Profile) ApplyEvent(v *fastjson.Value, raw []byte, at int64, o Options)
 		p.mergeTraits(v.GetObject("traits"), at, "group.")
 	}
 	p.mergeTraits(v.GetObject("context", "traits"), at, "")
+	if prefs := v.GetObject("context", "consent", "categoryPreferences"); prefs != nil {
+		prefs.Visit(func(k []byte, c *fastjson.Value) {
+			switch c.Type() {
+			case fastjson.TypeTrue, fastjson.TypeFalse:
+				p.setConsent(string(k), Consent{Granted: c.Type() == fastjson.TypeTrue, At: at})
+			}
+		})
+	}
 	if keep > 0 {
 		p.Recent = append(p.Recent, bytes.Clone(raw))
 		// Keep the newest by event time; events mostly arrive in order,
@@ -154,6 +173,28 @@ func (p *Profile) ApplyEvent(v *fastjson.Value, raw []byte, at int64, o Options)
 			p.Recent = append(p.Recent[:0], p.Recent[len(p.Recent)-keep:]...)
 		}
 	}
+}
+
+// setConsent records c for category k unless a later event already
+// said otherwise.
+func (p *Profile) setConsent(k string, c Consent) {
+	if p.Consent == nil {
+		p.Consent = make(map[string]Consent)
+	}
+	if cur, ok := p.Consent[k]; !ok || c.At >= cur.At {
+		p.Consent[k] = c
+	}
+}
+
+// Consented reports whether the person granted every one of categories:
+// a category never stated is not granted (consent is opt-in).
+func (p *Profile) Consented(categories []string) bool {
+	for _, c := range categories {
+		if !p.Consent[c].Granted {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *Profile) mergeTraits(o *fastjson.Object, at int64, prefix string) {
@@ -230,11 +271,14 @@ func (p *Profile) Absorb(q *Profile, keep int) {
 		}
 		p.Purchases[d] += s
 	}
+	for k, c := range q.Consent {
+		p.setConsent(k, c)
+	}
 }
 
 // Version of the binary encoding; bump when the layout changes and keep a
 // decoder for the old one.
-const encodingVersion = 2
+const encodingVersion = 3
 
 // MarshalBinary encodes p compactly. Profiles are read and written on every
 // event, so the format is hand-laid rather than reflected.
@@ -295,6 +339,22 @@ func (p *Profile) AppendBinary(b []byte) []byte {
 		b = binary.AppendVarint(b, int64(d))
 		b = binary.BigEndian.AppendUint64(b, math.Float64bits(p.Purchases[d]))
 	}
+	keys = keys[:0]
+	for k := range p.Consent {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b = binary.AppendUvarint(b, uint64(len(keys)))
+	for _, k := range keys {
+		c := p.Consent[k]
+		b = appendString(b, k)
+		if c.Granted {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		b = binary.AppendVarint(b, c.At)
+	}
 	return b
 }
 
@@ -302,7 +362,7 @@ func (p *Profile) AppendBinary(b []byte) []byte {
 func (p *Profile) UnmarshalBinary(data []byte) error {
 	d := decoder{b: data}
 	version := d.byte()
-	if version != 1 && version != encodingVersion {
+	if version < 1 || version > encodingVersion {
 		return fmt.Errorf("decoding profile: unknown encoding version %d", version)
 	}
 	*p = Profile{ID: d.string(), Created: d.varint()}
@@ -341,6 +401,15 @@ func (p *Profile) UnmarshalBinary(data []byte) error {
 		for i := 0; i < n; i++ {
 			day := int32(d.varint())
 			p.Purchases[day] = d.float64()
+		}
+	}
+	if version >= 3 {
+		if n = d.count(); n > 0 {
+			p.Consent = make(map[string]Consent, n)
+		}
+		for i := 0; i < n; i++ {
+			k := d.string()
+			p.Consent[k] = Consent{Granted: d.byte() == 1, At: d.varint()}
 		}
 	}
 	if d.err != nil {

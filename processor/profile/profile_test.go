@@ -125,3 +125,42 @@ func TestPurchasesByDay(t *testing.T) {
 		t.Errorf("decoded purchases %v, %v", r.Purchases, err)
 	}
 }
+
+func TestConsent(t *testing.T) {
+	consent := func(ts, prefs string) string {
+		return `{"type":"track","event":"x","timestamp":"` + ts + `","context":{"consent":{"categoryPreferences":` + prefs + `}}}`
+	}
+	var p, q Profile
+	apply(t, &p, consent("2026-01-01T00:00:02Z", `{"marketing":true,"analytics":true,"ads":"yes"}`))
+	apply(t, &p, consent("2026-01-01T00:00:01Z", `{"marketing":false}`)) // older: loses
+	apply(t, &q, consent("2026-01-01T00:00:03Z", `{"analytics":false}`))
+	p.Absorb(&q, 3) // q's later word on analytics wins
+	for _, tc := range []struct {
+		categories []string
+		want       bool
+	}{
+		{nil, true},
+		{[]string{"marketing"}, true},
+		{[]string{"analytics"}, false},
+		{[]string{"marketing", "analytics"}, false},
+		{[]string{"ads"}, false},   // not a boolean: not a statement
+		{[]string{"email"}, false}, // never stated: not granted
+	} {
+		if got := p.Consented(tc.categories); got != tc.want {
+			t.Errorf("Consented(%v) = %v, want %v; consent %+v", tc.categories, got, tc.want, p.Consent)
+		}
+	}
+	b, _ := p.MarshalBinary()
+	var r Profile
+	if err := r.UnmarshalBinary(b); err != nil || !reflect.DeepEqual(r.Consent, p.Consent) {
+		t.Errorf("decoded consent %+v, %v; want %+v", r.Consent, err, p.Consent)
+	}
+	// A version 2 record (before consent) still decodes.
+	old := Profile{ID: "p", Purchases: map[int32]float64{3: 1}}
+	v3 := old.AppendBinary(nil)
+	v2 := append([]byte{2}, v3[1:len(v3)-1]...) // no consent count
+	var o Profile
+	if err := o.UnmarshalBinary(v2); err != nil || o.ID != "p" || o.Purchases[3] != 1 || o.Consent != nil {
+		t.Errorf("version 2 decoded as %+v, %v", o, err)
+	}
+}
