@@ -36,6 +36,7 @@ import (
 	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/identity"
 	"github.com/tessera-cdp/tessera/processor/profile"
+	"github.com/tessera-cdp/tessera/regulation"
 	"github.com/tessera-cdp/tessera/schemas"
 	"github.com/tessera-cdp/tessera/topology"
 )
@@ -285,6 +286,22 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	})
 	models.ShowFeatures(featureSet.Load)
 
+	// Privacy: regulations are definitions too; the suppression list they
+	// make is applied by ingest to every event, whatever its source.
+	idRules, err := identity.NewRules(cfg.Identity)
+	if err != nil {
+		return err
+	}
+	suppressions := &regulation.Suppressions{}
+	regulationsAPI := api.NewRegulations(defs, suppressions, idRules.Canonical)
+	regulationsAPI.Register(srv, profiles)
+	suppressions.Update(regulationsAPI.All())
+	defs.Watch(func(d definitions.Definition, _ bool) {
+		if d.Kind == regulation.Kind {
+			suppressions.Update(regulationsAPI.All())
+		}
+	})
+
 	// Ingest: every source writes through one Writer, which applies the
 	// tracking plans.
 	plans, err := schemas.LoadTrackingPlans(cfg.TrackingPlans, configDir)
@@ -292,7 +309,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		return err
 	}
 	writer, err := ingest.New(cfg.App, ingest.ClientOpts(kgo.SeedBrokers(brokers...)),
-		ingest.TrackingPlans(plans), ingest.Registerer(reg))
+		ingest.TrackingPlans(plans), ingest.Registerer(reg), ingest.Suppress(suppressions.Test(idRules.Extract)))
 	if err != nil {
 		return err
 	}

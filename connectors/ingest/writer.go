@@ -42,6 +42,8 @@ type Writer struct {
 
 	violations *prometheus.CounterVec // event, policy
 	rejected   *prometheus.CounterVec // source
+	suppressed *prometheus.CounterVec // type
+	suppress   func(event []byte) bool
 
 	samples *sampler
 }
@@ -59,6 +61,7 @@ type writerCfg struct {
 	reg        prometheus.Registerer
 	samples    int
 	now        func() time.Time
+	suppress   func(event []byte) bool
 }
 
 func defaultWriterCfg() writerCfg {
@@ -93,6 +96,14 @@ func ViolationSamples(n int) WriterOption {
 	return writerOption(func(c *writerCfg) { c.samples = max(n, 0) })
 }
 
+// Suppress sets the test of suppressed events: Publish drops an event for
+// which suppress (given the normalized event JSON) is true, and counts it
+// in tessera_ingest_suppressed_total{type}; it is never stored. The
+// default suppresses nothing. suppress is called concurrently.
+func Suppress(suppress func(event []byte) bool) WriterOption {
+	return writerOption(func(c *writerCfg) { c.suppress = suppress })
+}
+
 // Clock sets the time source of receivedAt stamps on invalid events and of
 // violation samples, overriding time.Now.
 func Clock(now func() time.Time) WriterOption {
@@ -104,6 +115,7 @@ func Clock(now func() time.Time) WriterOption {
 const (
 	violationsHelp = "Events that broke their tracking plan, by plan event and policy (block: sent to the invalid-events topic; allow: published)."
 	invalidHelp    = "Inputs written to the invalid-events topic, by source kind (http, kafka, import, publish)."
+	suppressedHelp = "Events dropped at ingest because one of their identifiers is suppressed (a privacy regulation), by event type."
 )
 
 // New returns a Writer for application app with its own Kafka client.
@@ -137,11 +149,19 @@ func New(app string, opts ...WriterOption) (*Writer, error) {
 			Name: "tessera_events_invalid_total",
 			Help: invalidHelp,
 		}, []string{"source"}),
-		samples: newSampler(cfg.samples),
+		suppressed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_ingest_suppressed_total",
+			Help: suppressedHelp,
+		}, []string{"type"}),
+		suppress: cfg.suppress,
+		samples:  newSampler(cfg.samples),
 	}
 	if cfg.reg != nil {
 		if w.violations, err = register(cfg.reg, w.violations); err == nil {
 			w.rejected, err = register(cfg.reg, w.rejected)
+		}
+		if err == nil {
+			w.suppressed, err = register(cfg.reg, w.suppressed)
 		}
 		if err != nil {
 			cl.Close()
@@ -186,9 +206,11 @@ type Blocked struct {
 	Reason string
 }
 
-// Result says what Publish did beyond writing: the events it blocked.
+// Result says what Publish did beyond writing: the events it blocked,
+// and how many it dropped as suppressed.
 type Result struct {
-	Blocked []Blocked
+	Blocked    []Blocked
+	Suppressed int
 }
 
 // Publish writes events and waits until all are acknowledged by all
@@ -219,6 +241,11 @@ func (w *Writer) PublishFrom(ctx context.Context, evs []schemas.Normalized, sour
 	var found []violation
 	now := w.now()
 	for i, e := range evs {
+		if w.suppress != nil && w.suppress(e.Value) {
+			w.suppressed.WithLabelValues(e.Type).Inc()
+			res.Suppressed++
+			continue
+		}
 		if v, bad := w.plans.Check(e); bad {
 			if !v.Blocked {
 				found = append(found, violation{Violation: v, index: i})

@@ -144,6 +144,17 @@ func (r *Rules) Extract(v *fastjson.Value) []profile.Ident {
 	return out
 }
 
+// Canonical writes an identifier of type t as Extract would from an
+// event: trimmed, and lowercased when the type says so. A value written
+// elsewhere (a regulation's identifiers) then matches the events'.
+func (r *Rules) Canonical(t, value string) string {
+	value = strings.TrimSpace(value)
+	if i, ok := r.priority[t]; ok && r.types[i].lowercase {
+		value = strings.ToLower(value)
+	}
+	return value
+}
+
 func scalar(v *fastjson.Value) (string, bool) {
 	if v == nil {
 		return "", false
