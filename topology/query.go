@@ -130,7 +130,11 @@ func (r *Runtime) Owner(ctx context.Context, task TaskID) (string, error) {
 	if ep, ok := r.owners[task]; ok && time.Since(r.ownersAt) < ownersTTL {
 		return ep, nil
 	}
-	groups, err := r.admin.DescribeGroups(ctx, r.cfg.App)
+	adm := r.queryAdmin.Load()
+	if adm == nil {
+		return "", ErrNotReady // Run has not connected yet
+	}
+	groups, err := adm.DescribeGroups(ctx, r.cfg.App)
 	if err != nil {
 		return "", fmt.Errorf("describing group %s: %w", r.cfg.App, err)
 	}
@@ -170,7 +174,11 @@ func (r *Runtime) Owner(ctx context.Context, task TaskID) (string, error) {
 // Endpoints returns the endpoint of every member of the group, this
 // instance's included, sorted: the instances a fan-out query must ask.
 func (r *Runtime) Endpoints(ctx context.Context) ([]string, error) {
-	groups, err := r.admin.DescribeGroups(ctx, r.cfg.App)
+	adm := r.queryAdmin.Load()
+	if adm == nil {
+		return nil, ErrNotReady // Run has not connected yet
+	}
+	groups, err := adm.DescribeGroups(ctx, r.cfg.App)
 	if err != nil {
 		return nil, fmt.Errorf("describing group %s: %w", r.cfg.App, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tessera-cdp/tessera/state"
@@ -47,6 +48,9 @@ type Runtime struct {
 	cl    *kgo.Client
 	sess  *kgo.GroupTransactSession // nil under at-least-once
 	admin *kadm.Client
+	// queryAdmin is admin for interactive queries (Owner, Endpoints) on
+	// other goroutines: nil until Run has connected.
+	queryAdmin atomic.Pointer[kadm.Client]
 
 	restored chan struct{} // wakes the loop when a restore ends
 	prodErr  errSlot
@@ -221,6 +225,7 @@ func (r *Runtime) connect(ctx context.Context) error {
 		return fmt.Errorf("creating admin client: %w", err)
 	}
 	r.admin = kadm.NewClient(adminCl)
+	r.queryAdmin.Store(r.admin)
 	backoff := 200 * time.Millisecond
 	for {
 		err := r.ensureTopics(ctx)
