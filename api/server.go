@@ -11,6 +11,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +49,9 @@ type Options struct {
 	Ready func() error
 	// Logger receives the server's errors. If nil, they are discarded.
 	Logger *slog.Logger
+	// TLSCertFile and TLSKeyFile, both set, make the server serve HTTPS with that PEM
+	// certificate chain and key (http.tls); both empty serve plain HTTP.
+	TLSCertFile, TLSKeyFile string
 }
 
 // Server is tessera's HTTP server. Create it with New, mount routes with Handle, then
@@ -58,9 +63,12 @@ type Server struct {
 	srv      *http.Server
 	stopping atomic.Bool
 
-	mu   sync.Mutex
-	done chan struct{} // closed when Serve returns; nil until Start
-	shut bool          // Shutdown was called
+	certFile, keyFile string // TLS; empty: plain HTTP
+
+	mu     sync.Mutex
+	done   chan struct{} // closed when Serve returns; nil until Start
+	shut   bool          // Shutdown was called
+	routes []string      // every pattern passed to Handle, in order. REQUIRES: mu.
 }
 
 // New returns a Server for opts, with /healthz, /readyz and (given a registry) /metrics
@@ -71,7 +79,7 @@ func New(opts Options) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelError)
-	s := &Server{ready: opts.Ready, log: log, mux: http.NewServeMux()}
+	s := &Server{ready: opts.Ready, log: log, mux: http.NewServeMux(), certFile: opts.TLSCertFile, keyFile: opts.TLSKeyFile}
 	s.srv = &http.Server{
 		Addr:              opts.Addr,
 		Handler:           s,
@@ -100,6 +108,17 @@ func New(opts Options) *Server {
 // ServeMux does, if pattern conflicts with a mounted one.
 func (s *Server) Handle(pattern string, h http.Handler) {
 	s.mux.Handle(pattern, h)
+	s.mu.Lock()
+	s.routes = append(s.routes, pattern)
+	s.mu.Unlock()
+}
+
+// Routes returns every pattern mounted with Handle, in the order mounted (not the
+// built-in /healthz, /readyz and /metrics), so that tests can try each route.
+func (s *Server) Routes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.routes)
 }
 
 // SetStopping makes /readyz answer 503 {"status":"stopping"} from now on, while every other
@@ -122,6 +141,15 @@ func (s *Server) Start() (net.Addr, error) {
 	ln, err := net.Listen("tcp", s.srv.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for HTTP: %w", err)
+	}
+	if s.certFile != "" || s.keyFile != "" {
+		cert, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("loading http.tls cert_file and key_file: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"h2", "http/1.1"}})
 	}
 	s.done = make(chan struct{})
 	go func() {

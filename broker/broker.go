@@ -37,10 +37,14 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -61,6 +65,9 @@ const groupMinSessionTimeout = time.Second
 // defaultNumPartitions is the partition count of a topic created without
 // one, matching Kafka's num.partitions default rather than kfake's 10.
 const defaultNumPartitions = 1
+
+// saslStateFile is where kfake saves its SASL users in the data directory.
+const saslStateFile = "sasl.json"
 
 // Options configures [Start]. The zero value is a usable in-memory broker on
 // a free loopback port.
@@ -99,6 +106,24 @@ type Options struct {
 	// runtime with AlterConfigs persist, and a config given here wins over
 	// the persisted value; one removed from here keeps its persisted value.
 	Configs map[string]string
+
+	// Users, when not empty, turn SASL authentication on: a client must
+	// authenticate as one of them, with its mechanism, before any other
+	// request. They are superusers (kfake's ACLs do not apply to them).
+	// Empty: no authentication, as a broker on loopback needs none.
+	Users []User
+
+	// TLS, when not nil, makes the broker speak only TLS, with this
+	// server configuration (its certificate; ClientAuth for mTLS).
+	TLS *tls.Config
+}
+
+// User is a SASL user of the broker.
+type User struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism string
+	// Name and Password are the credentials.
+	Name, Password string
 }
 
 // Broker is a running embedded Kafka broker. Its methods are safe for
@@ -152,6 +177,13 @@ func Start(opts Options) (*Broker, error) {
 			ln.Close()
 			return nil, fmt.Errorf("starting broker: %w", err)
 		}
+		// kfake reloads the SASL users it saved at its last close over
+		// the ones given now, so an old password would stay valid after
+		// a rotation. Users come from Options only: drop the saved ones.
+		if err := os.Remove(filepath.Join(opts.DataDir, saslStateFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			ln.Close()
+			return nil, errors.Join(fmt.Errorf("starting broker: dropping saved SASL users: %w", err), unlock())
+		}
 	}
 
 	// kfake asks its ListenFn for 127.0.0.1:<port>; we ignore the address
@@ -185,6 +217,25 @@ func Start(opts Options) (*Broker, error) {
 	}
 	if opts.DataDir != "" {
 		kopts = append(kopts, kfake.DataDir(opts.DataDir))
+	}
+	if opts.TLS != nil {
+		kopts = append(kopts, kfake.TLS(opts.TLS))
+	}
+	if len(opts.Users) > 0 {
+		kopts = append(kopts, kfake.EnableSASL())
+		for _, u := range opts.Users {
+			switch u.Mechanism {
+			case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+			default:
+				ln.Close()
+				return nil, errors.Join(fmt.Errorf("starting broker: user %q: SASL mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, got %q", u.Name, u.Mechanism), unlock())
+			}
+			if u.Name == "" || u.Password == "" {
+				ln.Close()
+				return nil, errors.Join(fmt.Errorf("starting broker: a %s user needs a name and a password", u.Mechanism), unlock())
+			}
+			kopts = append(kopts, kfake.Superuser(u.Mechanism, u.Name, u.Password))
+		}
 	}
 	cluster, err := kfake.NewCluster(kopts...)
 	if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -10,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tessera-cdp/tessera/broker"
+	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/kafkaconn"
 )
 
 // newBrokerCmd returns `tessera broker`, which runs only the embedded Kafka
@@ -20,6 +24,9 @@ func newBrokerCmd() *cobra.Command {
 		dataDir   string
 		advertise string
 		configs   map[string]string
+		sasl      config.KafkaSASL
+		tlsCert   string
+		tlsKey    string
 	)
 	cmd := &cobra.Command{
 		Use:   "broker",
@@ -50,6 +57,9 @@ or containers, listen on 0.0.0.0 and --advertise a name they can resolve.`,
   # Inspect it with kcat:
   kcat -L -b 127.0.0.1:9092
 
+  # A broker that requires SCRAM-SHA-256 (tessera run: kafka.sasl with the same user):
+  BROKER_PASSWORD=… tessera broker --sasl-mechanism SCRAM-SHA-256 --sasl-user tessera --sasl-password-env BROKER_PASSWORD
+
   # A throwaway in-memory broker on a free port, compacting every 5 seconds:
   tessera broker --listen 127.0.0.1:0 --data "" --broker-config log.cleaner.backoff.ms=5000`,
 		Args: cobra.NoArgs,
@@ -61,11 +71,29 @@ or containers, listen on 0.0.0.0 and --advertise a name they can resolve.`,
 			ctx, stop := signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
 			defer stop()
 
+			// --sasl-* make the broker require a login, as kafka.sasl does for run.
+			if sasl.Mechanism == "" && (sasl.Username != "" || sasl.PasswordEnv != "" || sasl.PasswordFile != "") {
+				return usageError{errors.New("--sasl-user and --sasl-password-* need --sasl-mechanism")}
+			}
+			users, err := kafkaconn.BrokerUsers(config.Kafka{SASL: sasl}, os.Getenv)
+			if err != nil {
+				return usageError{fmt.Errorf("--sasl-*: %w", err)}
+			}
+			var tlsConfig *tls.Config
+			if tlsCert != "" || tlsKey != "" {
+				cert, err := tls.LoadX509KeyPair(tlsCert, tlsKey)
+				if err != nil {
+					return usageError{fmt.Errorf("--tls-cert-file and --tls-key-file: %w", err)}
+				}
+				tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+			}
 			b, err := broker.Start(broker.Options{
 				Listen:    listen,
 				Advertise: advertise,
 				DataDir:   dataDir,
 				Configs:   configs,
+				Users:     users,
+				TLS:       tlsConfig,
 			})
 			if err != nil {
 				return err // already says "starting broker: …"
@@ -84,5 +112,11 @@ or containers, listen on 0.0.0.0 and --advertise a name they can resolve.`,
 	f.StringVar(&dataDir, "data", "./data/broker", `directory for the broker's log, created if missing; "" keeps it in memory`)
 	f.StringVar(&advertise, "advertise", "", "host or host:port clients are told to connect to (default: the listen address, 127.0.0.1 for 0.0.0.0)")
 	f.StringToStringVar(&configs, "broker-config", nil, "broker config as key=value, repeatable (e.g. log.cleaner.backoff.ms=5000)")
+	f.StringVar(&sasl.Mechanism, "sasl-mechanism", "", "require SASL authentication with this mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default: no authentication)")
+	f.StringVar(&sasl.Username, "sasl-user", "", "the SASL user clients log in as (with --sasl-mechanism)")
+	f.StringVar(&sasl.PasswordEnv, "sasl-password-env", "", "environment variable holding the SASL user's password")
+	f.StringVar(&sasl.PasswordFile, "sasl-password-file", "", "file holding the SASL user's password")
+	f.StringVar(&tlsCert, "tls-cert-file", "", "serve TLS only, with this PEM certificate chain (and --tls-key-file)")
+	f.StringVar(&tlsKey, "tls-key-file", "", "the PEM private key of --tls-cert-file")
 	return cmd
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/connectors/sink"
+	"github.com/tessera-cdp/tessera/kafkaconn"
 )
 
 // dlqFlags are the flags of `tessera dlq`'s subcommands.
@@ -149,7 +150,11 @@ func dlqConnect(ctx context.Context, f dlqFlags, stderr io.Writer) (config.Confi
 		}
 		brokers = []string{addr}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	kconn, err := kafkaconn.New(brokers, cfg.Kafka, os.Getenv)
+	if err != nil {
+		return cfg, nil, err
+	}
+	cl, err := kgo.NewClient(kconn.Opts()...)
 	if err != nil {
 		return cfg, nil, fmt.Errorf("creating Kafka client: %w", err)
 	}
@@ -168,6 +173,7 @@ func dlqConnect(ctx context.Context, f dlqFlags, stderr io.Writer) (config.Confi
 	}
 	return cfg, []sink.Opt{
 		sink.Brokers(brokers...),
+		sink.ClientOpts(kconn.Security()...),
 		sink.Topics(int32(cfg.Kafka.Partitions), int16(cfg.Kafka.ReplicationFactor)),
 	}, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/connectors/fileimport"
 	"github.com/tessera-cdp/tessera/connectors/ingest"
+	"github.com/tessera-cdp/tessera/kafkaconn"
 	"github.com/tessera-cdp/tessera/schemas"
 )
 
@@ -182,7 +183,11 @@ func openWriter(ctx context.Context, cfg config.Config, configFile string, stder
 		fmt.Fprintf(stderr, "no brokers configured: importing into the embedded broker of 'tessera run' at %s\n", addr)
 		brokers = []string{addr}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	kconn, err := kafkaconn.New(brokers, cfg.Kafka, os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(kconn.Opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("creating Kafka client: %w", err)
 	}
@@ -207,7 +212,7 @@ func openWriter(ctx context.Context, cfg config.Config, configFile string, stder
 	if err != nil {
 		return nil, err
 	}
-	return ingest.New(cfg.App, ingest.ClientOpts(kgo.SeedBrokers(brokers...)), ingest.TrackingPlans(plans))
+	return ingest.New(cfg.App, ingest.ClientOpts(kconn.Opts()...), ingest.TrackingPlans(plans))
 }
 
 // embeddedAddr is the address to dial for the embedded broker listening on

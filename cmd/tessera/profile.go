@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,12 +34,16 @@ comes from $TESSERA_ADMIN_TOKEN or api.admin_token in the config file.`,
 		if err != nil {
 			return err
 		}
-		req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, "http://"+cfg.HTTP.Listen+path, nil)
+		client, scheme, err := apiClient(cfg.HTTP.TLS)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(cmd.Context(), http.MethodGet, scheme+"://"+cfg.HTTP.Listen+path, nil)
 		if err != nil {
 			return err
 		}
 		req.Header.Set("Authorization", "Bearer "+cfg.API.AdminToken)
-		resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			return fmt.Errorf("asking tessera at %s: %w", cfg.HTTP.Listen, err)
 		}
@@ -85,4 +92,25 @@ comes from $TESSERA_ADMIN_TOKEN or api.admin_token in the config file.`,
 		cmd.AddCommand(c)
 	}
 	return cmd
+}
+
+// apiClient returns the client and scheme that reach tessera's API: HTTPS when
+// http.tls is set, trusting the system's roots and the server's own
+// certificate (so a self-signed one works).
+func apiClient(t config.HTTPTLS) (*http.Client, string, error) {
+	c := &http.Client{Timeout: 30 * time.Second}
+	if !t.Enabled() {
+		return c, "http", nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	pem, err := os.ReadFile(t.CertFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("reading http.tls.cert_file: %w", err)
+	}
+	pool.AppendCertsFromPEM(pem)
+	c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
+	return c, "https", nil
 }

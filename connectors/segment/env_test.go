@@ -52,6 +52,8 @@ type envConfig struct {
 	writerOpts []ingest.WriterOption
 	timeout    time.Duration
 	publisher  func(*ingest.Writer) Publisher
+	rateLimit  RateLimit
+	now        func() time.Time // nil: fixedNow
 }
 
 func newEnv(t *testing.T, opts ...envOpt) *env {
@@ -87,13 +89,18 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if cfg.publisher != nil {
 		pub = cfg.publisher(e.writer)
 	}
+	now := cfg.now
+	if now == nil {
+		now = func() time.Time { return fixedNow }
+	}
 	e.h = New(Options{
 		WriteKeys:  func() []string { return []string{"other-key", testKey} },
 		Writer:     pub,
 		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Registerer: e.reg,
-		Now:        func() time.Time { return fixedNow },
+		Now:        now,
 		Timeout:    cfg.timeout,
+		RateLimit:  cfg.rateLimit,
 	})
 	srv := api.New(api.Options{Addr: "127.0.0.1:0", Registry: e.reg})
 	e.h.Register(srv)

@@ -39,7 +39,10 @@
 //     Options.Timeout, the answer is 503 and the client retries (Segment's
 //     SDKs retry 5xx); the profile's messageId dedupe absorbs what a retry
 //     repeats.
-//   - Requests refused as a whole (401, 405, 413, 415, malformed JSON, a
+//   - Rate limit (Options.RateLimit, off by default): a token bucket of
+//     events per write key; a batch is charged its events. Over it, 429
+//     with Retry-After (seconds).
+//   - Requests refused as a whole (401, 405, 413, 415, 429, malformed JSON, a
 //     batch over its limits) are written nowhere: the sender still holds
 //     them and has been told why.
 //
@@ -130,6 +133,9 @@ type Options struct {
 	// Timeout bounds how long a request waits for Publish and Reject,
 	// overriding DefaultTimeout.
 	Timeout time.Duration
+	// RateLimit limits the events per second of each write key (429 with
+	// Retry-After over it), measured on the Now clock. Zero: no limit.
+	RateLimit RateLimit
 }
 
 // Handler serves Segment's HTTP tracking API. Create it with New and mount
@@ -140,6 +146,7 @@ type Handler struct {
 	log     *slog.Logger
 	now     func() time.Time
 	timeout time.Duration
+	limit   *keyLimiter // nil: no rate limit
 	m       *metrics
 	pool    sync.Pool // of *state
 	byPath  map[string]*endpoint
@@ -186,6 +193,7 @@ func New(opts Options) *Handler {
 		log:     opts.Logger,
 		now:     opts.Now,
 		timeout: opts.Timeout,
+		limit:   newKeyLimiter(opts.RateLimit),
 		byPath:  make(map[string]*endpoint, len(routes)),
 	}
 	if h.keys == nil {
@@ -361,14 +369,16 @@ func (e *endpoint) handle(w http.ResponseWriter, r *http.Request, st *state) *ap
 		}
 		return &apiError{status: http.StatusBadRequest, body: errorBody{Error: err.Error()}}
 	}
+	key := headerKey
 	if !hasHeader {
-		key := v.GetStringBytes("writeKey")
+		bodyKey := v.GetStringBytes("writeKey")
 		switch {
-		case key == nil:
+		case bodyKey == nil:
 			return errUnauthorized("missing write key: send it as the HTTP Basic user name (with an empty password) or as writeKey in the body")
-		case !e.h.validKey(string(key)):
+		case !e.h.validKey(string(bodyKey)):
 			return errUnauthorized("invalid write key")
 		}
+		key = string(bodyKey)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), e.h.timeout)
 	defer cancel()
@@ -377,7 +387,13 @@ func (e *endpoint) handle(w http.ResponseWriter, r *http.Request, st *state) *ap
 		if aerr := st.parseBatch(v, received, e.path); aerr != nil {
 			return aerr
 		}
+		if d := e.h.limit.admit(key, len(st.evs)+len(st.rejections), received); d > 0 {
+			return errRateLimited(w, d, e.h.limit)
+		}
 		return e.publishBatch(ctx, st)
+	}
+	if d := e.h.limit.admit(key, 1, received); d > 0 {
+		return errRateLimited(w, d, e.h.limit)
 	}
 	return e.publishEvent(ctx, st, v, body, received)
 }
