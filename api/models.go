@@ -88,6 +88,10 @@ type Models struct {
 	// shows no feature distributions.
 	features func() *features.Set
 
+	// insights caches the population insights for ?max_age
+	// (insightscache.go).
+	insights insightsCache
+
 	// mu guards the decoded fit cached by Current.
 	mu         sync.Mutex
 	cached     Fitted
@@ -248,12 +252,26 @@ func (m *Models) getLocalInsights(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, in)
 }
 
-// getInsights adds up every instance's local insights.
+// getInsights adds up every instance's local insights; with ?max_age it
+// answers from the cache instead (insightscache.go).
 func (m *Models) getInsights(w http.ResponseWriter, r *http.Request) {
-	eps, err := m.rt.Endpoints(r.Context())
+	if r.URL.Query().Has("max_age") {
+		m.cachedInsights(w, r)
+		return
+	}
+	total, err := m.gatherInsights(r.Context())
 	if err != nil {
 		writeError(w, http.StatusBadGateway, err.Error())
 		return
+	}
+	writeJSON(w, http.StatusOK, total)
+}
+
+// gatherInsights adds up every instance's local insights.
+func (m *Models) gatherInsights(ctx context.Context) (Insights, error) {
+	eps, err := m.rt.Endpoints(ctx)
+	if err != nil {
+		return Insights{}, err
 	}
 	total := Insights{PAlive: make([]int64, pAliveBuckets), RFM: map[string]int64{}, Events: map[string]int64{}, Samples: map[string][]float64{}}
 	for _, name := range predict.Segments() {
@@ -264,11 +282,10 @@ func (m *Models) getInsights(w http.ResponseWriter, r *http.Request) {
 		if ep == m.rt.Endpoint() {
 			part, err = m.localInsights()
 		} else {
-			err = callPeer(r.Context(), m.client, m.token, "http://"+ep+"/internal/v1/insights", nil, &part)
+			err = callPeer(ctx, m.client, m.token, "http://"+ep+"/internal/v1/insights", nil, &part)
 		}
 		if err != nil {
-			writeError(w, http.StatusBadGateway, fmt.Sprintf("insights from %s: %v", ep, err))
-			return
+			return Insights{}, fmt.Errorf("insights from %s: %w", ep, err)
 		}
 		total.Profiles += part.Profiles
 		total.Customers += part.Customers
@@ -292,7 +309,7 @@ func (m *Models) getInsights(w http.ResponseWriter, r *http.Request) {
 		total.Features[k] = distribution(xs, distributionBins)
 	}
 	total.Samples = nil
-	writeJSON(w, http.StatusOK, total)
+	return total, nil
 }
 
 // featureSample bounds the profiles whose features each instance reads
