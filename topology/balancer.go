@@ -85,6 +85,11 @@ type taskBalancer struct {
 	// localTasks reports the tasks with a state directory on this member;
 	// nil means none.
 	localTasks func() []TaskID
+	// standbyReplicas is how many standbys of each task the leader places
+	// (see standby.go); standbys receives this member's from each sync,
+	// when non-nil.
+	standbyReplicas int
+	standbys        *standbyAssignment
 }
 
 // NewTaskBalancer returns a cooperative kgo.GroupBalancer that assigns tasks:
@@ -169,8 +174,12 @@ func (tb *taskBalancer) JoinGroupMetadata(interests []string, currentAssignment 
 	return meta.AppendTo(nil)
 }
 
-// ParseSyncAssignment implements kgo.GroupBalancer.
-func (*taskBalancer) ParseSyncAssignment(assignment []byte) (map[string][]int32, error) {
+// ParseSyncAssignment implements kgo.GroupBalancer. It also records the
+// standby tasks the assignment's UserData names.
+func (tb *taskBalancer) ParseSyncAssignment(assignment []byte) (map[string][]int32, error) {
+	if tb.standbys != nil {
+		tb.standbys.parse(assignment)
+	}
 	return kgo.ParseConsumerSyncAssignment(assignment)
 }
 
@@ -257,6 +266,9 @@ func (tb *taskBalancer) Balance(b *kgo.ConsumerBalancer, topics map[string]int32
 	// Step 5.
 	plan.AdjustCooperative(b)
 	tb.dropPartialTasks(plan)
+	if tb.standbyReplicas > 0 {
+		return &standbyPlan{BalancePlan: plan, standbys: bal.placeStandbys(tb.standbyReplicas, plan)}
+	}
 	return plan
 }
 

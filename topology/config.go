@@ -71,6 +71,11 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// StandbyReplicas is how many other instances keep a warm copy of
+	// each task's stores, so that a failover restores only the tail of
+	// the changelogs (see standby.go); default 0, none. The group
+	// leader's value decides.
+	StandbyReplicas int
 	// ClientOpts are extra franz-go options for every client (TLS, SASL).
 	ClientOpts []kgo.Opt
 	// Clock returns wall-clock time for punctuation; default time.Now.
@@ -117,6 +122,9 @@ func (c *Config) validate() error {
 	}
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("StateDir is required"))
+	}
+	if c.StandbyReplicas < 0 {
+		errs = append(errs, fmt.Errorf("StandbyReplicas %d must not be negative", c.StandbyReplicas))
 	}
 	if c.Guarantee == ExactlyOnce && c.CommitInterval >= c.TransactionTimeout {
 		errs = append(errs, fmt.Errorf("CommitInterval %v must be below TransactionTimeout %v", c.CommitInterval, c.TransactionTimeout))

@@ -19,6 +19,14 @@ type metrics struct {
 	tasks         *prometheus.GaugeVec   // state
 	punctuations  *prometheus.CounterVec // type
 	produceErrors prometheus.Counter     //
+	standby       *prometheus.CounterVec // store
+}
+
+// standbyRecords counts n changelog records applied to a standby of store.
+func (m *metrics) standbyRecords(store string, n int64) {
+	if n > 0 {
+		m.standby.WithLabelValues(store).Add(float64(n))
+	}
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -63,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"kind"}),
 		tasks: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tessera_tasks",
-			Help: "Tasks assigned to this instance by state (restoring, running).",
+			Help: "Tasks assigned to this instance by state (restoring, running, standby).",
 		}, []string{"state"}),
 		punctuations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_punctuations_total",
@@ -73,10 +81,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tessera_produce_errors_total",
 			Help: "Records the producer could not write; each aborts its commit cycle.",
 		}),
+		standby: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_standby_records_total",
+			Help: "Changelog records applied to standby replicas, by store.",
+		}, []string{"store"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.processed, m.latency, m.lag, m.commitLatency, m.transactions,
-			m.restored, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors)
+			m.restored, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors, m.standby)
 	}
 	return m
 }

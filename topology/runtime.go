@@ -68,6 +68,14 @@ type Runtime struct {
 	// topics exist. REQUIRES: r.mu.
 	partitions []int32
 
+	// standbyBox receives the standbys of each sync; standbyGen is the
+	// generation syncStandbys last applied (the loop's alone).
+	standbyBox *standbyAssignment
+	standbyGen uint64
+	// standbys are the standby replicas kept here (see standby.go).
+	// REQUIRES: r.mu.
+	standbys map[TaskID]*standbyTask
+
 	ownersMu sync.Mutex
 	// owners caches task → endpoint from the group's description.
 	// REQUIRES: ownersMu.
@@ -120,6 +128,8 @@ func NewRuntime(topo *Topology, cfg Config) (*Runtime, error) {
 		tasks:           make(map[TaskID]*assigned),
 		restoredRecords: make(map[TaskID]int64),
 		notReady:        "starting",
+		standbyBox:      &standbyAssignment{},
+		standbys:        make(map[TaskID]*standbyTask),
 	}
 	for gi, g := range topo.groups {
 		for _, s := range g.sources {
@@ -292,6 +302,8 @@ func (r *Runtime) connect(ctx context.Context) error {
 func (r *Runtime) balancer() kgo.GroupBalancer {
 	b := NewTaskBalancer(r.groupTopics(), r.localTasks)
 	b.(*taskBalancer).endpoint = r.cfg.Endpoint
+	b.(*taskBalancer).standbyReplicas = r.cfg.StandbyReplicas
+	b.(*taskBalancer).standbys = r.standbyBox
 	return b
 }
 
@@ -494,6 +506,9 @@ func (r *Runtime) closeTaskLocked(a *assigned) {
 // startRestoreLocked registers task id as restoring and starts its restore.
 // REQUIRES: r.mu.
 func (r *Runtime) startRestoreLocked(id TaskID) *assigned {
+	// A standby of the task hands its warm store over: the restore
+	// opens the same directory and reads only the tail.
+	r.stopStandbyLocked(id)
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &assigned{id: id, cancel: cancel, done: make(chan struct{})}
 	r.tasks[id] = a
@@ -619,6 +634,7 @@ func (r *Runtime) updateTaskGaugesLocked() {
 	}
 	r.metrics.tasks.WithLabelValues("restoring").Set(float64(restoring))
 	r.metrics.tasks.WithLabelValues("running").Set(float64(running))
+	r.metrics.tasks.WithLabelValues("standby").Set(float64(len(r.standbys)))
 }
 
 // produce sends a record in the current cycle; onOffset, if non-nil, learns
@@ -684,6 +700,7 @@ func (r *Runtime) loop(ctx context.Context) error {
 			}
 			return err
 		}
+		r.syncStandbys()
 		if !fetches.Empty() {
 			if err := beginCycle(); err != nil {
 				return err
@@ -900,6 +917,9 @@ func (r *Runtime) shutdown(clean bool) {
 	for id, a := range r.tasks {
 		delete(r.tasks, id)
 		r.closeTaskLocked(a)
+	}
+	for id := range r.standbys {
+		r.stopStandbyLocked(id)
 	}
 	r.notReady = "stopped"
 	r.log.Info("runtime stopped", "clean", clean)

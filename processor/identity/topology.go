@@ -49,6 +49,13 @@ type Options struct {
 	// Activate encodes an activation for <app>.activations; nil emits
 	// none (a replay with sinks suppressed).
 	Activate func(Activation) ([]byte, error)
+	// EventsTopic, if set, is read instead of <App>.events: a replay reads
+	// the live application's events into a new application id.
+	EventsTopic string
+	// SkipEvent, if set, is asked about every record of the events topic
+	// before it is processed; true drops it unseen (a replay's --to bound,
+	// by offset so that where the replay stops is exact).
+	SkipEvent func(partition int32, offset int64) bool
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -79,6 +86,9 @@ func Add(b *topology.Builder, o Options) error {
 		return err
 	}
 	t := TopicsOf(o.App)
+	if o.EventsTopic != "" {
+		t.Events = o.EventsTopic
+	}
 	b.AddSource("events", t.Events, o.Partitions).
 		AddSource("links", t.Links, o.Partitions).
 		AddProcessor("resolve", func() topology.Processor { return &resolver{o: o, c: c, t: t} }, "events", "links").
