@@ -32,6 +32,9 @@ func (r *resolver) Init(ctx *topology.Context) error {
 
 func (r *resolver) Process(ctx *topology.Context, rec topology.Record) error {
 	if rec.Topic == r.t.Events {
+		if r.o.SkipEvent != nil && r.o.SkipEvent(rec.Partition, rec.Offset) {
+			return nil
+		}
 		return r.event(ctx, rec)
 	}
 	l, err := r.c.decodeLink(rec.Value)
@@ -48,7 +51,7 @@ func (r *resolver) Process(ctx *topology.Context, rec topology.Record) error {
 			}
 			ids = append(ids, id)
 		}
-		return r.resolve(ctx, rec, l.Event, ids)
+		return r.resolve(ctx, rec, l.Event, nil, ids)
 	case linkClaim:
 		return r.claim(ctx, rec, l)
 	case linkRepoint:
@@ -70,7 +73,7 @@ func (r *resolver) event(ctx *topology.Context, rec topology.Record) error {
 	}
 	routing := ids[0].String()
 	if topology.PartitionFor([]byte(routing), int(r.o.Partitions)) == ctx.Partition() {
-		return r.resolve(ctx, rec, rec.Value, ids)
+		return r.resolve(ctx, rec, rec.Value, v, ids)
 	}
 	strs := make([]string, len(ids))
 	for i, id := range ids {
@@ -95,10 +98,18 @@ func (r *resolver) invalid(ctx *topology.Context, rec topology.Record, reason st
 }
 
 // resolve drops a repeated messageId, finds or creates the owner of the
-// routing identifier ids[0], and sends the event there.
-func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []byte, ids []profile.Ident) error {
+// routing identifier ids[0], and sends the event there. v is event parsed
+// by r.p, or nil to parse it here: the event is parsed once per stage, not
+// once per field read (fastjson.GetString parses the whole document).
+func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []byte, v *fastjson.Value, ids []profile.Ident) error {
 	routing := ids[0].String()
-	msgID := fastjson.GetString(event, "messageId")
+	if v == nil {
+		// A routed event was checked by the stage that routed it; one
+		// that does not parse reads as having no messageId and no
+		// timestamp, as it did before.
+		v, _ = r.p.ParseBytes(event)
+	}
+	msgID := string(v.GetStringBytes("messageId"))
 	dedupe := ctx.KeyValue(DedupeStore)
 	if msgID != "" {
 		key := append(append([]byte(routing), 0), msgID...)
@@ -124,7 +135,7 @@ func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []b
 	}
 	o := op{Kind: opEvent, Identifiers: ids_, Event: event}
 	if cur == nil {
-		created := profile.ParseMillis(fastjson.GetString(event, "timestamp"))
+		created := profile.ParseMillis(string(v.GetStringBytes("timestamp")))
 		if created == 0 {
 			created = rec.Timestamp.UnixMilli()
 		}

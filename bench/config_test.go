@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"testing"
+
+	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/processor/audience"
+	"github.com/tessera-cdp/tessera/processor/features"
+)
+
+// TestHubConfig checks that the generated configuration parses strictly,
+// validates, and describes the topology DESIGN.md §9 measures: 8 windowed
+// features, 5 audiences, an event trigger, a discard sink and a webhook.
+func TestHubConfig(t *testing.T) {
+	for _, recent := range []int{-1, 0, 20} {
+		h := hubConfig{App: "bench-x", Data: t.TempDir(), Partitions: 6, Guarantee: "at_least_once",
+			WriteKey: "k", WebhookURL: "http://127.0.0.1:1/hook", RecentEvents: recent}
+		cfg, err := config.Parse([]byte(h.yaml()), "tessera.yaml")
+		if err != nil {
+			t.Fatalf("parsing:\n%s\n%v", h.yaml(), err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("validating: %v", err)
+		}
+		if cfg.App != "bench-x" || cfg.Kafka.Partitions != 6 || cfg.Processing.Guarantee != config.AtLeastOnce {
+			t.Errorf("app %q, partitions %d, guarantee %q", cfg.App, cfg.Kafka.Partitions, cfg.Processing.Guarantee)
+		}
+		want := config.Default().Profiles.RecentEvents
+		if recent >= 0 {
+			want = recent
+		}
+		if cfg.Profiles.RecentEvents != want {
+			t.Errorf("recent_events = %d, want %d", cfg.Profiles.RecentEvents, want)
+		}
+		if len(cfg.Features) != 8 {
+			t.Errorf("%d features, want 8", len(cfg.Features))
+		}
+		for _, f := range cfg.Features {
+			if f.Window == "lifetime" {
+				t.Errorf("feature %s is not windowed", f.Name)
+			}
+		}
+		if _, err := features.Compile(cfg.Features, features.Options{}); err != nil {
+			t.Errorf("features do not compile: %v", err)
+		}
+		if len(cfg.Audiences) != 5 || len(cfg.Triggers) != 1 || cfg.Triggers[0].Name != TriggerName {
+			t.Errorf("%d audiences and triggers %+v, want 5 and %s", len(cfg.Audiences), cfg.Triggers, TriggerName)
+		}
+		var defs []audience.Definition
+		for _, a := range cfg.Audiences {
+			defs = append(defs, audience.Definition{Name: a.Name, Rule: a.Rule})
+		}
+		if _, err := audience.Compile(defs, []audience.Trigger{{Name: TriggerName, Rule: cfg.Triggers[0].Rule}}); err != nil {
+			t.Errorf("audiences do not compile: %v", err)
+		}
+		types := map[string]bool{}
+		for _, d := range cfg.Destinations {
+			types[d.Type] = true
+		}
+		if len(cfg.Destinations) != 2 || !types["discard"] || !types["webhook"] {
+			t.Errorf("destinations %+v, want a discard and a webhook", cfg.Destinations)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"bufio"
+	"os"
+	"runtime"
+	"strings"
+)
+
+// Result is what a benchmark run measured; `tessera bench --json` prints
+// it. Rates are per second of wall time; per-core rates divide by the CPU
+// seconds (user plus system) of the process measured, so they do not
+// depend on how many cores it had.
+type Result struct {
+	// Mode is throughput, latency or restore; Guarantee the processing
+	// guarantee; Partitions the topics' partition count.
+	Mode       string `json:"mode"`
+	Guarantee  string `json:"guarantee"`
+	Partitions int    `json:"partitions"`
+	// Customers is the workload's customer count; Profiles how many of
+	// them sent events (the live profiles once merges are done).
+	Customers int `json:"customers"`
+	Profiles  int `json:"profiles"`
+	// Events is how many events were generated and written;
+	// EventsProcessed how many records of the events topic the processing
+	// process counted (tessera_records_processed_total).
+	Events          int64 `json:"events"`
+	EventsProcessed int64 `json:"events_processed"`
+	// EventBytes is the mean size of an event on the events topic
+	// (throughput and restore modes, which write the topic themselves).
+	EventBytes int `json:"event_bytes,omitempty"`
+	// Seconds is the measured wall time: from the processing process
+	// being ready to the last record of every sub-topology being
+	// processed (throughput, restore), or from the first scheduled send
+	// to the last activation (latency).
+	Seconds      float64 `json:"seconds"`
+	EventsPerSec float64 `json:"events_per_sec"`
+	// CPUSeconds is the processing process's CPU time from its start to
+	// the end of the measurement (so it includes its start-up).
+	CPUSeconds       float64 `json:"cpu_seconds"`
+	EventsPerCoreSec float64 `json:"events_per_core_sec"`
+	// Activations is how many activations the run produced on
+	// <app>.activations (latency: how many of the trigger's arrived).
+	Activations int64 `json:"activations,omitempty"`
+	// LatencyMS are the percentiles of the time from an event's
+	// scheduled send to its activation being readable (latency mode).
+	LatencyMS *Percentiles `json:"latency_ms,omitempty"`
+	// Rate is the latency mode's target arrival rate (events/s) and
+	// HTTPErrors the ingest requests that failed.
+	Rate       int   `json:"rate,omitempty"`
+	HTTPErrors int64 `json:"http_errors,omitempty"`
+	// Restore mode: the changelog records restored into an empty state
+	// directory, the seconds from the first task restoring to readiness,
+	// and their ratio.
+	RestoreRecords       int64   `json:"restore_records,omitempty"`
+	RestoreSeconds       float64 `json:"restore_seconds,omitempty"`
+	RestoreRecordsPerSec float64 `json:"restore_records_per_sec,omitempty"`
+	// RSSPeakBytes is the processing process's peak resident set (VmHWM).
+	RSSPeakBytes int64 `json:"rss_peak_bytes"`
+	// DiskBytesPerProfile is the state directory's size after a clean
+	// stop divided by Profiles (throughput and restore modes).
+	DiskBytesPerProfile float64 `json:"disk_bytes_per_profile,omitempty"`
+	// Baseline: a bare franz-go consume→produce loop over the same events
+	// on the same broker, in its own process, under the same guarantee;
+	// OverheadRatio is its per-core rate over the hub's.
+	BaselineEventsPerCoreSec float64 `json:"baseline_events_per_core_sec,omitempty"`
+	BaselineSeconds          float64 `json:"baseline_seconds,omitempty"`
+	OverheadRatio            float64 `json:"overhead_ratio,omitempty"`
+	// Machine describes where it ran.
+	Machine Machine `json:"machine"`
+}
+
+// Percentiles are latency percentiles in milliseconds.
+type Percentiles struct {
+	P50  float64 `json:"p50"`
+	P95  float64 `json:"p95"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	Max  float64 `json:"max"`
+	// Samples is how many latencies they are computed from.
+	Samples int `json:"samples"`
+}
+
+// Machine describes the machine: its cores, CPU model, and the load
+// average (1 minute) before and after the run, which shows whether other
+// work shared the cores.
+type Machine struct {
+	Cores      int    `json:"cores"`
+	CPU        string `json:"cpu"`
+	LoadBefore string `json:"load_before"`
+	LoadAfter  string `json:"load_after"`
+}
+
+func describeMachine() Machine {
+	m := Machine{Cores: runtime.NumCPU(), LoadBefore: loadAverage()}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
+
+// loadAverage returns /proc/loadavg's first three fields.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// percentiles computes p of sorted latencies (nearest rank).
+func percentiles(sorted []float64) *Percentiles {
+	if len(sorted) == 0 {
+		return nil
+	}
+	at := func(q float64) float64 {
+		i := int(q*float64(len(sorted)) + 0.999999)
+		return sorted[min(max(i-1, 0), len(sorted)-1)]
+	}
+	return &Percentiles{P50: at(0.5), P95: at(0.95), P99: at(0.99), P999: at(0.999), Max: sorted[len(sorted)-1], Samples: len(sorted)}
+}

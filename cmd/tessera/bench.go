@@ -1,0 +1,176 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/tessera-cdp/tessera/bench"
+)
+
+// latencyMarkShare is the latency mode's default --mark-share: one event
+// in ten gives a latency sample.
+const latencyMarkShare = 0.1
+
+// newBenchCmd returns `tessera bench`, the benchmark harness.
+func newBenchCmd() *cobra.Command {
+	o := bench.DefaultOptions()
+	var (
+		asJSON bool
+		quiet  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmark the full topology: throughput, latency or restore",
+		Long: `Run a synthetic workload through the full topology (identity, profiles, 8
+windowed features, 5 audiences, an event trigger, a discard sink and a webhook)
+and measure the processing process on its own.
+
+The harness starts 'tessera broker' (unless --brokers is given) and 'tessera
+run --brokers …' as child processes of this binary, with a generated
+configuration and a fresh application id, and reads the CPU time and peak
+memory of the 'run' process from /proc.
+
+Modes:
+  throughput  fill <app>.events with --events normalised events, then process
+              them as fast as possible; also runs a bare franz-go
+              consume→produce loop over the same events (in its own process)
+              as the baseline.
+  latency     send --events events at --rate per second through the HTTP
+              batch endpoint, open loop (arrivals scheduled in advance, so
+              queueing delay counts), and report percentiles of the time from
+              scheduled send to the trigger's activation on <app>.activations.
+  restore     a throughput run, then wipe the state directory, restart, and
+              measure restoring the stores from their changelogs.
+
+The workload: --customers customers with Zipf-distributed activity, a share
+(--merge-rate) who browse anonymously and identify later (an identity merge),
+a mix of track, identify and page calls, events padded to --event-bytes, a
+share of late (back-dated) events, and a share (--mark-share) that fire the
+event trigger. bench/README.md has the results and how to reproduce them.`,
+		Example: `  # Throughput on 1M events, as JSON:
+  tessera bench --mode throughput --events 1000000 --json
+
+  # Latency at 7,000 events/s, at-least-once:
+  tessera bench --mode latency --rate 7000 --events 140000 --guarantee at_least_once
+
+  # Restore, with a CPU profile of the throughput part:
+  tessera bench --mode restore --events 500000 --pprof 127.0.0.1:6060 --cpuprofile cpu.pprof`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if !quiet {
+				o.Progress = cmd.ErrOrStderr()
+			}
+			if o.Mode == bench.Latency && !cmd.Flags().Changed("mark-share") {
+				// Latency is measured on marked events: take more samples.
+				o.Workload.MarkShare = latencyMarkShare
+			}
+			res, err := bench.Run(ctx, o)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(res)
+			}
+			printBench(cmd.OutOrStdout(), res)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Mode, "mode", o.Mode, "throughput, latency or restore")
+	f.IntVar(&o.Events, "events", o.Events, "events to generate")
+	f.IntVar(&o.Workload.Customers, "customers", o.Workload.Customers, "distinct customers")
+	f.IntVar(&o.Rate, "rate", o.Rate, "latency mode: arrival rate, events per second")
+	f.StringSliceVar(&o.Brokers, "brokers", nil, "Kafka seed brokers host:port,…; none starts 'tessera broker' as a child process")
+	f.StringVar(&o.Guarantee, "guarantee", o.Guarantee, "processing guarantee: exactly_once or at_least_once")
+	f.IntVar(&o.Partitions, "partitions", o.Partitions, "partitions of the hub's topics")
+	f.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
+	f.BoolVarP(&quiet, "quiet", "q", false, "no progress lines on stderr")
+	f.Float64Var(&o.Workload.ZipfS, "zipf", o.Workload.ZipfS, "Zipf exponent of activity over customers (above 1)")
+	f.Float64Var(&o.Workload.ZipfV, "zipf-offset", o.Workload.ZipfV, "Zipf offset: larger flattens the busiest customers (at least 1)")
+	f.Float64Var(&o.Workload.MergeRate, "merge-rate", o.Workload.MergeRate, "share of customers who start anonymous and identify later (identity merges)")
+	f.Float64Var(&o.Workload.Track, "track", o.Workload.Track, "share of track calls")
+	f.Float64Var(&o.Workload.Identify, "identify", o.Workload.Identify, "share of identify calls")
+	f.Float64Var(&o.Workload.Page, "page", o.Workload.Page, "share of page calls")
+	f.IntVar(&o.Workload.EventBytes, "event-bytes", o.Workload.EventBytes, "size events are padded to, bytes of JSON")
+	f.Float64Var(&o.Workload.LateShare, "late-share", o.Workload.LateShare, "share of events back-dated 1-72 hours")
+	f.Float64Var(&o.Workload.MarkShare, "mark-share", o.Workload.MarkShare, "share of events that fire the event trigger (one activation each); latency mode default 0.1")
+	f.Uint64Var(&o.Workload.Seed, "seed", o.Workload.Seed, "random seed of the workload")
+	f.IntVar(&o.RecentEvents, "recent-events", o.RecentEvents, "profiles.recent_events of the hub (events kept inline per profile); negative keeps the default")
+	f.StringVar(&o.Dir, "dir", "", "work directory (config, state, logs); default a temporary one, removed afterwards")
+	f.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory")
+	f.StringVar(&o.Pprof, "pprof", "", "serve the hub's /debug/pprof/ on this host:port")
+	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write the hub's CPU profile over the first --profile-seconds of processing to this file (needs --pprof)")
+	f.IntVar(&o.ProfileSeconds, "profile-seconds", o.ProfileSeconds, "length of the CPU profile")
+	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on each wait (readiness, processing, activations)")
+	return cmd
+}
+
+func printBench(w io.Writer, r *bench.Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
+	row("mode", "%s (%s, %d partitions)", r.Mode, r.Guarantee, r.Partitions)
+	row("machine", "%d cores, %s; load %s → %s", r.Machine.Cores, r.Machine.CPU, r.Machine.LoadBefore, r.Machine.LoadAfter)
+	row("events", "%d (%d processed, %d B each), %d profiles", r.Events, r.EventsProcessed, r.EventBytes, r.Profiles)
+	row("wall", "%.2f s, %.0f events/s", r.Seconds, r.EventsPerSec)
+	row("cpu", "%.2f s, %.0f events per core-second", r.CPUSeconds, r.EventsPerCoreSec)
+	if r.BaselineEventsPerCoreSec > 0 {
+		row("baseline", "%.0f events per core-second; overhead ratio %.2f", r.BaselineEventsPerCoreSec, r.OverheadRatio)
+	}
+	if l := r.LatencyMS; l != nil {
+		row("latency", "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (%d samples at %d/s)", l.P50, l.P95, l.P99, l.P999, l.Samples, r.Rate)
+	}
+	if r.RestoreRecords > 0 {
+		row("restore", "%d records in %.2f s, %.0f records/s", r.RestoreRecords, r.RestoreSeconds, r.RestoreRecordsPerSec)
+	}
+	row("memory", "%d MiB peak RSS", r.RSSPeakBytes>>20)
+	if r.DiskBytesPerProfile > 0 {
+		row("disk", "%.0f B per profile", r.DiskBytesPerProfile)
+	}
+	tw.Flush()
+}
+
+// newBenchBaselineCmd returns the hidden `tessera bench-baseline`: the bare
+// consume→produce loop `tessera bench` runs in a process of its own.
+func newBenchBaselineCmd() *cobra.Command {
+	var o bench.BaselineOptions
+	cmd := &cobra.Command{
+		Use:    "bench-baseline",
+		Short:  "The benchmark's baseline: a bare franz-go consume→produce loop",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			res, err := bench.Baseline(ctx, o)
+			if err != nil {
+				return err
+			}
+			b, _ := json.Marshal(res)
+			fmt.Fprintf(cmd.OutOrStdout(), "baseline: %s\n", b)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&o.Brokers, "brokers", nil, "Kafka seed brokers")
+	f.StringVar(&o.From, "from", "", "topic to read")
+	f.StringVar(&o.To, "to", "", "topic to write")
+	f.StringVar(&o.Group, "group", "", "consumer group (and transactional id)")
+	f.Int64Var(&o.Records, "records", 0, "records to copy before stopping")
+	f.BoolVar(&o.ExactlyOnce, "exactly-once", true, "copy in transactions")
+	f.DurationVar(&o.CommitInterval, "commit-interval", 0, "commit cycle (default 100ms)")
+	for _, n := range []string{"brokers", "from", "to", "group", "records"} {
+		_ = cmd.MarkFlagRequired(n)
+	}
+	return cmd
+}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"testing"
+
+	"github.com/tessera-cdp/tessera/bench"
+)
+
+// TestBenchModes runs `tessera bench` end to end in each mode on a small
+// workload (the broker and the hub as child processes, as in a real run)
+// and checks that the JSON result is complete and consistent. It asserts
+// no speed: the figures are whatever this machine gives.
+func TestBenchModes(t *testing.T) {
+	bin := buildTessera(t)
+	tests := []struct {
+		mode, guarantee string
+		extra           []string
+	}{
+		{mode: "throughput", guarantee: "at_least_once"},
+		{mode: "restore", guarantee: "exactly_once"},
+		{mode: "latency", guarantee: "exactly_once", extra: []string{"--rate", "2000"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			args := append([]string{"bench", "--mode", tt.mode, "--guarantee", tt.guarantee,
+				"--events", "2000", "--customers", "300", "--partitions", "4", "--timeout", "60s",
+				"--json", "--quiet"}, tt.extra...)
+			cmd := exec.Command(bin, args...)
+			out, err := cmd.Output()
+			if err != nil {
+				var stderr []byte
+				if ee, ok := err.(*exec.ExitError); ok {
+					stderr = ee.Stderr
+				}
+				t.Fatalf("tessera %v: %v\n%s%s", args, err, out, stderr)
+			}
+			var r bench.Result
+			if err := json.Unmarshal(out, &r); err != nil {
+				t.Fatalf("result is not JSON: %v\n%s", err, out)
+			}
+			// Also as a map: the issue's field names must be there.
+			var fields map[string]any
+			_ = json.Unmarshal(out, &fields)
+			want := []string{"events", "seconds", "events_per_sec", "cpu_seconds", "events_per_core_sec", "rss_peak_bytes"}
+			switch tt.mode {
+			case "throughput", "restore":
+				want = append(want, "disk_bytes_per_profile", "baseline_events_per_core_sec", "overhead_ratio")
+			case "latency":
+				want = append(want, "latency_ms")
+			}
+			if tt.mode == "restore" {
+				want = append(want, "restore_records_per_sec")
+			}
+			for _, f := range want {
+				if _, ok := fields[f]; !ok {
+					t.Errorf("result has no %q:\n%s", f, out)
+				}
+			}
+
+			if r.Mode != tt.mode || r.Guarantee != tt.guarantee || r.Partitions != 4 {
+				t.Errorf("mode, guarantee, partitions = %s, %s, %d", r.Mode, r.Guarantee, r.Partitions)
+			}
+			if r.Events != 2000 || r.EventsProcessed != r.Events {
+				t.Errorf("events %d, processed %d: want 2000 generated and all processed", r.Events, r.EventsProcessed)
+			}
+			if r.Profiles < 1 || r.Profiles > 300 {
+				t.Errorf("profiles = %d, want 1..300", r.Profiles)
+			}
+			if r.Seconds <= 0 || r.EventsPerSec <= 0 || r.CPUSeconds <= 0 || r.EventsPerCoreSec <= 0 {
+				t.Errorf("seconds %g, events/s %g, CPU s %g, events/core-s %g: all must be positive",
+					r.Seconds, r.EventsPerSec, r.CPUSeconds, r.EventsPerCoreSec)
+			}
+			if r.RSSPeakBytes < 1<<20 {
+				t.Errorf("rss_peak_bytes = %d, want a process's worth", r.RSSPeakBytes)
+			}
+			if r.Machine.Cores < 1 {
+				t.Errorf("machine.cores = %d", r.Machine.Cores)
+			}
+			switch tt.mode {
+			case "throughput", "restore":
+				if r.EventBytes < 900 || r.EventBytes > 1300 {
+					t.Errorf("event_bytes = %d, want about 1 KB", r.EventBytes)
+				}
+				if r.BaselineEventsPerCoreSec <= 0 || r.OverheadRatio <= 0 || r.DiskBytesPerProfile <= 0 {
+					t.Errorf("baseline %g, overhead %g, disk/profile %g: all must be positive",
+						r.BaselineEventsPerCoreSec, r.OverheadRatio, r.DiskBytesPerProfile)
+				}
+				if r.Activations < 1 {
+					t.Errorf("activations = %d: the trigger and the audiences produced none", r.Activations)
+				}
+				if r.LatencyMS != nil {
+					t.Errorf("latency_ms = %+v in %s mode", r.LatencyMS, tt.mode)
+				}
+			case "latency":
+				l := r.LatencyMS
+				if l == nil || l.Samples < 1 {
+					t.Fatalf("latency_ms = %+v, want samples", l)
+				}
+				if !(0 < l.P50 && l.P50 <= l.P95 && l.P95 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max) {
+					t.Errorf("latency percentiles out of order: %+v", l)
+				}
+				if r.Activations < int64(l.Samples) || r.HTTPErrors != 0 {
+					t.Errorf("activations %d, samples %d, HTTP errors %d", r.Activations, l.Samples, r.HTTPErrors)
+				}
+			}
+			if tt.mode == "restore" && (r.RestoreRecords < 1 || r.RestoreRecordsPerSec <= 0) {
+				t.Errorf("restore_records %d, restore_records_per_sec %g: want records restored", r.RestoreRecords, r.RestoreRecordsPerSec)
+			}
+		})
+	}
+}
