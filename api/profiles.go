@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tessera-cdp/tessera/processor/identity"
@@ -52,6 +53,8 @@ type Profiles struct {
 	// featureValues computes a profile's features where its task runs;
 	// nil leaves them empty.
 	featureValues func(ctx context.Context, profileID string, now time.Time) (map[string]any, error)
+	// audit records admin actions; nil records none. Set by Audit.
+	audit atomic.Pointer[Auditor]
 }
 
 // Tokens are the JSON API's bearer tokens. An empty token matches nothing.
@@ -87,7 +90,15 @@ func (p *Profiles) Register(s *Server) {
 		writeJSON(w, http.StatusOK, map[string]Role{"role": p.Role(r)})
 	}))
 	s.Handle("GET /internal/v1/stores/{group}/{store}/{key}", p.auth(p.getRaw))
+	s.Handle("GET /internal/v1/routes", p.auth(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string][]string{"routes": s.Routes()})
+	}))
 }
+
+// Audit makes every request to an admin route other than GET (and /internal/) write
+// an AuditRecord through a, whoever sends it: refused attempts are recorded too. It
+// applies to routes mounted before and after the call.
+func (p *Profiles) Audit(a *Auditor) { p.audit.Store(a) }
 
 // RequireAdmin guards h with the admin bearer token, for routes other
 // packages serve (the destinations' status and delivery log).
@@ -124,16 +135,26 @@ func (p *Profiles) readable(h http.HandlerFunc) http.Handler {
 
 func (p *Profiles) require(min Role, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch role := p.Role(r); {
-		case role == RoleNone:
-			w.Header().Set("WWW-Authenticate", `Bearer realm="tessera"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong token: send the admin token (or, to read, the viewer token) as Authorization: Bearer …")
-		case role == RoleViewer && min == RoleAdmin:
-			writeError(w, http.StatusForbidden, "the viewer token can only read profiles and insights; this needs the admin token")
-		default:
-			h(w, r)
+		role := p.Role(r)
+		if a := p.audit.Load(); a != nil && min == RoleAdmin && audits(r) {
+			a.wrap(role, func(w http.ResponseWriter, r *http.Request) { p.serveAs(role, min, h, w, r) })(w, r)
+			return
 		}
+		p.serveAs(role, min, h, w, r)
 	})
+}
+
+// serveAs answers r with h if role is at least min, else with 401 or 403.
+func (p *Profiles) serveAs(role, min Role, h http.HandlerFunc, w http.ResponseWriter, r *http.Request) {
+	switch {
+	case role == RoleNone:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="tessera"`)
+		writeError(w, http.StatusUnauthorized, "missing or wrong token: send the admin token (or, to read, the viewer token) as Authorization: Bearer …")
+	case role == RoleViewer && min == RoleAdmin:
+		writeError(w, http.StatusForbidden, "the viewer token can only read profiles and insights; this needs the admin token")
+	default:
+		h(w, r)
+	}
 }
 
 // ProfileView is the JSON of a profile.

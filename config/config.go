@@ -55,12 +55,17 @@ type Config struct {
 	// origins maps a key path ("kafka.partitions", "kafka.brokers[1]") to where its value
 	// came from. Copies of a Config share it, so it is replaced, never modified.
 	origins map[string]origin
+	// envErrs are the problems ApplyEnv found (an unreadable secret file), reported by
+	// Validate.
+	envErrs []error
 }
 
 // HTTP is the http section of tessera.yaml.
 type HTTP struct {
 	// Listen is the host:port the HTTP server listens on. Default "127.0.0.1:8080".
 	Listen string `yaml:"listen"`
+	// TLS, with a certificate and key, serves HTTPS instead of HTTP.
+	TLS HTTPTLS `yaml:"tls"`
 }
 
 // Kafka is the kafka section of tessera.yaml.
@@ -75,6 +80,11 @@ type Kafka struct {
 	Partitions int `yaml:"partitions"`
 	// ReplicationFactor is the replication factor of the topics tessera creates. Default 1.
 	ReplicationFactor int `yaml:"replication_factor"`
+	// TLS configures TLS to the brokers; off by default.
+	TLS KafkaTLS `yaml:"tls"`
+	// SASL configures SASL authentication to the brokers; off by default. With the
+	// embedded broker, it is the one user the broker accepts.
+	SASL KafkaSASL `yaml:"sasl"`
 }
 
 // Processing is the processing section of tessera.yaml.
@@ -95,6 +105,10 @@ type Processing struct {
 	SessionTimeout Duration `yaml:"session_timeout"`
 	// RebalanceTimeout is how long members have to rejoin during a rebalance. Default 30s.
 	RebalanceTimeout Duration `yaml:"rebalance_timeout"`
+	// StandbyReplicas is how many other instances keep a warm copy of each task's stores
+	// (a standby replica), so that a failover restores only the tail of the changelogs;
+	// from 0 to 10. Default 0: none.
+	StandbyReplicas int `yaml:"standby_replicas"`
 }
 
 // Log is the log section of tessera.yaml.
@@ -192,6 +206,7 @@ func Default() Config {
 			TransactionTimeout: Duration(10 * time.Second),
 			SessionTimeout:     Duration(10 * time.Second),
 			RebalanceTimeout:   Duration(30 * time.Second),
+			StandbyReplicas:    0,
 		},
 		Log:      Log{Level: "info", Format: "text"},
 		Identity: DefaultIdentity(),
@@ -245,7 +260,10 @@ const EnvBrokers = "TESSERA_BROKERS"
 //   - TESSERA_WRITE_KEYS: adds its comma-separated keys to ingest.write_keys.
 //   - TESSERA_ADMIN_TOKEN: replaces api.admin_token.
 //   - TESSERA_VIEWER_TOKEN: replaces api.viewer_token.
+//   - TESSERA_ADMIN_TOKEN_FILE, TESSERA_VIEWER_TOKEN_FILE, TESSERA_WRITE_KEYS_FILE: the
+//     same, read from the file they name (secrets mounted as files); see applySecretFiles.
 func (c *Config) ApplyEnv(getenv func(string) string) {
+	c.applySecretFiles(getenv)
 	if v := getenv(EnvWriteKeys); v != "" {
 		for _, k := range strings.Split(v, ",") {
 			if k = strings.TrimSpace(k); k != "" {

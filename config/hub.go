@@ -29,6 +29,8 @@ type Ingest struct {
 	// writeKey in a batch body). $TESSERA_WRITE_KEYS adds more. Empty: the
 	// ingest endpoints answer 401 to everyone.
 	WriteKeys []string `yaml:"write_keys"`
+	// RateLimit limits the events per second of each write key; off by default.
+	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
 // Sources is the sources section.
@@ -322,7 +324,8 @@ type Destination struct {
 	// and delivery log).
 	Name string `yaml:"name" json:"name"`
 	// Type is webhook, kafka, smtp, twilio_sms, sendgrid, slack, redis,
-	// postgres or file.
+	// postgres, file or discard (acknowledges and drops; the benchmark's
+	// null sink).
 	Type string `yaml:"type" json:"type"`
 	// Audiences limits the destination to these audiences and triggers;
 	// empty takes all.
@@ -389,7 +392,7 @@ type Delivery struct {
 }
 
 // DestinationTypes are the sink types.
-var DestinationTypes = []string{"webhook", "kafka", "smtp", "twilio_sms", "sendgrid", "slack", "redis", "postgres", "file"}
+var DestinationTypes = []string{"webhook", "kafka", "smtp", "twilio_sms", "sendgrid", "slack", "redis", "postgres", "file", "discard"}
 
 // Audience is an audience as the config and the API write it: a rule over
 // traits, features, predictions and rfm, and the destinations it feeds.

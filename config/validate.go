@@ -15,6 +15,10 @@ const maxAppLen = 100
 
 var appPattern = regexp.MustCompile(`^[a-z0-9._-]+$`)
 
+// maxStandbyReplicas bounds processing.standby_replicas: each replica is a
+// full copy of every task's stores on another instance.
+const maxStandbyReplicas = 10
+
 // Validate checks every setting and returns all the problems it finds, one per line, each
 // naming the key path and where its value came from. The commit interval must be shorter
 // than the transaction timeout under exactly-once only, since at-least-once has no
@@ -66,6 +70,9 @@ func (c Config) Validate() error {
 	check("processing.transaction_timeout", positive(p.TransactionTimeout))
 	check("processing.session_timeout", positive(p.SessionTimeout))
 	check("processing.rebalance_timeout", positive(p.RebalanceTimeout))
+	if p.StandbyReplicas < 0 || p.StandbyReplicas > maxStandbyReplicas {
+		check("processing.standby_replicas", fmt.Errorf("must be between 0 and %d, got %d", maxStandbyReplicas, p.StandbyReplicas))
+	}
 	if p.Guarantee == ExactlyOnce && p.CommitInterval > 0 && p.CommitInterval >= p.TransactionTimeout {
 		check("processing.commit_interval", fmt.Errorf(
 			"must be shorter than processing.transaction_timeout (%s) under %s, got %s",
@@ -79,6 +86,7 @@ func (c Config) Validate() error {
 		check("log.format", fmt.Errorf("must be text or json, got %q", c.Log.Format))
 	}
 	c.validateHub(check)
+	c.validateSecurity(check)
 	return errors.Join(errs...)
 }
 

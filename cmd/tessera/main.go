@@ -44,6 +44,7 @@ configured it starts an embedded Kafka broker, so one command gives a working hu
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newRunCmd(), newBrokerCmd(), newImportCmd(), newProfileCmd(), newDLQCmd())
+	root.AddCommand(newRunCmd(), newBrokerCmd(), newImportCmd(), newProfileCmd(), newDLQCmd(), newReplayCmd())
+	root.AddCommand(newBenchCmd(), newBenchBaselineCmd())
 	return root
 }

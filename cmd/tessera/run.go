@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tessera-cdp/tessera/api"
 	"github.com/tessera-cdp/tessera/broker"
@@ -31,7 +30,9 @@ import (
 	"github.com/tessera-cdp/tessera/connectors/kafkasource"
 	"github.com/tessera-cdp/tessera/connectors/segment"
 	"github.com/tessera-cdp/tessera/connectors/sink"
+	"github.com/tessera-cdp/tessera/console"
 	"github.com/tessera-cdp/tessera/definitions"
+	"github.com/tessera-cdp/tessera/kafkaconn"
 	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/identity"
@@ -49,6 +50,7 @@ type runFlags struct {
 	http         string
 	brokers      []string
 	brokerListen string
+	pprof        string // profiler listen address; "" serves none
 }
 
 func newRunCmd() *cobra.Command {
@@ -82,6 +84,13 @@ committed, stores are closed, and the process exits 0.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if f.pprof != "" {
+				stopPprof, err := servePprof(f.pprof, cmd.OutOrStdout())
+				if err != nil {
+					return err
+				}
+				defer stopPprof()
+			}
 			dir := "."
 			if f.file != "" {
 				dir = filepath.Dir(f.file)
@@ -95,6 +104,7 @@ committed, stores are closed, and the process exits 0.`,
 	fl.StringVar(&f.http, "http", "", "HTTP listen address, overriding http.listen (default 127.0.0.1:8080)")
 	fl.StringSliceVar(&f.brokers, "brokers", nil, "Kafka seed brokers host:port,…, overriding kafka.brokers; none starts the embedded broker")
 	fl.StringVar(&f.brokerListen, "broker-listen", "", "embedded broker listen address, overriding kafka.broker_listen (default 127.0.0.1:9092)")
+	fl.StringVar(&f.pprof, "pprof", "", "serve Go's profiler (/debug/pprof/) on this host:port, apart from the API; empty serves none")
 	return cmd
 }
 
@@ -129,14 +139,24 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // run runs the hub until ctx is done. Components start in dependency order
 // (broker, HTTP, topology) and stop in reverse, readiness first.
 // configDir resolves relative paths of the configuration (tracking plans).
-func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Writer) error {
+// replay, when given, makes it a replay's run (see replay.go).
+func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Writer, replay ...replayHooks) error {
 	log := newLogger(cfg, os.Stderr)
+	var rh replayHooks
+	if len(replay) > 0 {
+		rh = replay[0]
+	}
 	brokers := cfg.Kafka.Brokers
 	if cfg.Embedded() {
+		users, err := kafkaconn.BrokerUsers(cfg.Kafka, os.Getenv) // kafka.sasl guards the embedded broker too
+		if err != nil {
+			return err
+		}
 		b, err := broker.Start(broker.Options{
 			Listen:  cfg.Kafka.BrokerListen,
 			DataDir: filepath.Join(cfg.Data, "broker"),
 			Logger:  log,
+			Users:   users,
 		})
 		if err != nil {
 			return err
@@ -144,6 +164,12 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		defer b.Close()
 		brokers = []string{b.Addr()}
 		fmt.Fprintf(stdout, "embedded broker listening on %s\n", b.Addr())
+	}
+
+	// Every Kafka client below connects through kconn: kafka.tls and kafka.sasl.
+	kconn, err := kafkaconn.New(brokers, cfg.Kafka, os.Getenv)
+	if err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
@@ -168,6 +194,8 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 			return sink.Activation{ID: a.ID, Type: a.Type, Name: a.Name, ProfileID: a.ProfileID,
 				Timestamp: a.Timestamp, Profile: a.Profile, Event: a.Event, Destinations: a.Destinations}.Encode()
 		},
+		eventsTopic: rh.eventsTopic,
+		skipEvent:   rh.skipEvent,
 	})
 	if err != nil {
 		return err
@@ -176,12 +204,16 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	// The HTTP server starts first: its address is published in the
 	// consumer group so other instances can forward profile queries here.
 	var running atomic.Pointer[topology.Runtime]
+	var kafkaWait atomic.Pointer[error] // why the brokers are not reached yet
 	srv := api.New(api.Options{Addr: cfg.HTTP.Listen, Registry: reg, Logger: log, Ready: func() error {
 		if rt := running.Load(); rt != nil {
 			return rt.Ready()
 		}
+		if err := kafkaWait.Load(); err != nil {
+			return *err
+		}
 		return errors.New("starting")
-	}})
+	}, TLSCertFile: cfg.HTTP.TLS.CertFile, TLSKeyFile: cfg.HTTP.TLS.KeyFile})
 	addr, err := srv.Start()
 	if err != nil {
 		return err
@@ -189,6 +221,14 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	fmt.Fprintf(stdout, "http listening on %s\n", addr)
 
 	defer srv.Shutdown(context.Background())
+	// Wrong Kafka credentials stop the start here, with a message naming kafka.sasl.
+	if err := kconn.Await(ctx, func(why error) { kafkaWait.Store(&why) }); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	kafkaWait.Store(nil)
 	rt, err := topology.NewRuntime(topo, topology.Config{
 		Endpoint:           advertised(addr.String()),
 		App:                cfg.App,
@@ -199,11 +239,13 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		TransactionTimeout: time.Duration(cfg.Processing.TransactionTimeout),
 		SessionTimeout:     time.Duration(cfg.Processing.SessionTimeout),
 		RebalanceTimeout:   time.Duration(cfg.Processing.RebalanceTimeout),
+		StandbyReplicas:    cfg.Processing.StandbyReplicas,
 		MaxPollRecords:     cfg.Processing.MaxPollRecords,
 		Partitions:         int32(cfg.Kafka.Partitions),
 		ReplicationFactor:  int16(cfg.Kafka.ReplicationFactor),
 		Registerer:         reg,
 		Logger:             log,
+		ClientOpts:         kconn.Security(),
 	})
 	if err != nil {
 		return err
@@ -212,11 +254,17 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	running.Store(rt)
 	profiles := api.NewProfiles(rt, api.Tokens{Admin: cfg.API.AdminToken, Viewer: cfg.API.ViewerToken})
 	profiles.Register(srv)
+	auditor, err := api.NewAuditor(ctx, cfg.App, int16(cfg.Kafka.ReplicationFactor), log, reg, kconn.Opts()...)
+	if err != nil {
+		return err
+	}
+	defer auditor.Close()
+	profiles.Audit(auditor) // every admin action, on <app>.audit
 
 	// Definitions (model parameters, and later features and audiences)
 	// are event-sourced on their own topic, which every instance follows.
 	defsCtx, cancelDefs := context.WithTimeout(ctx, time.Minute)
-	defs, err := definitions.Open(defsCtx, cfg.App, log, kgo.SeedBrokers(brokers...))
+	defs, err := definitions.Open(defsCtx, cfg.App, log, kconn.Opts()...)
 	cancelDefs()
 	if err != nil {
 		return err
@@ -308,7 +356,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	if err != nil {
 		return err
 	}
-	writer, err := ingest.New(cfg.App, ingest.ClientOpts(kgo.SeedBrokers(brokers...)),
+	writer, err := ingest.New(cfg.App, ingest.ClientOpts(kconn.Opts()...),
 		ingest.TrackingPlans(plans), ingest.Registerer(reg), ingest.Suppress(suppressions.Test(idRules.Extract)))
 	if err != nil {
 		return err
@@ -320,6 +368,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		Writer:     writer,
 		Logger:     log,
 		Registerer: reg,
+		RateLimit:  segment.RateLimit{EventsPerSecond: float64(cfg.Ingest.RateLimit.EventsPerSecond), Burst: cfg.Ingest.RateLimit.Burst},
 	}).Register(srv)
 	if len(writeKeys) == 0 {
 		log.Warn("no write keys configured (ingest.write_keys or $TESSERA_WRITE_KEYS): the tracking API refuses every request")
@@ -331,7 +380,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	destinations := sink.NewRegistry()
 	destinations.Register(func(pattern string, h http.Handler) { srv.Handle(pattern, profiles.RequireAdmin(h)) })
 	checkDestination := func(d config.Destination) error {
-		s, err := newSink(d, brokers)
+		s, err := newSink(d, brokers, kconn.Security()...)
 		if err != nil {
 			return err
 		}
@@ -352,16 +401,33 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		return err
 	}
 	destinationsAPI.Register(srv, profiles)
+	// The console at / and the routes only it needs: dead letters,
+	// audience sizes, the builder's catalog, the overview's time series
+	// and data quality.
+	sink.NewDeadLetterRoutes(destinations, cfg.App, sink.Brokers(brokers...), sink.ClientOpts(kconn.Security()...),
+		sink.Topics(int32(cfg.Kafka.Partitions), int16(cfg.Kafka.ReplicationFactor))).
+		Register(func(pattern string, h http.Handler) { srv.Handle(pattern, profiles.RequireAdmin(h)) })
+	audienceSizes := api.NewAudienceSizes(rt, audiencesAPI, cfg.API.AdminToken, 0, log)
+	audienceSizes.Register(srv, profiles)
+	catalog := api.NewCatalog(rt, defs, models, cfg.API.AdminToken)
+	catalog.Register(srv, profiles)
+	overview := console.NewOverview(reg, cfg.App, func() (int64, bool) {
+		s, ok := audienceSizes.Latest()
+		return s.Profiles, ok
+	})
+	srv.Handle("GET /v1/overview", profiles.RequireViewer(overview))
+	srv.Handle("GET /v1/quality", profiles.RequireViewer(console.NewQuality(cfg.App, reg, writer.Violations, kconn.Opts()...)))
+	console.Register(srv.Handle)
 	sourcesCtx, stopSources := context.WithCancel(context.Background())
 	var sources sync.WaitGroup
 	defer func() { stopSources(); sources.Wait() }()
 	supervisor := sink.NewSupervisor(sourcesCtx, destinations, func(d config.Destination) (*sink.Runner, error) {
-		s, err := newSink(d, brokers)
+		s, err := newSink(d, brokers, kconn.Security()...)
 		if err != nil {
 			return nil, err
 		}
 		return sink.NewRunner(cfg.App, d, s, sink.Brokers(brokers...), sink.Logger(log), sink.Registerer(reg),
-			sink.Topics(int32(cfg.Kafka.Partitions), int16(cfg.Kafka.ReplicationFactor)))
+			sink.Topics(int32(cfg.Kafka.Partitions), int16(cfg.Kafka.ReplicationFactor)), sink.ClientOpts(kconn.Security()...))
 	}, log)
 	defer supervisor.Close()
 	// Applying may wait for a runner to finish its poll: it runs on its
@@ -394,7 +460,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		}
 	})
 	for _, sc := range cfg.Sources.Kafka {
-		src, err := kafkasource.New(cfg.App, sc, writer, kafkasource.Brokers(brokers...),
+		src, err := kafkasource.New(cfg.App, sc, writer, kafkasource.Brokers(brokers...), kafkasource.ClientOpts(kconn.Security()...),
 			kafkasource.Logger(log), kafkasource.Registerer(reg))
 		if err != nil {
 			return err
@@ -414,6 +480,10 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	defer cancelRT()
 	go func() { runErr <- rt.Run(rtCtx) }()
 	go models.RunSchedule(rtCtx)
+	go models.WarmInsights(rtCtx, rt.Ready)
+	go audienceSizes.Run(rtCtx)
+	go overview.Run(rtCtx)
+	go catalog.Run(rtCtx)
 
 	select {
 	case <-ctx.Done():

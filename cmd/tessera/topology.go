@@ -22,6 +22,10 @@ type hubHooks struct {
 	audiences func() *audience.Set
 	predict   func(p *profile.Profile) (predictions, rfm map[string]any)
 	activate  func(identity.Activation) ([]byte, error)
+	// eventsTopic and skipEvent are a replay's: the live app's events
+	// topic, and its --to bound (see identity.Options).
+	eventsTopic string
+	skipEvent   func(partition int32, offset int64) bool
 }
 
 func hubTopology(cfg config.Config, log *slog.Logger, h hubHooks) (*topology.Topology, error) {
@@ -42,6 +46,8 @@ func hubTopology(cfg config.Config, log *slog.Logger, h hubHooks) (*topology.Top
 		Audiences:     h.audiences,
 		Predict:       h.predict,
 		Activate:      h.activate,
+		EventsTopic:   h.eventsTopic,
+		SkipEvent:     h.skipEvent,
 		Logger:        log,
 	})
 	if err != nil {
