@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 
+	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/definitions"
 )
 
@@ -88,4 +90,63 @@ func nameFromPath(r *http.Request, body string) (string, string) {
 		return "", fmt.Sprintf("name %q in the body does not match %q in the path", body, path)
 	}
 	return body, ""
+}
+
+// maxDefinitionBody bounds the JSON body of a definition write.
+const maxDefinitionBody = 64 << 10
+
+// decodeDefinition reads a definition of type T from a POST or PUT: the
+// JSON body, decoded strictly (an unknown field is an error), its name
+// (nameOf) reconciled with the path's, then checked by the config's
+// validation — the one source of truth for what a definition may be;
+// place puts it into a default config — and by check when not nil. It
+// answers 400 naming kind and returns false when any of that fails.
+func decodeDefinition[T any](w http.ResponseWriter, r *http.Request, kind string, nameOf func(*T) *string,
+	place func(*config.Config, T), check func(T) error) (T, bool) {
+	var v T
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxDefinitionBody))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+		return v, false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		writeError(w, http.StatusBadRequest, kind+": "+err.Error())
+		return v, false
+	}
+	name, problem := nameFromPath(r, *nameOf(&v))
+	if problem != "" {
+		writeError(w, http.StatusBadRequest, problem)
+		return v, false
+	}
+	*nameOf(&v) = name
+	cfg := config.Default()
+	place(&cfg, v)
+	if err := cfg.Validate(); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return v, false
+	}
+	if check != nil {
+		if err := check(v); err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return v, false
+		}
+	}
+	return v, true
+}
+
+// publishWrite publishes body as definition name for a POST or PUT and
+// returns the status to answer with (201 for POST, 200 for PUT), or
+// answers 503 and returns false when the definitions topic cannot be
+// written.
+func (d definitionRoutes) publishWrite(w http.ResponseWriter, r *http.Request, name string, body []byte) (int, bool) {
+	if err := d.publish(r.Context(), name, body); err != nil {
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+		return 0, false
+	}
+	if r.Method == http.MethodPost {
+		return http.StatusCreated, true
+	}
+	return http.StatusOK, true
 }

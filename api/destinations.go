@@ -1,11 +1,9 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/tessera-cdp/tessera/config"
@@ -118,51 +116,21 @@ func (d *Destinations) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *Destinations) write(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+	// Building the sink (check) tests the type's own requirements: a
+	// URL, a secret that is set.
+	dest, ok := decodeDefinition(w, r, "destination", func(d *config.Destination) *string { return &d.Name },
+		func(c *config.Config, dest config.Destination) { c.Destinations = []config.Destination{dest} }, d.check)
+	if !ok {
 		return
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var dest config.Destination
-	if err := dec.Decode(&dest); err != nil {
-		writeError(w, http.StatusBadRequest, "destination: "+err.Error())
-		return
-	}
-	name, problem := nameFromPath(r, dest.Name)
-	if problem != "" {
-		writeError(w, http.StatusBadRequest, problem)
-		return
-	}
-	dest.Name = name
-	// The config's validation is the one source of truth for what a
-	// destination may be; building its sink checks the type's own
-	// requirements (a URL, a secret that is set).
-	cfg := config.Default()
-	cfg.Destinations = []config.Destination{dest}
-	if err := cfg.Validate(); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if d.check != nil {
-		if err := d.check(dest); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
 	}
 	out, err := json.Marshal(dest)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if err := d.routes.publish(r.Context(), dest.Name, out); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+	status, ok := d.routes.publishWrite(w, r, dest.Name, out)
+	if !ok {
 		return
-	}
-	status := http.StatusOK
-	if r.Method == http.MethodPost {
-		status = http.StatusCreated
 	}
 	writeJSON(w, status, d.view(out))
 }

@@ -1,10 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 
 	"github.com/tessera-cdp/tessera/config"
@@ -50,46 +48,15 @@ func (f *Features) Seed(ctx context.Context, features []config.Feature) error {
 func (f *Features) Register(s *Server, p *Profiles) { f.routes.register(s, p, f.put) }
 
 func (f *Features) put(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "reading body: "+err.Error())
+	ft, ok := decodeDefinition(w, r, "feature", func(f *config.Feature) *string { return &f.Name },
+		func(c *config.Config, ft config.Feature) { c.Features = []config.Feature{ft} }, f.check)
+	if !ok {
 		return
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	var ft config.Feature
-	if err := dec.Decode(&ft); err != nil {
-		writeError(w, http.StatusBadRequest, "feature: "+err.Error())
-		return
-	}
-	name, problem := nameFromPath(r, ft.Name)
-	if problem != "" {
-		writeError(w, http.StatusBadRequest, problem)
-		return
-	}
-	ft.Name = name
-	// The config's validation is the one source of truth for what a
-	// feature may be.
-	cfg := config.Default()
-	cfg.Features = []config.Feature{ft}
-	if err := cfg.Validate(); err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	if f.check != nil {
-		if err := f.check(ft); err != nil {
-			writeError(w, http.StatusBadRequest, err.Error())
-			return
-		}
 	}
 	out, _ := json.Marshal(ft)
-	if err := f.routes.publish(r.Context(), ft.Name, out); err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
+	status, ok := f.routes.publishWrite(w, r, ft.Name, out)
+	if !ok {
 		return
-	}
-	status := http.StatusOK
-	if r.Method == http.MethodPost {
-		status = http.StatusCreated
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
