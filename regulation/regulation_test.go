@@ -1,0 +1,82 @@
+package regulation
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fastjson"
+
+	"github.com/tessera-cdp/tessera/processor/profile"
+)
+
+func TestValidate(t *testing.T) {
+	id := []Identifier{{"email", "a@b"}}
+	many := make([]Identifier, MaxIdentifiers+1)
+	for i := range many {
+		many[i] = Identifier{"user_id", "u"}
+	}
+	for _, tc := range []struct {
+		r    Regulation
+		want string // "" when valid
+	}{
+		{Regulation{Type: Suppress, Identifiers: id}, ""},
+		{Regulation{Type: Unsuppress, Identifiers: id}, ""},
+		{Regulation{Type: "delete", Identifiers: id}, `type must be suppress or unsuppress, got "delete"`},
+		{Regulation{Type: Suppress}, "at least one is required"},
+		{Regulation{Type: Suppress, Identifiers: many}, "at most 100, got 101"},
+		{Regulation{Type: Suppress, Identifiers: []Identifier{{"email", ""}}}, "identifiers[0]: type and value are required"},
+	} {
+		err := tc.r.Validate()
+		if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Validate(%+v) = %v, want %q", tc.r, err, tc.want)
+		}
+	}
+}
+
+// TestSuppressionsFoldInOrderMade: the latest of suppress and unsuppress
+// per identifier wins, whatever order the regulations are listed in.
+func TestSuppressionsFoldInOrderMade(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	reg := func(id, typ string, at int, ids ...Identifier) Regulation {
+		return Regulation{ID: id, Type: typ, Identifiers: ids, CreatedAt: t0.Add(time.Duration(at) * time.Minute)}
+	}
+	mail := Identifier{"email", "m@x"}
+	user := Identifier{"user_id", "u1"}
+	var s Suppressions
+	s.Update([]Regulation{ // listed out of order, as definitions are by name
+		reg("r3", Suppress, 3, mail),
+		reg("r1", Suppress, 1, mail, user),
+		reg("r2", Unsuppress, 2, mail),
+	})
+	if !s.Any([]profile.Ident{{Type: "email", Value: "m@x"}}) || !s.Any([]profile.Ident{{Type: "user_id", Value: "u1"}}) {
+		t.Error("suppressed identifiers are not in the list")
+	}
+	if s.Any([]profile.Ident{{Type: "email", Value: "other@x"}}) || s.Len() != 2 {
+		t.Errorf("list holds %d, want 2", s.Len())
+	}
+	if !s.Active("r3") || !s.Active("r1") {
+		t.Error("r1 (user_id) and r3 (email) should be in force")
+	}
+	s.Update([]Regulation{reg("r1", Suppress, 1, mail, user), reg("r2", Unsuppress, 2, mail), reg("r4", Unsuppress, 4, user)})
+	if s.Len() != 0 || s.Active("r1") {
+		t.Errorf("after unsuppressing both: %d left, r1 active %v", s.Len(), s.Active("r1"))
+	}
+}
+
+func TestTest(t *testing.T) {
+	var s Suppressions
+	extracted := 0
+	extract := func(v *fastjson.Value) []profile.Ident {
+		extracted++
+		return []profile.Ident{{Type: "user_id", Value: string(v.GetStringBytes("userId"))}}
+	}
+	test := s.Test(extract)
+	if test([]byte(`{"userId":"u1"}`)) || extracted != 0 {
+		t.Errorf("an empty list suppressed or parsed (%d extractions)", extracted)
+	}
+	s.Update([]Regulation{{ID: "r", Type: Suppress, Identifiers: []Identifier{{"user_id", "u1"}}}})
+	if !test([]byte(`{"userId":"u1"}`)) || test([]byte(`{"userId":"u2"}`)) {
+		t.Error("the test does not follow the list")
+	}
+}
