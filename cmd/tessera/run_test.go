@@ -2,8 +2,10 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -164,19 +166,25 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	}
 }
 
+// awaitStatus polls url until it answers want. The deadline is generous:
+// under make test a dozen hubs, brokers and the race detector share the
+// machine, and a consumer group's first join can take its time.
 func awaitStatus(t *testing.T, url string, want int) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		resp, err := http.Get(url)
+		last := fmt.Sprint(err)
 		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == want {
 				return
 			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s never answered %d (last: %v)", url, want, err)
+			t.Fatalf("%s never answered %d (last: %s)", url, want, last)
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition
 	}
