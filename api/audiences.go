@@ -108,7 +108,7 @@ func (a *Audiences) write(w http.ResponseWriter, r *http.Request) {
 	if _, err := audience.Compile([]audience.Definition{{Name: au.Name, Rule: au.Rule}}, nil); err != nil {
 		var re *audience.RuleError
 		if errors.As(err, &re) {
-			writeJSON(w, http.StatusBadRequest, map[string]any{"error": re.Error(), "line": re.Line, "column": re.Column})
+			WriteJSON(w, http.StatusBadRequest, map[string]any{"error": re.Error(), "line": re.Line, "column": re.Column})
 			return
 		}
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -122,7 +122,7 @@ func (a *Audiences) write(w http.ResponseWriter, r *http.Request) {
 	if r.Method == http.MethodPost {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, au)
+	WriteJSON(w, status, au)
 }
 
 // Preview is the answer of POST /v1/audiences/preview.
@@ -148,7 +148,7 @@ func (a *Audiences) decodeRule(w http.ResponseWriter, r *http.Request) (string, 
 	if _, err := audience.CompileRule(req.Rule); err != nil {
 		var re *audience.RuleError
 		if errors.As(err, &re) {
-			writeJSON(w, http.StatusBadRequest, map[string]any{"error": re.Error(), "line": re.Line, "column": re.Column})
+			WriteJSON(w, http.StatusBadRequest, map[string]any{"error": re.Error(), "line": re.Line, "column": re.Column})
 		} else {
 			writeError(w, http.StatusBadRequest, err.Error())
 		}
@@ -190,7 +190,7 @@ func (a *Audiences) preview(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	sort.Strings(total.Sample)
-	writeJSON(w, http.StatusOK, total)
+	WriteJSON(w, http.StatusOK, total)
 }
 
 func (a *Audiences) localPreview(w http.ResponseWriter, r *http.Request) {
@@ -203,7 +203,7 @@ func (a *Audiences) localPreview(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, p)
+	WriteJSON(w, http.StatusOK, p)
 }
 
 // localCount evaluates rule over the profiles of the tasks running here,

@@ -87,7 +87,7 @@ func (s *AudienceSizes) Register(srv *Server, p *Profiles) {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, sample)
+		WriteJSON(w, http.StatusOK, sample)
 	}))
 }
 
@@ -249,7 +249,7 @@ func (s *AudienceSizes) serve(w http.ResponseWriter, r *http.Request) {
 	for i, smp := range samples {
 		profiles[i] = TrendPoint{At: smp.At, Count: smp.Profiles}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	WriteJSON(w, http.StatusOK, map[string]any{
 		"as_of": latest.At, "profiles": latest.Profiles, "profiles_trend": profiles, "audiences": out,
 	})
 }

@@ -129,7 +129,7 @@ func (c *Catalog) Register(s *Server, p *Profiles) {
 			writeError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		writeJSON(w, http.StatusOK, smp)
+		WriteJSON(w, http.StatusOK, smp)
 	}))
 }
 
@@ -335,5 +335,5 @@ func (c *Catalog) serve(w http.ResponseWriter, r *http.Request) {
 	if c.models != nil {
 		_, v.Fitted = c.models.Current()
 	}
-	writeJSON(w, http.StatusOK, v)
+	WriteJSON(w, http.StatusOK, v)
 }

@@ -50,7 +50,7 @@ func (d definitionRoutes) list(w http.ResponseWriter, _ *http.Request) {
 	for _, def := range d.defs.List(d.kind) {
 		out = append(out, def.Body)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{d.plural: out})
+	WriteJSON(w, http.StatusOK, map[string]any{d.plural: out})
 }
 
 func (d definitionRoutes) get(w http.ResponseWriter, r *http.Request) {

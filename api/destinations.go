@@ -103,7 +103,7 @@ func (d *Destinations) list(w http.ResponseWriter, _ *http.Request) {
 	for _, def := range d.defs.List(destinationKind) {
 		out = append(out, d.view(def.Body))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"destinations": out})
+	WriteJSON(w, http.StatusOK, map[string]any{"destinations": out})
 }
 
 func (d *Destinations) get(w http.ResponseWriter, r *http.Request) {
@@ -112,7 +112,7 @@ func (d *Destinations) get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no destination named %q", r.PathValue("name")))
 		return
 	}
-	writeJSON(w, http.StatusOK, d.view(def.Body))
+	WriteJSON(w, http.StatusOK, d.view(def.Body))
 }
 
 func (d *Destinations) write(w http.ResponseWriter, r *http.Request) {
@@ -132,5 +132,5 @@ func (d *Destinations) write(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, status, d.view(out))
+	WriteJSON(w, status, d.view(out))
 }

@@ -94,7 +94,7 @@ func (m *Models) cachedInsights(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	w.Header().Set("Age", strconv.Itoa(int(time.Since(at).Seconds())))
-	writeJSON(w, http.StatusOK, CachedInsights{Insights: val, ComputedAt: at.UTC(), Stale: stale})
+	WriteJSON(w, http.StatusOK, CachedInsights{Insights: val, ComputedAt: at.UTC(), Stale: stale})
 }
 
 func (m *Models) keepInsights(v Insights, at time.Time) {

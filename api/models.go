@@ -249,7 +249,7 @@ func (m *Models) getLocalInsights(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, in)
+	WriteJSON(w, http.StatusOK, in)
 }
 
 // getInsights adds up every instance's local insights; with ?max_age it
@@ -264,7 +264,7 @@ func (m *Models) getInsights(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadGateway, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, total)
+	WriteJSON(w, http.StatusOK, total)
 }
 
 // gatherInsights adds up every instance's local insights.
@@ -390,7 +390,7 @@ func (m *Models) getModels(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusNotFound, "no model fitted yet: POST /v1/models/fit, or wait for the scheduled fit")
 		return
 	}
-	writeJSON(w, http.StatusOK, f)
+	WriteJSON(w, http.StatusOK, f)
 }
 
 func (m *Models) postFit(w http.ResponseWriter, r *http.Request) {
@@ -418,7 +418,7 @@ func (m *Models) postFit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnprocessableEntity, err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, f)
+	WriteJSON(w, http.StatusOK, f)
 }
 
 // Fit gathers every instance's histogram as of asOf, fits both models and
@@ -624,7 +624,7 @@ func (m *Models) getPredictions(w http.ResponseWriter, r *http.Request, p *Profi
 		writeError(w, http.StatusNotFound, fmt.Sprintf("%s has no purchase on or before %s to predict from", ident, f.AsOf))
 		return
 	}
-	writeJSON(w, http.StatusOK, pr)
+	WriteJSON(w, http.StatusOK, pr)
 }
 
 // RunSchedule refits every interval, on the instance that runs the first

@@ -87,11 +87,11 @@ func (p *Profiles) Register(s *Server) {
 	s.Handle("GET /v1/profiles/{ident}", p.readable(p.getProfile))
 	s.Handle("GET /v1/profiles/{ident}/events", p.readable(p.getEvents))
 	s.Handle("GET /v1/whoami", p.readable(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]Role{"role": p.Role(r)})
+		WriteJSON(w, http.StatusOK, map[string]Role{"role": p.Role(r)})
 	}))
 	s.Handle("GET /internal/v1/stores/{group}/{store}/{key}", p.auth(p.getRaw))
 	s.Handle("GET /internal/v1/routes", p.auth(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string][]string{"routes": s.Routes()})
+		WriteJSON(w, http.StatusOK, map[string][]string{"routes": s.Routes()})
 	}))
 }
 
@@ -333,7 +333,7 @@ func (p *Profiles) getProfile(w http.ResponseWriter, r *http.Request) {
 	if p.rfm != nil {
 		v.RFM = p.rfm(prof.Profile)
 	}
-	writeJSON(w, http.StatusOK, v)
+	WriteJSON(w, http.StatusOK, v)
 }
 
 func (p *Profiles) getEvents(w http.ResponseWriter, r *http.Request) {
@@ -355,7 +355,7 @@ func (p *Profiles) getEvents(w http.ResponseWriter, r *http.Request) {
 	for i := len(prof.Recent) - 1; i >= 0 && len(events) < limit; i-- {
 		events = append(events, prof.Recent[i])
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": prof.ID, "events": events})
+	WriteJSON(w, http.StatusOK, map[string]any{"id": prof.ID, "events": events})
 }
 
 // fail answers err, if any, and reports whether it did.

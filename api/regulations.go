@@ -90,7 +90,7 @@ func (g *Regulations) post(w http.ResponseWriter, r *http.Request) {
 	if reg.Type == regulation.Unsuppress {
 		reg.Status = "done"
 	}
-	writeJSON(w, http.StatusCreated, reg)
+	WriteJSON(w, http.StatusCreated, reg)
 }
 
 // withStatus sets r's status from the suppression list as it stands here.
@@ -113,7 +113,7 @@ func (g *Regulations) get(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no regulation %q", r.PathValue("id")))
 		return
 	}
-	writeJSON(w, http.StatusOK, g.withStatus(reg))
+	WriteJSON(w, http.StatusOK, g.withStatus(reg))
 }
 
 func (g *Regulations) listAll(w http.ResponseWriter, _ *http.Request) {
@@ -121,5 +121,5 @@ func (g *Regulations) listAll(w http.ResponseWriter, _ *http.Request) {
 	for _, reg := range g.All() {
 		out = append(out, g.withStatus(reg))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"regulations": out})
+	WriteJSON(w, http.StatusOK, map[string]any{"regulations": out})
 }

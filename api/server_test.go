@@ -147,7 +147,7 @@ func TestNoRoute(t *testing.T) {
 func TestHandle(t *testing.T) {
 	s, url := start(t, Options{})
 	s.Handle("GET /v1/profiles/{id}", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id"), "pattern": r.Pattern})
+		WriteJSON(w, http.StatusOK, map[string]string{"id": r.PathValue("id"), "pattern": r.Pattern})
 	}))
 	expectJSON(t, do(t, "GET", url+"/v1/profiles/p-42"), http.StatusOK,
 		map[string]string{"id": "p-42", "pattern": "GET /v1/profiles/{id}"})

@@ -174,18 +174,10 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 	if lastSend.IsZero() {
 		lastSend = <-sendDone
 	}
-	cpu1, err := processCPU(h.hub.pid())
+	cpu1, err := h.readHub(res)
 	if err != nil {
 		return err
 	}
-	if res.RSSPeakBytes, err = peakRSS(h.hub.pid()); err != nil {
-		return err
-	}
-	m, err := h.scrape(map[string]string{"tessera_records_processed_total": `topic="` + h.topics.Events + `"`})
-	if err != nil {
-		return err
-	}
-	res.EventsProcessed = int64(m["tessera_records_processed_total"])
 	slices.Sort(lat)
 	res.LatencyMS = percentiles(lat)
 	res.Activations = activations

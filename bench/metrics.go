@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // scrape reads the hub's /metrics and returns the sum of each metric's
@@ -49,4 +50,23 @@ func (h *harness) scrape(match map[string]string) (map[string]float64, error) {
 		return nil, fmt.Errorf("reading the hub's metrics: %w", err)
 	}
 	return out, nil
+}
+
+// readHub reads what a mode reports of the hub process at its end: its
+// CPU time so far (returned), its peak RSS and the events it processed
+// (set in res).
+func (h *harness) readHub(res *Result) (time.Duration, error) {
+	cpu, err := processCPU(h.hub.pid())
+	if err != nil {
+		return 0, err
+	}
+	if res.RSSPeakBytes, err = peakRSS(h.hub.pid()); err != nil {
+		return 0, err
+	}
+	m, err := h.scrape(map[string]string{"tessera_records_processed_total": `topic="` + h.topics.Events + `"`})
+	if err != nil {
+		return 0, err
+	}
+	res.EventsProcessed = int64(m["tessera_records_processed_total"])
+	return cpu, nil
 }

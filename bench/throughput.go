@@ -40,18 +40,10 @@ func (h *harness) throughput(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	cpu, err := processCPU(h.hub.pid())
+	cpu, err := h.readHub(res)
 	if err != nil {
 		return err
 	}
-	if res.RSSPeakBytes, err = peakRSS(h.hub.pid()); err != nil {
-		return err
-	}
-	m, err := h.scrape(map[string]string{"tessera_records_processed_total": `topic="` + h.topics.Events + `"`})
-	if err != nil {
-		return err
-	}
-	res.EventsProcessed = int64(m["tessera_records_processed_total"])
 	if res.Activations, err = h.topicRecords(ctx, h.topics.Activations); err != nil {
 		return err
 	}

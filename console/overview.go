@@ -2,13 +2,14 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/tessera-cdp/tessera/api"
 )
 
 // Limits of the overview's time series.
@@ -184,16 +185,5 @@ func (o *Overview) View() OverviewView {
 // ServeHTTP answers GET /v1/overview: a read of the kept samples, cheap
 // on any number of profiles.
 func (o *Overview) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, o.View())
-}
-
-// writeJSON answers v, encoded as JSON, with status, as package api does.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		status, body = http.StatusInternalServerError, []byte(`{"error":"encoding response"}`)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n')) // a failed write means the client has gone
+	api.WriteJSON(w, http.StatusOK, o.View())
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tessera-cdp/tessera/api"
 	"github.com/tessera-cdp/tessera/connectors/ingest"
 	"github.com/tessera-cdp/tessera/schemas"
 )
@@ -113,10 +114,10 @@ type ViolationExample struct {
 func (q *Quality) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	v, err := q.View(r.Context())
 	if err != nil {
-		writeJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
+		api.WriteJSON(w, http.StatusBadGateway, map[string]string{"error": err.Error()})
 		return
 	}
-	writeJSON(w, http.StatusOK, v)
+	api.WriteJSON(w, http.StatusOK, v)
 }
 
 // View returns the data-quality view, read at most qualityTTL ago.

@@ -67,13 +67,7 @@ destinations:
 
 	send := func(user, ts string, i int) {
 		ev := fmt.Sprintf(`{"userId":%q,"event":"Order Completed","messageId":"m%d","timestamp":%q}`, user, i, ts)
-		req, _ := http.NewRequest("POST", base+"/v1/track", strings.NewReader(ev))
-		req.SetBasicAuth("wk", "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("track: %v %v", err, resp)
-		}
-		resp.Body.Close()
+		sendSegment(t, base, "/v1/track", ev)
 	}
 	await := func(what string, ok func([]map[string]any) bool) {
 		t.Helper()

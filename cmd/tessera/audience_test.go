@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tessera-cdp/tessera/connectors/sink"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/tessera-cdp/tessera/connectors/sink"
 )
 
 // TestAudienceThroughTheAPI defines an audience through the API, sends
@@ -39,13 +39,7 @@ func TestAudienceThroughTheAPI(t *testing.T) {
 	now := time.Now().UTC()
 	for i, user := range []string{"a-1", "a-1", "a-2"} {
 		ev := fmt.Sprintf(`{"userId":%q,"event":"Order Completed","messageId":"m%d","timestamp":%q}`, user, i, now.Add(time.Duration(i-3)*time.Minute).Format(time.RFC3339))
-		req, _ := http.NewRequest("POST", base+"/v1/track", strings.NewReader(ev))
-		req.SetBasicAuth("wk", "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("track: %v %v", err, resp)
-		}
-		resp.Body.Close()
+		sendSegment(t, base, "/v1/track", ev)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {

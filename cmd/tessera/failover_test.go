@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,7 +127,7 @@ func groupPending(adm *kadm.Client, brokers, group string, topics []string) (int
 func metricSum(b testing.TB, base, name string) float64 {
 	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `(\{[^}]*\})? ([0-9.e+-]+)$`)
 	var sum float64
-	_, body := httpGet(base+"/metrics", "")
+	_, body := getAuth(b, base+"/metrics", "")
 	for _, m := range re.FindAllStringSubmatch(body, -1) {
 		v, _ := strconv.ParseFloat(m[2], 64)
 		sum += v
@@ -212,10 +210,10 @@ func failoverOnce(b *testing.B, bin string, customers, standbys int, sig syscall
 	}
 	procs[0].cmd.Wait()
 	for {
-		if code, _ := httpGet(survivor+"/readyz", ""); code == 200 {
+		if code, _ := getAuth(b, survivor+"/readyz", ""); code == 200 {
 			all := true
 			for _, id := range idents {
-				if code, _ := httpGet(survivor+"/v1/profiles/"+id, "tok"); code != 200 {
+				if code, _ := getAuth(b, survivor+"/v1/profiles/"+id, "tok"); code != 200 {
 					all = false
 					break
 				}
@@ -331,27 +329,10 @@ func buildBench(b testing.TB) string {
 	return bin
 }
 
-func httpGet(url, token string) (int, string) {
-	req, err := http.NewRequest("GET", url, nil)
-	if err != nil {
-		return 0, err.Error()
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
 func awaitHTTP(b testing.TB, url string, want int) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		code, body := httpGet(url, "")
+		code, body := getAuth(b, url, "")
 		if code == want {
 			return
 		}

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,13 +31,7 @@ func TestSuppression(t *testing.T) {
 	identify := func(user, email, msg string) {
 		t.Helper()
 		ev := fmt.Sprintf(`{"userId":%q,"traits":{"email":%q},"messageId":%q}`, user, email, msg)
-		req, _ := http.NewRequest("POST", base+"/v1/identify", strings.NewReader(ev))
-		req.SetBasicAuth("wk", "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("identify %s: %v %v", user, err, resp)
-		}
-		resp.Body.Close()
+		sendSegment(t, base, "/v1/identify", ev)
 	}
 	awaitProfile := func(ident string) {
 		t.Helper()

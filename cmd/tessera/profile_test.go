@@ -185,7 +185,7 @@ func stdoutRest(p *proc) io.Reader {
 	return pr
 }
 
-func getAuth(t *testing.T, url, token string) (int, string) {
+func getAuth(t testing.TB, url, token string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", url, nil)
 	if token != "" {
@@ -225,13 +225,7 @@ func TestFeaturesInTheProfile(t *testing.T) {
 	now := time.Now().UTC()
 	for i, rev := range []float64{20, 22.5} {
 		ev := fmt.Sprintf(`{"userId":"f-1","event":"Order Completed","properties":{"revenue":%v},"timestamp":%q}`, rev, now.Add(time.Duration(i-5)*time.Minute).Format(time.RFC3339))
-		req, _ := http.NewRequest("POST", base+"/v1/track", strings.NewReader(ev))
-		req.SetBasicAuth("wk", "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("track: %v %v", err, resp)
-		}
-		resp.Body.Close()
+		sendSegment(t, base, "/v1/track", ev)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -60,13 +60,7 @@ destinations:
 	}
 	for i, plan := range []string{"vip", "basic"} {
 		ev := fmt.Sprintf(`{"userId":"u%d","traits":{"plan":%q},"messageId":"m%d"}`, i, plan, i)
-		req, _ := http.NewRequest("POST", base+"/v1/identify", strings.NewReader(ev))
-		req.SetBasicAuth("wk", "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("identify: %v %v", err, resp)
-		}
-		resp.Body.Close()
+		sendSegment(t, base, "/v1/identify", ev)
 	}
 	// Both profiles enter "everyone" (no destinations named: every
 	// destination takes it); only u0 enters "vip", routed to hook alone.
@@ -141,13 +135,7 @@ destinations:
 	awaitStatus(t, base+"/readyz", 200)
 	for i, prefs := range []string{`{"marketing":false,"analytics":true}`, `{"marketing":true,"analytics":true}`} {
 		ev := fmt.Sprintf(`{"userId":"c%d","traits":{"plan":"pro"},"messageId":"m%d","context":{"consent":{"categoryPreferences":%s}}}`, i, i, prefs)
-		req, _ := http.NewRequest("POST", base+"/v1/identify", strings.NewReader(ev))
-		req.SetBasicAuth("wk", "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("identify: %v %v", err, resp)
-		}
-		resp.Body.Close()
+		sendSegment(t, base, "/v1/identify", ev)
 	}
 	deadline := time.Now().Add(45 * time.Second)
 	for {

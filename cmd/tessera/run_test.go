@@ -166,6 +166,24 @@ func TestHelpOnEveryCommand(t *testing.T) {
 	}
 }
 
+// sendSegment posts body to the Segment API route path (/v1/track, …) of
+// the hub at base with the tests' write key "wk", and fails t unless it
+// answers 200.
+func sendSegment(t testing.TB, base, path, body string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+	req.SetBasicAuth("wk", "")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("POST %s %s: %d %s", path, body, resp.StatusCode, b)
+	}
+}
+
 // awaitStatus polls url until it answers want. The deadline is generous:
 // under make test a dozen hubs, brokers and the race detector share the
 // machine, and a consumer group's first join can take its time.

@@ -88,13 +88,7 @@ destinations:
 		{"/v1/identify", `{"userId":"scram-1","traits":{"email":"s@example.com"}}`},
 		{"/v1/track", `{"userId":"scram-1","event":"Signed Up"}`},
 	} {
-		req, _ := http.NewRequest("POST", base+ev.path, strings.NewReader(ev.body))
-		req.SetBasicAuth("wk", "")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil || resp.StatusCode != 200 {
-			t.Fatalf("%s: %v %v", ev.path, err, resp)
-		}
-		resp.Body.Close()
+		sendSegment(t, base, ev.path, ev.body)
 	}
 	code, body := postAuth(t, base+"/v1/audiences/preview", "tok", `{"rule":"true"}`)
 	if code != 200 {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -59,30 +58,6 @@ func (g *Registry) Get(name string) (*Runner, bool) {
 	defer g.mu.RUnlock()
 	r, ok := g.runners[name]
 	return r, ok
-}
-
-// Statuses returns the status of every destination, by name.
-func (g *Registry) Statuses() []Status {
-	g.mu.RLock()
-	rs := make([]*Runner, 0, len(g.runners))
-	for _, r := range g.runners {
-		rs = append(rs, r)
-	}
-	g.mu.RUnlock()
-	out := make([]Status, len(rs))
-	for i, r := range rs {
-		out[i] = r.Status()
-	}
-	slices.SortFunc(out, func(a, b Status) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
-	return out
 }
 
 // The routes Register mounts.

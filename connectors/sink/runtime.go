@@ -608,10 +608,20 @@ func (r *Runner) wants(a Activation) bool {
 }
 
 // consented reports whether the profile snapshot's consent grants every
-// one of categories; a category it does not mention is not granted.
+// one of categories; a category it does not mention is not granted. The
+// snapshot is parsed once, not once per category (fastjson.GetBool
+// parses the whole document on every call).
 func consented(profile []byte, categories []string) bool {
+	if len(categories) == 0 {
+		return true
+	}
+	v, err := fastjson.ParseBytes(profile)
+	if err != nil {
+		return false
+	}
+	consent := v.Get("consent")
 	for _, c := range categories {
-		if !fastjson.GetBool(profile, "consent", c) {
+		if !consent.GetBool(c) {
 			return false
 		}
 	}

@@ -168,8 +168,8 @@ func TestRegistryRoutes(t *testing.T) {
 			tc.check(t, w.Body.Bytes())
 		})
 	}
-	if st := g.Statuses(); len(st) != 1 || st[0].Name != "hook" {
-		t.Errorf("Statuses %+v", st)
+	if got, ok := g.Get("hook"); !ok || got.Status().Name != "hook" {
+		t.Errorf("Get(hook) = %v, %v", got, ok)
 	}
 	if g.Remove("hook") != r {
 		t.Error("Remove did not return the Runner")

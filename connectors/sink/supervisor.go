@@ -112,17 +112,6 @@ func (s *Supervisor) stop(sv *supervised) {
 	<-sv.done
 }
 
-// Names returns the names of the running destinations.
-func (s *Supervisor) Names() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make([]string, 0, len(s.running))
-	for n := range s.running {
-		out = append(out, n)
-	}
-	return out
-}
-
 // Close stops every destination and waits for them.
 func (s *Supervisor) Close() {
 	s.mu.Lock()
