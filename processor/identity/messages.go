@@ -15,6 +15,8 @@ const (
 	linkResolve linkKind = "RESOLVE"
 	linkClaim   linkKind = "LINK"
 	linkRepoint linkKind = "REPOINT"
+	linkErase   linkKind = "ERASE"
+	linkUnlink  linkKind = "UNLINK"
 
 	opEvent        opKind = "EVENT"
 	opMergeRequest opKind = "MERGE_REQUEST"
@@ -23,6 +25,7 @@ const (
 	opRefuse       opKind = "REFUSE"
 	opAbsorb       opKind = "ABSORB"
 	opDrop         opKind = "DROP"
+	opErase        opKind = "ERASE"
 )
 
 // link is a message on <app>.identity-links (schemas/avro/identity_link.avsc).
