@@ -1,19 +1,30 @@
 // Package regulation holds the privacy requests made of tessera about a
-// person — suppress their data at ingest, or stop suppressing it — and
-// the suppression list they make.
+// person — erase them, suppress their data at ingest, or stop suppressing
+// it — and the two lists they make.
 //
 // Regulations are definitions (kind "regulation", see package
 // definitions), so every instance sees each one within moments and a
 // restart replays them all. The suppression list is their fold in the
 // order they were made: for each identifier, the latest of suppress and
-// unsuppress wins.
+// unsuppress wins. The erasure list holds, for each identifier a delete
+// regulation named, when it was erased: the identity stage drops every
+// event received until then that carries one of them, so neither an event
+// still in flight nor a replay of <app>.events brings the person back.
+//
+// The erasure list keeps no identifier in clear: a delete regulation
+// stores the SHA-256 of each (Hash), which is all the list needs to match
+// events, so the definitions topic does not keep what it was asked to
+// forget.
 package regulation
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fastjson"
@@ -26,6 +37,10 @@ const Kind = "regulation"
 
 // The regulation types.
 const (
+	// Delete erases the person: the whole profile the identifiers resolve
+	// to, in every store and changelog and at every destination, and
+	// every event received until then that carries one of its identifiers.
+	Delete = "delete"
 	// Suppress drops every future event that carries one of the
 	// identifiers at ingest (answered 200, counted, never stored).
 	Suppress = "suppress"
@@ -44,20 +59,36 @@ type Identifier struct {
 
 // Regulation is one request about a person's data.
 type Regulation struct {
-	ID          string       `json:"id"`
-	Type        string       `json:"type"`
-	Identifiers []Identifier `json:"identifiers"`
+	ID   string `json:"id"`
+	Type string `json:"type"`
+	// Identifiers are the request's, canonical; a stored delete
+	// regulation keeps none (see Erased).
+	Identifiers []Identifier `json:"identifiers,omitempty"`
+	// Erased holds, for a delete, the Hash of every identifier erased:
+	// the request's and those of the profiles they resolved to.
+	Erased []string `json:"erased,omitempty"`
+	// Profiles are, for a delete, the profiles the identifiers resolved
+	// to when it was made: its status is "done" once none is left.
+	Profiles []string `json:"profiles,omitempty"`
 	// Status is "active" for a suppression in force, "lifted" for one an
-	// unsuppress lifted since, and "done" for an unsuppress.
+	// unsuppress lifted since, "done" for an unsuppress or a completed
+	// delete, and "pending" for a delete still under way.
 	Status    string    `json:"status,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// Hash is how the erasure list names the identifier typ:value: the
+// SHA-256 of its canonical string (profile.Ident.String), in hex.
+func Hash(id profile.Ident) string {
+	h := sha256.Sum256([]byte(id.String()))
+	return hex.EncodeToString(h[:])
 }
 
 // Validate checks r as a request: its type and identifiers.
 func (r Regulation) Validate() error {
 	var errs []error
-	if r.Type != Suppress && r.Type != Unsuppress {
-		errs = append(errs, fmt.Errorf("type must be %s or %s, got %q", Suppress, Unsuppress, r.Type))
+	if r.Type != Delete && r.Type != Suppress && r.Type != Unsuppress {
+		errs = append(errs, fmt.Errorf("type must be %s, %s or %s, got %q", Delete, Suppress, Unsuppress, r.Type))
 	}
 	switch n := len(r.Identifiers); {
 	case n == 0:
@@ -90,9 +121,10 @@ func (s *Suppressions) Update(regs []Regulation) {
 	for _, r := range regs {
 		for _, id := range r.Identifiers {
 			k := profile.Ident{Type: id.Type, Value: id.Value}
-			if r.Type == Suppress {
+			switch r.Type {
+			case Suppress:
 				set[k] = r.ID
-			} else {
+			case Unsuppress:
 				delete(set, k)
 			}
 		}
@@ -148,6 +180,57 @@ func (s *Suppressions) Active(id string) bool {
 	defer s.mu.RUnlock()
 	for _, by := range s.set {
 		if by == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Erasures is the erasure list: for each erased identifier's Hash, the
+// latest time it was erased. It is safe for concurrent use: the identity
+// stage reads it for every event while the definitions watcher replaces
+// it whole.
+type Erasures struct {
+	// list is immutable once stored.
+	list atomic.Pointer[map[string]time.Time]
+}
+
+// Update rebuilds the list from every regulation.
+func (e *Erasures) Update(regs []Regulation) {
+	m := make(map[string]time.Time)
+	for _, r := range regs {
+		if r.Type != Delete {
+			continue
+		}
+		for _, h := range r.Erased {
+			if r.CreatedAt.After(m[h]) {
+				m[h] = r.CreatedAt
+			}
+		}
+	}
+	e.list.Store(&m)
+}
+
+// Len returns how many identifiers are erased.
+func (e *Erasures) Len() int {
+	if m := e.list.Load(); m != nil {
+		return len(*m)
+	}
+	return 0
+}
+
+// Erased reports whether an event carrying ids, received at receivedAt,
+// belongs to an erased person: one of ids was erased at or after
+// receivedAt. An event received later is new data, kept (a person who
+// comes back after an erasure starts a new profile; suppress them to
+// refuse that).
+func (e *Erasures) Erased(ids []profile.Ident, receivedAt time.Time) bool {
+	m := e.list.Load()
+	if m == nil || len(*m) == 0 {
+		return false
+	}
+	for _, id := range ids {
+		if at, ok := (*m)[Hash(id)]; ok && !receivedAt.After(at) {
 			return true
 		}
 	}

@@ -22,7 +22,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{Regulation{Type: Suppress, Identifiers: id}, ""},
 		{Regulation{Type: Unsuppress, Identifiers: id}, ""},
-		{Regulation{Type: "delete", Identifiers: id}, `type must be suppress or unsuppress, got "delete"`},
+		{Regulation{Type: Delete, Identifiers: id}, ""},
+		{Regulation{Type: "forget", Identifiers: id}, `type must be delete, suppress or unsuppress, got "forget"`},
 		{Regulation{Type: Suppress}, "at least one is required"},
 		{Regulation{Type: Suppress, Identifiers: many}, "at most 100, got 101"},
 		{Regulation{Type: Suppress, Identifiers: []Identifier{{"email", ""}}}, "identifiers[0]: type and value are required"},
@@ -78,5 +79,51 @@ func TestTest(t *testing.T) {
 	s.Update([]Regulation{{ID: "r", Type: Suppress, Identifiers: []Identifier{{"user_id", "u1"}}}})
 	if !test([]byte(`{"userId":"u1"}`)) || test([]byte(`{"userId":"u2"}`)) {
 		t.Error("the test does not follow the list")
+	}
+}
+
+// TestErasures: an event is erased when one of its identifiers was erased
+// at or after it was received; a delete neither suppresses nor lifts a
+// suppression.
+func TestErasures(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	jane := profile.Ident{Type: "email", Value: "jane@x"}
+	anon := profile.Ident{Type: "anonymous_id", Value: "a1"}
+	bob := profile.Ident{Type: "user_id", Value: "bob"}
+	var e Erasures
+	if e.Erased([]profile.Ident{jane}, t0) {
+		t.Fatal("an empty list erased")
+	}
+	e.Update([]Regulation{
+		{ID: "d1", Type: Delete, Erased: []string{Hash(jane), Hash(anon)}, CreatedAt: t0.Add(time.Hour)},
+		{ID: "d2", Type: Delete, Erased: []string{Hash(jane)}, CreatedAt: t0.Add(3 * time.Hour)},
+		{ID: "s1", Type: Suppress, Identifiers: []Identifier{{"user_id", "bob"}}, CreatedAt: t0},
+	})
+	for _, tc := range []struct {
+		ids  []profile.Ident
+		at   time.Duration
+		want bool
+	}{
+		{[]profile.Ident{bob, jane}, 30 * time.Minute, true},
+		{[]profile.Ident{anon}, time.Hour, true}, // received at the very moment
+		{[]profile.Ident{anon}, 2 * time.Hour, false},
+		{[]profile.Ident{jane}, 2 * time.Hour, true}, // erased again later
+		{[]profile.Ident{jane}, 4 * time.Hour, false},
+		{[]profile.Ident{bob}, 0, false},
+	} {
+		if got := e.Erased(tc.ids, t0.Add(tc.at)); got != tc.want {
+			t.Errorf("Erased(%v, +%v) = %v, want %v", tc.ids, tc.at, got, tc.want)
+		}
+	}
+	if e.Len() != 2 {
+		t.Errorf("list holds %d identifiers, want 2", e.Len())
+	}
+	var s Suppressions
+	s.Update([]Regulation{
+		{ID: "s1", Type: Suppress, Identifiers: []Identifier{{"email", "jane@x"}}, CreatedAt: t0},
+		{ID: "d1", Type: Delete, Identifiers: []Identifier{{"email", "jane@x"}}, CreatedAt: t0.Add(time.Hour)},
+	})
+	if !s.Active("s1") {
+		t.Error("a delete lifted a suppression")
 	}
 }

@@ -44,20 +44,36 @@ func newHubSwitch(t testing.TB, partitions int32, ident config.Identity, set **f
 // activation as JSON.
 func newHubFull(t testing.TB, partitions int32, ident config.Identity, set **features.Set, aud **audience.Set) *hub {
 	t.Helper()
+	return newHubOpts(t, partitions, ident, set, aud, nil)
+}
+
+// newHubOpts also lets more change the options before the stages are
+// added.
+func newHubOpts(t testing.TB, partitions int32, ident config.Identity, set **features.Set, aud **audience.Set, more func(*identity.Options)) *hub {
+	t.Helper()
 	rules, err := identity.NewRules(ident)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := topology.NewBuilder()
-	if err := identity.Add(b, identity.Options{App: "t", Partitions: partitions, Rules: rules, DedupeWindow: 24 * time.Hour, RecentEvents: 5,
-		Features: func() *features.Set { return *set },
+	o := identity.Options{App: "t", Partitions: partitions, Rules: rules, DedupeWindow: 24 * time.Hour, RecentEvents: 5,
+		Features: func() *features.Set {
+			if set == nil {
+				return nil
+			}
+			return *set
+		},
 		Audiences: func() *audience.Set {
 			if aud == nil {
 				return nil
 			}
 			return *aud
 		},
-		Activate: func(a identity.Activation) ([]byte, error) { return json.Marshal(a) }}); err != nil {
+		Activate: func(a identity.Activation) ([]byte, error) { return json.Marshal(a) }}
+	if more != nil {
+		more(&o)
+	}
+	if err := identity.Add(b, o); err != nil {
 		t.Fatal(err)
 	}
 	topo, err := b.Build()

@@ -39,6 +39,15 @@ type profiler struct {
 	roundAt        time.Time
 	roundFeatures  *features.Set
 	roundAudiences *audience.Set
+	// markers are the erasure markers this task wrote, oldest first, to
+	// delete once their grace has passed.
+	markers []marker
+}
+
+// marker is an erased profile's marker awaiting deletion.
+type marker struct {
+	id       string
+	erasedAt time.Time
 }
 
 // sweepInterval and sweepBatch pace the maintenance sweep: it computes new
@@ -69,8 +78,12 @@ func (pr *profiler) Init(ctx *topology.Context) error {
 	return nil
 }
 
-// sweep visits the next slice of this task's profiles.
-func (pr *profiler) sweep(ctx *topology.Context, _ time.Time) error {
+// sweep deletes the erasure markers whose grace has passed and visits the
+// next slice of this task's profiles.
+func (pr *profiler) sweep(ctx *topology.Context, now time.Time) error {
+	if err := pr.forget(ctx, now); err != nil {
+		return err
+	}
 	set := pr.features()
 	if set == nil && pr.audiences() == nil {
 		return nil
@@ -112,6 +125,13 @@ func (pr *profiler) sweep(ctx *topology.Context, _ time.Time) error {
 		r, err := decodeRecord(it.value)
 		if err != nil {
 			return err
+		}
+		if r.Erased != 0 && len(r.Queue) == 0 && now.Sub(time.UnixMilli(r.Erased)) >= pr.o.ErasureGrace {
+			// A marker a restart left behind (pr.markers is not kept).
+			if err := store.Delete(it.id); err != nil {
+				return err
+			}
+			continue
 		}
 		if r.P.ID == "" || r.MergedInto != "" || r.busy() {
 			continue
@@ -184,8 +204,9 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 		return fmt.Errorf("profile %s, %s: %w", o.Profile, o.Kind, err)
 	}
 	// Replay what waited while the profile was busy, until it is busy
-	// again or the queue is empty.
-	for len(r.Queue) > 0 && !r.busy() && r.P.ID != "" {
+	// again or the queue is empty. What waited behind an erasure meets
+	// the marker.
+	for len(r.Queue) > 0 && !r.busy() && (r.P.ID != "" || r.Erased != 0) {
 		next := r.Queue[0]
 		r.Queue = r.Queue[1:]
 		q, err := pr.c.decodeOp(next)
@@ -195,6 +216,9 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 		if err := s.handle(q, next); err != nil {
 			return fmt.Errorf("profile %s, queued %s: %w", o.Profile, q.Kind, err)
 		}
+	}
+	if r.Erased != 0 && s.erasedNow {
+		pr.markers = append(pr.markers, marker{id: o.Profile, erasedAt: time.UnixMilli(r.Erased)})
 	}
 	return store.Put([]byte(o.Profile), r.encode())
 }
@@ -207,14 +231,27 @@ type step struct {
 	id  string
 	r   *record
 	ts  time.Time
+	// erasedNow says this step erased the profile.
+	erasedNow bool
 }
 
 func (s *step) handle(o op, raw []byte) error {
 	r := &s.r.P
+	creates := o.Kind == opEvent && o.Created != 0
 	switch {
+	case s.r.MergedInto != "" && o.Kind == opErase && o.Peer != "":
+		// This profile was merged into one being erased: its redirect goes.
+		s.becomeMarker(o.Created)
+		return nil
 	case s.r.MergedInto != "":
 		return s.redirect(o)
-	case r.ID == "" && o.Kind == opEvent && o.Created != 0:
+	case s.r.Erased != 0 && !creates:
+		return s.afterErasure(o)
+	case r.ID == "" && creates:
+		// A new profile, perhaps under the id of one erased before: an
+		// event received after the erasure, whose identifiers were
+		// unlinked, creates it afresh.
+		s.r.Erased = 0
 		r.ID, r.Created = s.id, o.Created
 		first, err := profile.ParseIdent(o.Identifiers[0])
 		if err != nil {
@@ -290,6 +327,8 @@ func (s *step) handle(o op, raw []byte) error {
 	case opDrop:
 		s.drop(o)
 		return nil
+	case opErase:
+		return s.erase(o)
 	}
 	return fmt.Errorf("unexpected %s for a live profile", o.Kind)
 }
@@ -352,7 +391,7 @@ func (s *step) computeHistory() (bool, error) {
 func (s *step) redirect(o op) error {
 	to := s.r.MergedInto
 	switch o.Kind {
-	case opEvent, opOffer, opDrop:
+	case opEvent, opOffer, opDrop, opErase:
 		o.Profile = to
 		return s.send(o)
 	case opMergeRequest:

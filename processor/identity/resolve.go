@@ -3,6 +3,7 @@ package identity
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tessera-cdp/tessera/processor/profile"
@@ -56,6 +57,10 @@ func (r *resolver) Process(ctx *topology.Context, rec topology.Record) error {
 		return r.claim(ctx, rec, l)
 	case linkRepoint:
 		return r.repoint(ctx, l)
+	case linkErase:
+		return r.erase(ctx, rec, l)
+	case linkUnlink:
+		return r.unlink(ctx, l)
 	}
 	return fmt.Errorf("unknown identity link kind %q", l.Kind)
 }
@@ -108,6 +113,9 @@ func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []b
 		// that does not parse reads as having no messageId and no
 		// timestamp, as it did before.
 		v, _ = r.p.ParseBytes(event)
+	}
+	if r.o.Erased != nil && r.o.Erased(ids, receivedAt(v, rec.Timestamp)) {
+		return nil // a person erased since: this event must not bring them back
 	}
 	msgID := string(v.GetStringBytes("messageId"))
 	dedupe := ctx.KeyValue(DedupeStore)
@@ -198,6 +206,72 @@ func (r *resolver) repoint(ctx *topology.Context, l link) error {
 		return nil
 	}
 	return store.Put([]byte(l.Identifier), owner{Profile: l.Profile, Created: l.Created}.encode())
+}
+
+// erase handles ERASE: the profile owning the identifier, if any, is
+// erased; the profile stage follows merges to the live one.
+func (r *resolver) erase(ctx *topology.Context, rec topology.Record, l link) error {
+	cur, err := ctx.KeyValue(IdentitiesStore).Get([]byte(l.Identifier))
+	if err != nil || cur == nil {
+		return err
+	}
+	own, err := decodeOwner(cur)
+	if err != nil {
+		return err
+	}
+	return r.sendOp(ctx, op{Kind: opErase, Profile: own.Profile, Cause: l.From, Created: l.Created}, rec.Timestamp)
+}
+
+// unlink handles UNLINK: the profile that held the identifier was erased,
+// so the identifier and the messageIds remembered under it are deleted
+// (tombstones in both changelogs). It is deleted only while its owner is
+// the erased profile or one merged into it (l.Identifiers): the
+// identifier may have been claimed anew since. A REPOINT to the erased
+// profile cannot come after this: the erased profile had absorbed the
+// loser, so the loser's REPOINTs were written before this UNLINK, to the
+// same partition.
+func (r *resolver) unlink(ctx *topology.Context, l link) error {
+	store := ctx.KeyValue(IdentitiesStore)
+	cur, err := store.Get([]byte(l.Identifier))
+	if err != nil {
+		return err
+	}
+	if cur != nil {
+		own, err := decodeOwner(cur)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(l.Identifiers, own.Profile) {
+			if err := store.Delete([]byte(l.Identifier)); err != nil {
+				return err
+			}
+		}
+	}
+	dedupe := ctx.KeyValue(DedupeStore)
+	from := append([]byte(l.Identifier), 0)
+	to := append([]byte(l.Identifier), 1)
+	var doomed [][]byte
+	if err := dedupe.Range(from, to, func(k, _ []byte) error {
+		doomed = append(doomed, append([]byte(nil), k...))
+		return nil
+	}); err != nil {
+		return fmt.Errorf("listing the messageIds of an erased identifier: %w", err)
+	}
+	for _, k := range doomed {
+		if err := dedupe.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receivedAt is when the hub received event v: its receivedAt, which
+// ingest sets, or else the record's time.
+func receivedAt(v *fastjson.Value, ts time.Time) time.Time {
+	if ms := profile.ParseMillis(string(v.GetStringBytes("receivedAt"))); ms != 0 {
+		return time.UnixMilli(ms)
+	}
+	return ts
 }
 
 func (r *resolver) sendOp(ctx *topology.Context, o op, ts time.Time) error {

@@ -70,11 +70,19 @@ type record struct {
 	// this profile has been evaluated against: the first evaluation of an
 	// existing profile activates only if the audience says so.
 	Evaluated map[string]bool
+	// Erased, when not zero, makes the record an erasure marker: the
+	// profile was erased by a request made at this time (Unix ms). The
+	// marker holds nothing of the person; it answers what was already on
+	// its way to the profile (see step.afterErasure) until the sweep
+	// deletes it, Options.ErasureGrace later.
+	// INVARIANT: a marker has no profile (P.ID == ""), no redirect and no
+	// queue once its step ends.
+	Erased int64
 }
 
 func (r *record) busy() bool { return r.Offering != "" || r.Absorbing != "" }
 
-const recordVersion = 3
+const recordVersion = 4
 
 func (r *record) encode() []byte {
 	b := []byte{recordVersion}
@@ -83,6 +91,7 @@ func (r *record) encode() []byte {
 		b = append(b, s...)
 	}
 	b = binary.AppendVarint(b, r.MergedCreated)
+	b = binary.AppendVarint(b, r.Erased)
 	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
 		b = appendSet(b, set)
 	}
@@ -126,11 +135,19 @@ func decodeRecord(b []byte) (*record, error) {
 	}
 	r.MergedCreated = mc
 	b = b[k:]
+	if version >= 4 {
+		er, k := binary.Varint(b)
+		if k <= 0 {
+			return nil, fmt.Errorf("decoding profile record: truncated erasure time")
+		}
+		r.Erased = er
+		b = b[k:]
+	}
 	sets := 0
 	switch version {
 	case 2:
 		sets = 1
-	case 3:
+	case 3, 4:
 		sets = 3
 	}
 	for i, dst := range []*map[string]bool{&r.Computed, &r.Audiences, &r.Evaluated}[:sets] {

@@ -56,9 +56,22 @@ type Options struct {
 	// before it is processed; true drops it unseen (a replay's --to bound,
 	// by offset so that where the replay stops is exact).
 	SkipEvent func(partition int32, offset int64) bool
+	// Erased, if set, is asked about every event with its identifiers and
+	// the time it was received; true drops it: it belongs to a person
+	// erased since (regulation.Erasures.Erased). A live run and a replay
+	// ask the same list, so a replay never brings an erased person back.
+	Erased func(ids []profile.Ident, receivedAt time.Time) bool
+	// ErasureGrace is how long an erased profile's marker stays to answer
+	// messages already on their way to it; default DefaultErasureGrace.
+	ErasureGrace time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultErasureGrace is Options.ErasureGrace's default: far longer than
+// a message spends between two stages, so nothing reaches an erased
+// profile after its marker is gone.
+const DefaultErasureGrace = 10 * time.Minute
 
 // Topics names the topics of the stages for app.
 type Topics struct {
@@ -80,6 +93,9 @@ func TopicsOf(app string) Topics {
 func Add(b *topology.Builder, o Options) error {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.ErasureGrace <= 0 {
+		o.ErasureGrace = DefaultErasureGrace
 	}
 	c, err := newCodecs()
 	if err != nil {
@@ -117,7 +133,7 @@ func LoadProfile(value []byte) (p *profile.Profile, mergedInto string, err error
 	if r.MergedInto != "" {
 		return nil, r.MergedInto, nil
 	}
-	if r.P.ID == "" {
+	if r.P.ID == "" { // a stub, or an erased profile's marker
 		return nil, "", nil
 	}
 	return &r.P, "", nil
