@@ -51,13 +51,30 @@ type Config struct {
 	Endpoint string
 	// Guarantee defaults to ExactlyOnce.
 	Guarantee Guarantee
-	// CommitInterval is how long a commit cycle collects work; default 100ms.
+	// CommitInterval is how long a commit cycle lasts: once it has
+	// passed, the cycle commits (under exactly-once, ends its transaction)
+	// before it starts another record or punctuation, even in the middle
+	// of a polled batch, whose rest the next cycles process (cycle.go). A
+	// cycle thus lasts the interval plus one record or one punctuation
+	// plus the commit, which under exactly-once must stay well inside
+	// TransactionTimeout, or the broker aborts the transaction and fences
+	// the producer. Default 100ms, Kafka Streams' commit.interval.ms under
+	// exactly-once. At-least-once may set a longer one for fewer offset
+	// commits; it is not Kafka Streams' 30s by default because a cycle's
+	// store writes wait in memory until it commits, and interactive
+	// queries see them only then.
 	CommitInterval time.Duration
 	// TransactionTimeout bounds how long a crashed instance's open
 	// transaction blocks read_committed readers; default 10s.
 	TransactionTimeout time.Duration
 	// SessionTimeout is the group session timeout; default 10s.
 	SessionTimeout time.Duration
+	// HeartbeatInterval is how often the member heartbeats to the group
+	// coordinator; default a third of SessionTimeout, at most 3s (Kafka's
+	// heartbeat.interval.ms and its advice). franz-go's fixed 3s default
+	// let a short session expire between two heartbeats whenever no
+	// transaction with offsets forced one, as while only punctuations run.
+	HeartbeatInterval time.Duration
 	// RebalanceTimeout is the group rebalance timeout; default 30s.
 	RebalanceTimeout time.Duration
 	// MaxPollRecords caps the records one poll returns; default 10,000.
@@ -92,6 +109,9 @@ func (c *Config) ensureDefaults() {
 	if c.SessionTimeout <= 0 {
 		c.SessionTimeout = 10 * time.Second
 	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = min(3*time.Second, c.SessionTimeout/3)
+	}
 	if c.RebalanceTimeout <= 0 {
 		c.RebalanceTimeout = 30 * time.Second
 	}
@@ -125,6 +145,9 @@ func (c *Config) validate() error {
 	}
 	if c.StandbyReplicas < 0 {
 		errs = append(errs, fmt.Errorf("StandbyReplicas %d must not be negative", c.StandbyReplicas))
+	}
+	if c.HeartbeatInterval >= c.SessionTimeout {
+		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be below SessionTimeout %v", c.HeartbeatInterval, c.SessionTimeout))
 	}
 	if c.Guarantee == ExactlyOnce && c.CommitInterval >= c.TransactionTimeout {
 		errs = append(errs, fmt.Errorf("CommitInterval %v must be below TransactionTimeout %v", c.CommitInterval, c.TransactionTimeout))

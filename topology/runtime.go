@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,12 +27,14 @@ import (
 //
 // # Threads and locks
 //
-// One goroutine, the loop of Run, polls, processes and commits. Rebalance
-// callbacks run on the client's group goroutine, but only while the loop
-// allows it (kgo.BlockRebalanceOnPoll): between the end of a commit cycle
-// and the return of the next poll, so never while a task is processing or a
-// transaction is open. Restores run in their own goroutines, one per task,
-// and hand the restored store to the loop over a channel.
+// One goroutine, the loop of Run, polls, processes and commits (cycle.go
+// describes its commit cycles). Rebalance callbacks run on the client's
+// group goroutine, but only while the loop allows it
+// (kgo.BlockRebalanceOnPoll): between the end of a commit cycle that left
+// no polled record unprocessed and the return of the next poll, so never
+// while a task is processing, a transaction is open or polled records wait.
+// Restores run in their own goroutines, one per task, and hand the restored
+// store to the loop over a channel.
 //
 // Lock order: the session's internal lock (held by its revoke wrapper) →
 // r.mu. The loop never holds r.mu across a poll or a transaction end.
@@ -266,6 +267,7 @@ func (r *Runtime) connect(ctx context.Context) error {
 		kgo.BlockRebalanceOnPoll(),
 		kgo.DisableAutoCommit(),
 		kgo.SessionTimeout(r.cfg.SessionTimeout),
+		kgo.HeartbeatInterval(r.cfg.HeartbeatInterval),
 		kgo.RebalanceTimeout(r.cfg.RebalanceTimeout),
 		kgo.OnPartitionsAssigned(r.onAssigned),
 		kgo.OnPartitionsRevoked(r.onRevoked),
@@ -654,251 +656,6 @@ func (r *Runtime) produce(rec *kgo.Record, onOffset func(int64, error)) {
 		return
 	}
 	r.cl.Produce(context.Background(), rec, promise)
-}
-
-// loop is the processing loop: poll, process, punctuate, commit.
-func (r *Runtime) loop(ctx context.Context) error {
-	var (
-		inCycle    bool
-		cycleStart time.Time
-		hwms       = make(map[string]map[int32]int64)
-	)
-	beginCycle := func() error {
-		if inCycle {
-			return nil
-		}
-		if r.sess != nil {
-			if err := r.sess.Begin(); err != nil {
-				return fmt.Errorf("beginning transaction: %w", err)
-			}
-		}
-		inCycle, cycleStart = true, time.Now()
-		return nil
-	}
-	for {
-		if !inCycle {
-			r.allowRebalance()
-		}
-		if ctx.Err() != nil {
-			if inCycle {
-				return r.commit(true)
-			}
-			return nil
-		}
-		pollCtx, cancel := context.WithTimeout(ctx, r.cfg.CommitInterval)
-		fetches := r.poll(pollCtx)
-		cancel()
-		if err := fetchErr(fetches); err != nil {
-			if errors.Is(err, kgo.ErrClientClosed) {
-				return nil
-			}
-			r.log.Warn("fetch error", "err", err)
-		}
-		if err := r.adoptRestored(); err != nil {
-			if inCycle {
-				r.commit(false)
-			}
-			return err
-		}
-		r.syncStandbys()
-		if !fetches.Empty() {
-			if err := beginCycle(); err != nil {
-				return err
-			}
-			if err := r.processFetches(fetches, hwms); err != nil {
-				r.commit(false)
-				return err
-			}
-		}
-		if err := r.punctuateWallClock(beginCycle); err != nil {
-			if inCycle {
-				r.commit(false)
-			}
-			return err
-		}
-		if inCycle && time.Since(cycleStart) >= r.cfg.CommitInterval {
-			if err := r.commit(true); err != nil {
-				return err
-			}
-			inCycle = false
-		}
-	}
-}
-
-func (r *Runtime) allowRebalance() {
-	if r.sess != nil {
-		r.sess.AllowRebalance()
-	} else {
-		r.cl.AllowRebalance()
-	}
-}
-
-func (r *Runtime) poll(ctx context.Context) kgo.Fetches {
-	if r.sess != nil {
-		return r.sess.PollRecords(ctx, r.cfg.MaxPollRecords)
-	}
-	return r.cl.PollRecords(ctx, r.cfg.MaxPollRecords)
-}
-
-// fetchErr returns the first fetch error that is not the poll timeout.
-func fetchErr(fs kgo.Fetches) error {
-	var out error
-	fs.EachError(func(t string, p int32, err error) {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-			return
-		}
-		if out == nil {
-			out = fmt.Errorf("fetching %s[%d]: %w", t, p, err)
-		}
-	})
-	return out
-}
-
-func (r *Runtime) processFetches(fetches kgo.Fetches, hwms map[string]map[int32]int64) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var err error
-	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if err != nil || len(fp.Records) == 0 {
-			return
-		}
-		gi := r.topicGroup[fp.Topic]
-		a := r.tasks[TaskID{Group: gi, Partition: fp.Partition}]
-		if a == nil || a.t == nil {
-			// INVARIANT: a restoring task's partitions are paused from
-			// before their first fetch, so this cannot happen; if it did,
-			// processing would skip records, so fail loudly instead.
-			err = fmt.Errorf("records for %s[%d] arrived for a task that is not running", fp.Topic, fp.Partition)
-			return
-		}
-		start := time.Now()
-		for _, kr := range fp.Records {
-			rec := Record{Key: kr.Key, Value: kr.Value, Timestamp: kr.Timestamp, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset}
-			if len(kr.Headers) > 0 {
-				rec.Headers = make([]Header, len(kr.Headers))
-				for i, h := range kr.Headers {
-					rec.Headers[i] = Header{Key: h.Key, Value: h.Value}
-				}
-			}
-			if err = a.t.process(rec); err != nil {
-				return
-			}
-		}
-		n := len(fp.Records)
-		r.metrics.processed.WithLabelValues(fp.Topic).Add(float64(n))
-		r.metrics.latency.Observe(time.Since(start).Seconds() / float64(n))
-		last := fp.Records[n-1].Offset
-		r.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-last-1, 0)))
-	})
-	return err
-}
-
-func (r *Runtime) punctuateWallClock(begin func() error) error {
-	now := r.cfg.Clock()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, a := range r.tasks {
-		if a.t == nil || !a.t.wallClockDue(now) {
-			continue
-		}
-		if err := begin(); err != nil {
-			return err
-		}
-		r.metrics.punctuations.WithLabelValues("wall_clock").Inc()
-		if err := a.t.punctuate(WallClock, now); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// commit ends the current cycle. With tryCommit it commits the transaction
-// (or, at-least-once, flushes and commits offsets) and then applies each
-// task's pending writes with their checkpoint; otherwise, or when the
-// transaction aborts, it drops the pending writes.
-func (r *Runtime) commit(tryCommit bool) error {
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RebalanceTimeout)
-	defer cancel()
-	if err := r.prodErr.take(); err != nil {
-		r.log.Error("aborting cycle after produce error", "err", err)
-		tryCommit = false
-	}
-	var committed bool
-	if r.sess != nil {
-		var err error
-		committed, err = r.sess.End(ctx, kgo.TransactionEndTry(tryCommit))
-		if err != nil {
-			r.abandonAll()
-			return fmt.Errorf("ending transaction: %w", err)
-		}
-		if err := r.prodErr.take(); err != nil && committed {
-			// INVARIANT: a produce error leaves the transaction
-			// unable to commit, so End cannot report success.
-			return fmt.Errorf("transaction committed despite produce error: %w", err)
-		}
-	} else if tryCommit {
-		if err := r.cl.Flush(ctx); err != nil {
-			r.abandonAll()
-			return fmt.Errorf("flushing: %w", err)
-		}
-		if err := r.prodErr.take(); err != nil {
-			r.abandonAll()
-			return err
-		}
-		committed = true
-	}
-	if !committed {
-		r.metrics.transactions.WithLabelValues("aborted").Inc()
-		r.abandonAll()
-		return nil
-	}
-	if err := r.applyAll(); err != nil {
-		return err
-	}
-	if r.sess == nil {
-		if err := r.cl.CommitUncommittedOffsets(ctx); err != nil {
-			return fmt.Errorf("committing offsets: %w", err)
-		}
-	}
-	r.metrics.transactions.WithLabelValues("committed").Inc()
-	r.metrics.commitLatency.Observe(time.Since(start).Seconds())
-	return nil
-}
-
-// applyAll writes each running task's pending writes and checkpoint.
-func (r *Runtime) applyAll() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, a := range r.tasks {
-		if a.t == nil {
-			continue
-		}
-		cps, err := a.t.checkpoints()
-		if err != nil {
-			return err
-		}
-		if err := a.db.Commit(cps); err != nil {
-			return fmt.Errorf("applying writes of task %s: %w", a.id, err)
-		}
-		r.metrics.storeSize.WithLabelValues(a.id.String()).Set(float64(a.db.Size()))
-	}
-	return nil
-}
-
-// abandonAll drops every task's pending writes. Under exactly-once the
-// session has rewound the consumer to the committed offsets, so the
-// records are processed again from the committed state; tasks also reset
-// their stream time to what the committed state had seen is not tracked, so
-// stream-time punctuation may fire again, which processors must tolerate.
-func (r *Runtime) abandonAll() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, a := range r.tasks {
-		if a.t != nil {
-			a.t.abandon()
-		}
-	}
 }
 
 // shutdown leaves the group (closing every task through the revoke

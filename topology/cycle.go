@@ -1,0 +1,525 @@
+package topology
+
+// The processing loop and its commit cycles.
+//
+// The loop of Run polls records, runs the wall-clock punctuations that are
+// due, processes the records and ends each commit cycle with a commit.
+// Under exactly-once a cycle is one Kafka transaction holding its outputs,
+// changelog writes and input offsets, and the tasks' stores apply the
+// cycle's writes once it has committed; under at-least-once the cycle
+// flushes its outputs, applies the store writes, then commits the offsets.
+//
+// A cycle ends by time, not by how much a poll returned: once
+// Config.CommitInterval has passed since it began, the loop commits before
+// it starts another unit of work (a record, or one task's wall-clock
+// punctuation), even in the middle of a polled batch. The rest of the batch
+// stays in the cycle's pending records, which the next cycles process in
+// poll order before the loop polls again. A cycle commits, for each source
+// partition, the offset after the last record it processed, never the
+// polled position, so no pending record is skipped. A transaction thus
+// lasts about the commit interval plus one record or one punctuation plus
+// the commit, however slow processing is and however many records a poll
+// returned, and stays inside the transaction timeout; this is how Kafka
+// Streams uses commit.interval.ms. Every cycle runs the due punctuations
+// first, for at most half its interval, and then the pending records, at
+// least one of each when there are any, so neither starves the other
+// however slow either is.
+//
+// Rebalance callbacks run only between cycles that left nothing pending
+// (kgo.BlockRebalanceOnPoll), so a revoke never finds a polled record
+// unprocessed. When a cycle aborts, the consumer is rewound (by the
+// transact session to the committed offsets under exactly-once, by the loop
+// to the cycle's first records under at-least-once) and the pending
+// records are dropped: they are fetched again.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// cycle is the loop's commit cycle and the records it has polled but not
+// processed. Only the loop uses it, so it has no lock.
+type cycle struct {
+	open     bool
+	start    time.Time
+	deadline time.Time // start + CommitInterval
+	// records and punctuations count the records processed and the
+	// tasks' wall-clock punctuations run since the cycle began.
+	records, punctuations int
+	// punctuationsLeft says that the last cycle ended with wall-clock
+	// punctuations still due, which the next one runs without waiting
+	// for records.
+	punctuationsLeft bool
+	// pending are the polled partitions with records still to process,
+	// in poll order; each one's Records start at its next record.
+	pending []kgo.FetchTopicPartition
+	// last is the last record the cycle processed of each source
+	// partition: the cycle commits its offset + 1.
+	last map[topicPartition]*kgo.Record
+	// first is the first record the cycle processed of each source
+	// partition: where an aborted at-least-once cycle rewinds to.
+	first map[topicPartition]kgo.EpochOffset
+}
+
+func newCycle() *cycle {
+	return &cycle{
+		last:  make(map[topicPartition]*kgo.Record),
+		first: make(map[topicPartition]kgo.EpochOffset),
+	}
+}
+
+// due reports whether the cycle's interval has passed at now and it has
+// processed records, so that it must commit before the next record.
+func (c *cycle) due(now time.Time) bool {
+	return c.open && c.records > 0 && !now.Before(c.deadline)
+}
+
+// processed notes that the cycle processed records rs, in order, of one
+// partition.
+func (c *cycle) processed(rs []*kgo.Record) {
+	if len(rs) == 0 {
+		return
+	}
+	tp := topicPartition{rs[0].Topic, rs[0].Partition}
+	if _, ok := c.first[tp]; !ok {
+		c.first[tp] = kgo.EpochOffset{Epoch: rs[0].LeaderEpoch, Offset: rs[0].Offset}
+	}
+	c.last[tp] = rs[len(rs)-1]
+	c.records += len(rs)
+}
+
+// reset closes the cycle; with drop it also forgets the pending records,
+// as when the consumer was rewound before them.
+func (c *cycle) reset(drop bool) {
+	c.open, c.records, c.punctuations = false, 0, 0
+	clear(c.last)
+	clear(c.first)
+	if drop {
+		c.pending = nil
+	}
+}
+
+// rewriteTxnOffsets is the cycle's kgo.PreTxnCommitFnContext hook. The
+// transact session fills the TxnOffsetCommit with the polled positions;
+// this sets each partition to the offset after the last record the cycle
+// processed, and leaves out a partition the cycle processed nothing of,
+// which keeps its committed offset. Records still pending are therefore
+// not committed. The session records the request as sent as the committed
+// state, and rewinds to that after an abort. It runs under the client's
+// transaction lock, so it only edits the request.
+func (c *cycle) rewriteTxnOffsets(req *kmsg.TxnOffsetCommitRequest) error {
+	matched := 0
+	topics := req.Topics[:0]
+	for _, t := range req.Topics {
+		parts := t.Partitions[:0]
+		for _, p := range t.Partitions {
+			rec := c.last[topicPartition{t.Topic, p.Partition}]
+			if rec == nil {
+				continue
+			}
+			p.Offset, p.LeaderEpoch = rec.Offset+1, rec.LeaderEpoch
+			parts = append(parts, p)
+			matched++
+		}
+		if len(parts) > 0 {
+			t.Partitions = parts
+			topics = append(topics, t)
+		}
+	}
+	req.Topics = topics
+	if matched != len(c.last) {
+		// INVARIANT: a partition the cycle processed records of has
+		// a polled position past its committed offset, so the session
+		// lists it. Committing without it would lose its progress.
+		return fmt.Errorf("committing offsets: the transaction lists %d of the %d partitions the cycle processed", matched, len(c.last))
+	}
+	return nil
+}
+
+// loop is the processing loop: poll, punctuate, process, commit.
+func (r *Runtime) loop(ctx context.Context) error {
+	c := newCycle()
+	for {
+		if !c.open && len(c.pending) == 0 {
+			r.allowRebalance()
+		}
+		if ctx.Err() != nil {
+			if c.open {
+				return r.endCycle(c, true)
+			}
+			return nil
+		}
+		if len(c.pending) == 0 {
+			if closed := r.pollInto(ctx, c); closed {
+				return nil
+			}
+		}
+		if err := r.adoptRestored(); err != nil {
+			r.failCycle(c)
+			return err
+		}
+		r.syncStandbys()
+		if err := r.punctuateWallClock(c); err != nil {
+			r.failCycle(c)
+			return err
+		}
+		if err := r.processPending(c); err != nil {
+			r.failCycle(c)
+			return err
+		}
+		if c.open && !time.Now().Before(c.deadline) {
+			if err := r.endCycle(c, true); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// beginCycle opens a cycle if none is open.
+func (r *Runtime) beginCycle(c *cycle) error {
+	if c.open {
+		return nil
+	}
+	if r.sess != nil {
+		if err := r.sess.Begin(); err != nil {
+			return fmt.Errorf("beginning transaction: %w", err)
+		}
+	}
+	c.open, c.records, c.punctuations = true, 0, 0
+	c.start = time.Now()
+	c.deadline = c.start.Add(r.cfg.CommitInterval)
+	return nil
+}
+
+// endCycle commits the open cycle (or aborts it, without tryCommit) and
+// closes it. After an abort the consumer is back before the cycle's
+// records, so the pending ones are dropped and fetched again.
+func (r *Runtime) endCycle(c *cycle, tryCommit bool) error {
+	commitStart := time.Now()
+	committed, err := r.commit(c, tryCommit)
+	r.log.Debug("commit cycle ended", "committed", committed, "records", c.records, "punctuations", c.punctuations, "pending", len(c.pending), "took", time.Since(c.start), "commit", time.Since(commitStart))
+	if took := time.Since(c.start); r.sess != nil && took > r.cfg.TransactionTimeout/2 {
+		r.log.Warn("commit cycle took over half the transaction timeout; a record or punctuation is slow",
+			"took", took, "transaction_timeout", r.cfg.TransactionTimeout, "commit_interval", r.cfg.CommitInterval)
+	}
+	if !committed && err == nil && r.sess == nil {
+		r.rewindAtLeastOnce(c)
+	}
+	c.reset(!committed)
+	return err
+}
+
+// failCycle aborts the open cycle, if any, after an error that stops the
+// loop; the error is what the loop returns.
+func (r *Runtime) failCycle(c *cycle) {
+	if !c.open {
+		return
+	}
+	if err := r.endCycle(c, false); err != nil {
+		r.log.Error("aborting commit cycle", "err", err)
+	}
+}
+
+// rewindAtLeastOnce moves the consumer back to the first record the
+// aborted cycle processed of each partition (or its first pending one), so
+// that at-least-once processes them again; the transact session does this
+// itself under exactly-once. Rebalances are blocked (the cycle follows a
+// poll), as SetOffsets requires.
+func (r *Runtime) rewindAtLeastOnce(c *cycle) {
+	to := make(map[string]map[int32]kgo.EpochOffset)
+	set := func(tp topicPartition, at kgo.EpochOffset) {
+		if to[tp.topic] == nil {
+			to[tp.topic] = make(map[int32]kgo.EpochOffset)
+		}
+		if _, ok := to[tp.topic][tp.partition]; !ok {
+			to[tp.topic][tp.partition] = at
+		}
+	}
+	for tp, at := range c.first {
+		set(tp, at)
+	}
+	for _, fp := range c.pending {
+		if len(fp.Records) > 0 {
+			set(topicPartition{fp.Topic, fp.Partition}, kgo.EpochOffset{Epoch: fp.Records[0].LeaderEpoch, Offset: fp.Records[0].Offset})
+		}
+	}
+	r.cl.SetOffsets(to)
+}
+
+func (r *Runtime) allowRebalance() {
+	if r.sess != nil {
+		r.sess.AllowRebalance()
+	} else {
+		r.cl.AllowRebalance()
+	}
+}
+
+// pollInto polls records into c.pending, waiting at most until the open
+// cycle's deadline (a commit interval when none is open, hardly at all
+// when punctuations are left to run). It reports whether the client is
+// closed.
+func (r *Runtime) pollInto(ctx context.Context, c *cycle) (closed bool) {
+	wait := r.cfg.CommitInterval
+	switch {
+	case c.punctuationsLeft:
+		// Not zero: a poll with a done context returns nothing, not
+		// even buffered records.
+		wait = time.Millisecond
+	case c.open:
+		wait = max(time.Until(c.deadline), time.Millisecond)
+	}
+	pollCtx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var fetches kgo.Fetches
+	if r.sess != nil {
+		fetches = r.sess.PollRecords(pollCtx, r.cfg.MaxPollRecords)
+	} else {
+		fetches = r.cl.PollRecords(pollCtx, r.cfg.MaxPollRecords)
+	}
+	if err := fetchErr(fetches); err != nil {
+		if errors.Is(err, kgo.ErrClientClosed) {
+			return true
+		}
+		r.log.Warn("fetch error", "err", err)
+	}
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) > 0 {
+			c.pending = append(c.pending, fp)
+		}
+	})
+	return false
+}
+
+// fetchErr returns the first fetch error that is not the poll timeout.
+func fetchErr(fs kgo.Fetches) error {
+	var out error
+	fs.EachError(func(t string, p int32, err error) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		if out == nil {
+			out = fmt.Errorf("fetching %s[%d]: %w", t, p, err)
+		}
+	})
+	return out
+}
+
+// processPending runs the pending records through their tasks, in order,
+// until none is left or the cycle is due.
+func (r *Runtime) processPending(c *cycle) error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	if err := r.beginCycle(c); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(c.pending) > 0 {
+		if c.due(time.Now()) {
+			return nil
+		}
+		fp := &c.pending[0]
+		gi := r.topicGroup[fp.Topic]
+		a := r.tasks[TaskID{Group: gi, Partition: fp.Partition}]
+		if a == nil || a.t == nil {
+			// INVARIANT: a restoring task's partitions are paused from
+			// before their first fetch, and no rebalance runs while
+			// records are pending, so this cannot happen; if it did,
+			// processing would skip records, so fail loudly instead.
+			return fmt.Errorf("records for %s[%d] arrived for a task that is not running", fp.Topic, fp.Partition)
+		}
+		start := time.Now()
+		n, due := 0, false
+		for n < len(fp.Records) && !due {
+			kr := fp.Records[n]
+			rec := Record{Key: kr.Key, Value: kr.Value, Timestamp: kr.Timestamp, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset}
+			if len(kr.Headers) > 0 {
+				rec.Headers = make([]Header, len(kr.Headers))
+				for i, h := range kr.Headers {
+					rec.Headers[i] = Header{Key: h.Key, Value: h.Value}
+				}
+			}
+			if err := a.t.process(rec); err != nil {
+				return err
+			}
+			n++
+			// Checked after each record, so a cycle always
+			// processes at least one, even after punctuations
+			// took its whole interval.
+			due = !time.Now().Before(c.deadline)
+		}
+		done := fp.Records[:n]
+		c.processed(done)
+		r.metrics.processed.WithLabelValues(fp.Topic).Add(float64(n))
+		r.metrics.latency.Observe(time.Since(start).Seconds() / float64(n))
+		last := done[n-1].Offset
+		r.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-last-1, 0)))
+		fp.Records = fp.Records[n:]
+		if len(fp.Records) == 0 {
+			c.pending = c.pending[1:]
+		}
+	}
+	c.pending = nil // release the polled batch
+	return nil
+}
+
+// punctuateWallClock runs the wall-clock punctuations that are due, one
+// task at a time, opening a cycle for them. Once half the cycle's interval
+// has passed (and it has run at least one) it stops, leaving the other
+// half to records: the remaining tasks are still due and run in the next
+// cycle.
+//
+// The profile stage's sweep is such a punctuation, on every task each
+// second: run back to back in one transaction, the sweeps of many tasks
+// add up to more than the transaction timeout on a loaded machine.
+func (r *Runtime) punctuateWallClock(c *cycle) error {
+	now := r.cfg.Clock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c.punctuationsLeft = false
+	for _, a := range r.tasks {
+		if a.t == nil || !a.t.wallClockDue(now) {
+			continue
+		}
+		// Punctuations stop at half the interval, so that records get
+		// the other half.
+		if c.open && c.punctuations > 0 && !time.Now().Before(c.start.Add(r.cfg.CommitInterval/2)) {
+			c.punctuationsLeft = true
+			return nil
+		}
+		if err := r.beginCycle(c); err != nil {
+			return err
+		}
+		c.punctuations++
+		r.metrics.punctuations.WithLabelValues("wall_clock").Inc()
+		if err := a.t.punctuate(WallClock, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commit ends the open cycle and reports whether it committed. With
+// tryCommit it commits the transaction (or, at-least-once, flushes,
+// applies and commits offsets), the offsets being those after the last
+// record the cycle processed of each partition; then each task's pending
+// writes are applied with their checkpoint. Otherwise, or when the
+// transaction aborts, it drops the pending writes.
+func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RebalanceTimeout)
+	defer cancel()
+	if err := r.prodErr.take(); err != nil {
+		r.log.Error("aborting cycle after produce error", "err", err)
+		tryCommit = false
+	}
+	var committed bool
+	if r.sess != nil {
+		var err error
+		committed, err = r.sess.End(kgo.PreTxnCommitFnContext(ctx, c.rewriteTxnOffsets), kgo.TransactionEndTry(tryCommit))
+		if err != nil {
+			r.abandonAll()
+			return false, fmt.Errorf("ending transaction: %w", err)
+		}
+		if err := r.prodErr.take(); err != nil && committed {
+			// INVARIANT: a produce error leaves the transaction
+			// unable to commit, so End cannot report success.
+			return true, fmt.Errorf("transaction committed despite produce error: %w", err)
+		}
+		if committed {
+			if err := r.checkCommitted(c); err != nil {
+				return true, err
+			}
+		}
+	} else if tryCommit {
+		if err := r.cl.Flush(ctx); err != nil {
+			r.abandonAll()
+			return false, fmt.Errorf("flushing: %w", err)
+		}
+		if err := r.prodErr.take(); err != nil {
+			r.abandonAll()
+			return false, err
+		}
+		committed = true
+	}
+	if !committed {
+		r.metrics.transactions.WithLabelValues("aborted").Inc()
+		r.abandonAll()
+		return false, nil
+	}
+	if err := r.applyAll(); err != nil {
+		return true, err
+	}
+	if r.sess == nil && len(c.last) > 0 {
+		recs := make([]*kgo.Record, 0, len(c.last))
+		for _, rec := range c.last {
+			recs = append(recs, rec)
+		}
+		if err := r.cl.CommitRecords(ctx, recs...); err != nil {
+			return true, fmt.Errorf("committing offsets: %w", err)
+		}
+	}
+	r.metrics.transactions.WithLabelValues("committed").Inc()
+	r.metrics.commitLatency.Observe(time.Since(start).Seconds())
+	return true, nil
+}
+
+// checkCommitted verifies, after a committed transaction, that the
+// session's committed offsets are the cycle's: the session rewinds to them
+// after an abort, and a position past a pending record would skip it.
+func (r *Runtime) checkCommitted(c *cycle) error {
+	if len(c.last) == 0 {
+		return nil
+	}
+	committed := r.cl.CommittedOffsets()
+	for tp, rec := range c.last {
+		if got, ok := committed[tp.topic][tp.partition]; !ok || got.Offset != rec.Offset+1 {
+			// INVARIANT: the session records the TxnOffsetCommit as
+			// sent, which rewriteTxnOffsets set.
+			return fmt.Errorf("committing transaction: %s[%d] committed at %d, the cycle processed up to %d", tp.topic, tp.partition, got.Offset, rec.Offset)
+		}
+	}
+	return nil
+}
+
+// applyAll writes each running task's pending writes and checkpoint.
+func (r *Runtime) applyAll() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.tasks {
+		if a.t == nil {
+			continue
+		}
+		cps, err := a.t.checkpoints()
+		if err != nil {
+			return err
+		}
+		if err := a.db.Commit(cps); err != nil {
+			return fmt.Errorf("applying writes of task %s: %w", a.id, err)
+		}
+		r.metrics.storeSize.WithLabelValues(a.id.String()).Set(float64(a.db.Size()))
+	}
+	return nil
+}
+
+// abandonAll drops every task's pending writes. Under exactly-once the
+// session has rewound the consumer to the committed offsets, so the
+// records are processed again from the committed state. Tasks do not
+// reset their stream time to what the committed state had seen, so
+// stream-time punctuation may fire again, which processors must tolerate.
+func (r *Runtime) abandonAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.tasks {
+		if a.t != nil {
+			a.t.abandon()
+		}
+	}
+}

@@ -1,0 +1,197 @@
+package topology_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tessera-cdp/tessera/topology"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// Commit cycles end by time. A cycle used to process everything one poll
+// returned (up to MaxPollRecords) and every wall-clock punctuation that
+// was due before it committed; with slow processing or slow punctuators
+// the transaction outlasted the transaction timeout, the broker aborted it
+// and fenced the producer (INVALID_PRODUCER_EPOCH, and the runtime
+// stopped: both exactly-once cases here failed so). These tests make both
+// slow, over a transaction timeout of 2s, and check that nothing is fenced
+// or aborted, every record counts exactly once, in order, and the group's
+// committed offsets are exactly the input's end offsets.
+
+const (
+	slowTxnTimeout = 2 * time.Second
+	ticksStore     = "ticks"
+)
+
+// slowCounter is counter with a delay per record and a wall-clock
+// punctuation that blocks (and writes to the ticks store, so the broker
+// sees the transaction begin) on its first calls.
+type slowCounter struct {
+	delay       time.Duration
+	every       time.Duration // 0: no punctuation
+	block       time.Duration
+	blockCalls  int
+	calls       int
+	blockedDone *atomic.Int64 // blocking calls finished, over all tasks
+}
+
+func (s *slowCounter) Init(ctx *topology.Context) error {
+	if s.every > 0 {
+		ctx.Schedule(s.every, topology.WallClock, func(ctx *topology.Context, _ time.Time) error {
+			if s.calls >= s.blockCalls {
+				return nil
+			}
+			s.calls++
+			time.Sleep(s.block) // a slow sweep
+			if err := ctx.KeyValue(ticksStore).Put([]byte("tick"), []byte{byte(s.calls)}); err != nil {
+				return err
+			}
+			s.blockedDone.Add(1)
+			return nil
+		})
+	}
+	return nil
+}
+
+func (s *slowCounter) Process(ctx *topology.Context, r topology.Record) error {
+	time.Sleep(s.delay) // slow processing
+	return counter{}.Process(ctx, r)
+}
+
+func slowCounting(proto slowCounter) *topology.Topology {
+	t, err := topology.NewBuilder().
+		AddSource("input", inTopic, partitions).
+		AddProcessor("count", func() topology.Processor { p := proto; return &p }, "input").
+		AddStore(countStore, topology.KeyValueStore, "count").
+		AddStore(ticksStore, topology.KeyValueStore, "count").
+		AddSink("output", outTopic, "count").
+		Build()
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func TestCommitCycleEndsByTime(t *testing.T) {
+	t.Run("slow records exactly_once", func(t *testing.T) {
+		// 480 records at 10ms each: one poll returns far more than a
+		// transaction timeout's worth.
+		runSlow(t, topology.ExactlyOnce, slowCounter{delay: 10 * time.Millisecond}, 480, 0, 10)
+	})
+	t.Run("slow records at_least_once", func(t *testing.T) {
+		runSlow(t, topology.AtLeastOnce, slowCounter{delay: 10 * time.Millisecond}, 480, 0, 10)
+	})
+	t.Run("slow punctuations exactly_once", func(t *testing.T) {
+		// Every task's punctuation comes due at once, and one round
+		// of them takes 12 × 250ms = 3s: one cycle each.
+		runSlow(t, topology.ExactlyOnce, slowCounter{every: 300 * time.Millisecond, block: 250 * time.Millisecond, blockCalls: 1}, 2000, partitions, partitions)
+	})
+}
+
+// runSlow processes n records with proc under guarantee g and a 2s
+// transaction timeout, waits for wantBlocked blocking punctuations, and
+// checks the output, the stores, the committed offsets and that at least
+// wantCycles cycles committed and none aborted.
+func runSlow(t *testing.T, g topology.Guarantee, proc slowCounter, n int, wantBlocked int64, wantCycles float64) {
+	h := newHarness(t, false)
+	proc.blockedDone = new(atomic.Int64)
+	reg := prometheus.NewRegistry()
+	dir := t.TempDir()
+	rt, err := topology.NewRuntime(slowCounting(proc), topology.Config{
+		App:                app,
+		Brokers:            h.brokers,
+		StateDir:           dir,
+		Guarantee:          g,
+		SessionTimeout:     3 * time.Second,
+		RebalanceTimeout:   10 * time.Second,
+		TransactionTimeout: slowTxnTimeout,
+		Registerer:         reg,
+		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+
+	h.produce(0, n)
+	h.awaitOutput(n)
+	deadline := time.Now().Add(60 * time.Second)
+	for proc.blockedDone.Load() < wantBlocked {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d blocking punctuations ran in 60s, want %d", proc.blockedDone.Load(), wantBlocked)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
+	}
+	h.awaitProgress(int64(n))
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runtime stopped with %v (fenced?)", err)
+	}
+	checkStores(t, dir, n)
+	h.checkCommittedOffsets()
+
+	committed := counterValue(t, reg, "tessera_transactions_total", "committed")
+	aborted := counterValue(t, reg, "tessera_transactions_total", "aborted")
+	if aborted != 0 {
+		t.Errorf("%v cycles aborted, want none", aborted)
+	}
+	// Seconds of work in cycles of about 100ms: many commits, where
+	// one poll or one round of punctuations used to be one.
+	if committed < wantCycles {
+		t.Errorf("%v cycles committed, want at least %v: the work cut into many", committed, wantCycles)
+	}
+	t.Logf("%v cycles committed, %v aborted", committed, aborted)
+}
+
+// checkCommittedOffsets checks that the group's committed offset of every
+// input partition is its end offset: no record skipped, none left.
+func (h *harness) checkCommittedOffsets() {
+	h.t.Helper()
+	adm := h.admin()
+	defer adm.Close()
+	ctx := context.Background()
+	ends, err := adm.ListEndOffsets(ctx, inTopic)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	offs, err := adm.FetchOffsets(ctx, app)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ends.Each(func(lo kadm.ListedOffset) {
+		got, ok := offs.Lookup(lo.Topic, lo.Partition)
+		if !ok || got.At != lo.Offset {
+			h.t.Errorf("%s[%d]: committed offset %d, want the end offset %d", lo.Topic, lo.Partition, got.At, lo.Offset)
+		}
+	})
+}
+
+// counterValue returns the value of counter name with the one label value.
+func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == label {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
