@@ -19,6 +19,17 @@
 // corrected by the activation itself (an entered audience is in it, an
 // exited one is not). Redelivering an activation changes nothing.
 //
+// A profile_deleted activation (an erasure) deletes the profile's row and
+// its memberships and records the profile id and the time in
+//
+//	tessera_erased(profile_id text primary key, erased_at timestamptz)
+//
+// which holds nothing else of the person; an activation of the profile
+// not later than erased_at (a retry, a dead letter replayed) then writes
+// nothing, so no late delivery brings the person back. The profiles the
+// notice says were merged into the erased one ("merged_from"), whose rows
+// earlier activations may have written, go the same way.
+//
 // A batch is one transaction, its statements pipelined in one round trip.
 // An activation the database refuses as data (a data exception or an
 // integrity violation, such as a \u0000 in a trait, which jsonb cannot
@@ -64,14 +75,20 @@ CREATE TABLE IF NOT EXISTS tessera_audience_members (
 	PRIMARY KEY (audience, profile_id)
 );
 CREATE INDEX IF NOT EXISTS tessera_audience_members_profile_id ON tessera_audience_members (profile_id);
+CREATE TABLE IF NOT EXISTS tessera_erased (
+	profile_id text PRIMARY KEY,
+	erased_at  timestamptz NOT NULL
+);
 `
 
-// upsert writes a profile unless its row is newer; it returns the id when
-// it wrote. $1 id, $2 traits, $3 features, $4 predictions, $5 audiences,
-// $6 the activation's timestamp, $7 its id.
+// upsert writes a profile unless its row is newer or the profile was
+// erased since; it returns the id when it wrote. $1 id, $2 traits, $3
+// features, $4 predictions, $5 audiences, $6 the activation's timestamp,
+// $7 its id.
 const upsert = `
 INSERT INTO tessera_profiles AS p (id, traits, features, predictions, audiences, updated_at, activation_id)
-VALUES ($1, ($2::text)::jsonb, ($3::text)::jsonb, ($4::text)::jsonb, $5::text[], $6, $7)
+SELECT $1::text, ($2::text)::jsonb, ($3::text)::jsonb, ($4::text)::jsonb, $5::text[], $6::timestamptz, $7::text
+WHERE NOT EXISTS (SELECT 1 FROM tessera_erased e WHERE e.profile_id = $1::text AND e.erased_at >= $6::timestamptz)
 ON CONFLICT (id) DO UPDATE SET
 	traits = EXCLUDED.traits, features = EXCLUDED.features, predictions = EXCLUDED.predictions,
 	audiences = EXCLUDED.audiences, updated_at = EXCLUDED.updated_at, activation_id = EXCLUDED.activation_id
@@ -89,6 +106,16 @@ ON CONFLICT (audience, profile_id) DO NOTHING`,
 DELETE FROM tessera_audience_members m USING up
 WHERE m.audience = $8 AND m.profile_id = up.id`,
 	sink.EventTriggered: upsert,
+	// $1 the ids (the profile's and those merged into it), $2 the
+	// activation's timestamp. A row or a membership newer than the
+	// erasure is a profile made since, under the same id.
+	sink.ProfileDeleted: `WITH gone AS (
+	DELETE FROM tessera_profiles WHERE id = ANY($1::text[]) AND updated_at <= $2::timestamptz
+), members AS (
+	DELETE FROM tessera_audience_members WHERE profile_id = ANY($1::text[]) AND entered_at <= $2::timestamptz
+)
+INSERT INTO tessera_erased (profile_id, erased_at) SELECT unnest($1::text[]), $2::timestamptz
+ON CONFLICT (profile_id) DO UPDATE SET erased_at = GREATEST(tessera_erased.erased_at, EXCLUDED.erased_at)`,
 }
 
 // defaultTimeout bounds connecting when the destination sets no delivery
@@ -303,6 +330,16 @@ func statement(a sink.Activation) (string, []any, error) {
 	}
 	if a.ProfileID == "" {
 		return "", nil, fmt.Errorf("activation %s has no profile id", a.ID)
+	}
+	if a.Type == sink.ProfileDeleted {
+		var n struct {
+			MergedFrom []string `json:"merged_from"`
+		}
+		if err := json.Unmarshal(a.Profile, &n); err != nil {
+			return "", nil, fmt.Errorf("decoding the notice of activation %s: %w", a.ID, err)
+		}
+		ids := append([]string{a.ProfileID}, n.MergedFrom...)
+		return sql, []any{ids, a.Timestamp}, nil
 	}
 	if a.Name == "" && a.Type != sink.EventTriggered {
 		return "", nil, fmt.Errorf("activation %s (%s) names no audience", a.ID, a.Type)

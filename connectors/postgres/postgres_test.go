@@ -101,6 +101,12 @@ func activation(id, typ, audience, profile string, sec int, traits map[string]an
 	return sink.Activation{ID: id, Type: typ, Name: audience, ProfileID: profile, Timestamp: t0.Add(time.Duration(sec) * time.Second), Profile: p}
 }
 
+// notice is a profile_deleted activation of profile, merged from merged.
+func notice(id, profile string, sec int, merged ...string) sink.Activation {
+	p, _ := json.Marshal(map[string]any{"id": profile, "merged_from": merged})
+	return sink.Activation{ID: id, Type: sink.ProfileDeleted, ProfileID: profile, Timestamp: t0.Add(time.Duration(sec) * time.Second), Profile: p}
+}
+
 // tables renders both tables, one line a row, in key order.
 func tables(t *testing.T, db *pgxpool.Pool) []string {
 	t.Helper()
@@ -133,6 +139,21 @@ func tables(t *testing.T, db *pgxpool.Pool) []string {
 			t.Fatal(err)
 		}
 		out = append(out, fmt.Sprintf("member %s %s +%v", audience, id, at.Sub(t0)))
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = db.Query(ctx, `SELECT profile_id, erased_at FROM tessera_erased ORDER BY profile_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id string
+		var at time.Time
+		if err := rows.Scan(&id, &at); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, fmt.Sprintf("erased %s +%v", id, at.Sub(t0)))
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
@@ -203,6 +224,38 @@ func TestWrite(t *testing.T) {
 			},
 			want: []string{
 				`profile p1 {"plan": "free"} ` + features + " " + predictions + " [] +3s by a3",
+			},
+		},
+		{
+			name: "profile_deleted forgets the profile, those merged into it and their memberships, and no late activation brings them back",
+			batches: [][]sink.Activation{
+				{activation("a1", sink.AudienceEntered, "vip", "p1", 1, ada, "vip"), activation("a2", sink.AudienceEntered, "vip", "p2", 1, ada, "vip")},
+				// p3 entered on its own before it was merged into p1.
+				{activation("a0", sink.AudienceEntered, "vip", "p3", 1, ada, "vip")},
+				{activation("a3", sink.AudienceEntered, "pro", "p1", 2, ada, "vip", "pro")},
+				{notice("d1", "p1", 3, "p3")},
+				// a3 retried, a1 and a0 replayed from the dead-letter topic, d1 redelivered.
+				{activation("a3", sink.AudienceEntered, "pro", "p1", 2, ada, "vip", "pro"), activation("a1", sink.AudienceEntered, "vip", "p1", 1, ada, "vip")},
+				{activation("a0", sink.AudienceEntered, "vip", "p3", 1, ada, "vip")},
+				{notice("d1", "p1", 3, "p3")},
+			},
+			want: []string{
+				"profile p2 " + adaJSON + " " + features + " " + predictions + " [vip] +1s by a2",
+				"member vip p2 +1s",
+				"erased p1 +3s",
+				"erased p3 +3s",
+			},
+		},
+		{
+			name: "a profile made after an erasure is written",
+			batches: [][]sink.Activation{
+				{notice("d1", "p1", 3)},
+				{activation("a4", sink.AudienceEntered, "vip", "p1", 4, ada, "vip")},
+			},
+			want: []string{
+				"profile p1 " + adaJSON + " " + features + " " + predictions + " [vip] +4s by a4",
+				"member vip p1 +4s",
+				"erased p1 +3s",
 			},
 		},
 		{

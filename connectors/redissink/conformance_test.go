@@ -292,9 +292,10 @@ func (r *conformReceiver) record(line string) {
 	r.mu.Unlock()
 }
 
-// parse reads an EVALSHA of the script: sha, numkeys, the keys, then
+// parse reads an EVALSHA of the script: sha, numkeys, the keys (the
+// profile hash, its deleted mark, the audience set if any), then
 // updated_at, profile id, traits, features, predictions, audiences,
-// activation id, op.
+// activation id, op, the audience key prefix, the mark's TTL.
 func (r *conformReceiver) parse(args string) (sinktest.Received, []string, error) {
 	words, err := splitQuoted(args)
 	if err != nil {
@@ -304,13 +305,13 @@ func (r *conformReceiver) parse(args string) (sinktest.Received, []string, error
 		return sinktest.Received{}, nil, errors.New("not the sink's script")
 	}
 	n, err := strconv.Atoi(words[2])
-	if err != nil || n < 1 || n > 2 || len(words) != 3+n+8 {
+	if err != nil || n < 2 || n > 3 || len(words) != 3+n+10 {
 		return sinktest.Received{}, nil, fmt.Errorf("%d words with %q keys", len(words), words[2])
 	}
 	keys, argv := words[3:3+n], words[3+n:]
 	rec := sinktest.Received{Key: argv[6], ActivationID: argv[6], ProfileID: argv[1], At: r.now()}
-	if keys[0] != ProfileKeyPrefix+argv[1] {
-		return rec, nil, fmt.Errorf("profile key %q for profile %q", keys[0], argv[1])
+	if keys[0] != ProfileKeyPrefix+argv[1] || keys[1] != DeletedKeyPrefix+argv[1] {
+		return rec, nil, fmt.Errorf("keys %q for profile %q", keys, argv[1])
 	}
 	switch argv[7] {
 	case "add", "rem":
@@ -318,10 +319,12 @@ func (r *conformReceiver) parse(args string) (sinktest.Received, []string, error
 		if argv[7] == "rem" {
 			rec.Type = sink.AudienceExited
 		}
-		if n != 2 || !strings.HasPrefix(keys[1], AudienceKeyPrefix) {
+		if n != 3 || !strings.HasPrefix(keys[2], AudienceKeyPrefix) {
 			return rec, nil, fmt.Errorf("%s without an audience key: %q", argv[7], keys)
 		}
-		rec.Name = strings.TrimPrefix(keys[1], AudienceKeyPrefix)
+		rec.Name = strings.TrimPrefix(keys[2], AudienceKeyPrefix)
+	case "forget":
+		rec.Type = sink.ProfileDeleted
 	case "":
 		rec.Type = sink.EventTriggered
 	default:

@@ -13,6 +13,14 @@
 // activation carries, its audiences corrected by the activation itself
 // (an entered audience is in the list, an exited one is not).
 //
+// A profile_deleted activation (an erasure) deletes the hash and removes
+// the id from the set of every audience the hash lists, and leaves
+// tessera:deleted:<profile id> = <its timestamp> for DeletedTTL, so that
+// an older activation delivered late (a retry, a dead letter replayed)
+// cannot write the person back; it does the same for each profile the
+// notice says was merged into it ("merged_from"), whose hashes an earlier
+// activation may have written.
+//
 // Each activation is one Lua script, atomic on the server, that applies
 // nothing when the hash holds a later updated_at: a redelivery changes
 // nothing (idempotent by construction) and a stale one, replayed from the
@@ -45,7 +53,14 @@ const (
 	ProfileKeyPrefix = "tessera:profile:"
 	// AudienceKeyPrefix and the audience name name its set of profile ids.
 	AudienceKeyPrefix = "tessera:audience:"
+	// DeletedKeyPrefix and the profile id name the time an erased
+	// profile was deleted.
+	DeletedKeyPrefix = "tessera:deleted:"
 )
+
+// DeletedTTL is how long the mark of an erased profile stays: longer than
+// any activation of it can wait in retries or the dead-letter topic.
+const DeletedTTL = 30 * 24 * time.Hour
 
 // defaultTimeout bounds dialing and each command when the destination sets
 // no delivery timeout.
@@ -53,22 +68,54 @@ const defaultTimeout = 10 * time.Second
 
 // apply is the per-activation script.
 //
-//	KEYS[1] the profile hash; KEYS[2] the audience set, if any
+//	KEYS[1] the profile hash; KEYS[2] its deleted mark; KEYS[3] the
+//	        audience set, if any
 //	ARGV    updated_at (ms), profile id, traits, features, predictions,
-//	        audiences, activation id, and "add", "rem" or "" for the set
+//	        audiences, activation id, "add", "rem", "forget" or "", the
+//	        audience key prefix, the deleted mark's TTL (s), and for
+//	        "forget" the profile key prefix, the deleted key prefix and
+//	        the ids of the profiles merged into it
 //
-// It returns 1 when it applied the activation, 0 when the hash is newer.
+// It returns 1 when it applied the activation, 0 when the hash is newer
+// or the profile was deleted since. "forget" computes the audience sets'
+// keys from the hash, so the sink needs a single server (see above).
 var apply = redis.NewScript(`
+local at = tonumber(ARGV[1])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'updated_at') or '')
-if cur and cur > tonumber(ARGV[1]) then
+if cur and cur > at then
   return 0
+end
+local gone = tonumber(redis.call('GET', KEYS[2]) or '')
+if gone and gone >= at then
+  return 0
+end
+local function forget(hash, mark, id)
+  local auds = redis.call('HGET', hash, 'audiences')
+  if auds then
+    for _, a in ipairs(cjson.decode(auds)) do
+      redis.call('SREM', ARGV[9] .. a, id)
+    end
+  end
+  redis.call('DEL', hash)
+  redis.call('SET', mark, ARGV[1], 'EX', ARGV[10])
+end
+if ARGV[8] == 'forget' then
+  forget(KEYS[1], KEYS[2], ARGV[2])
+  for i = 13, #ARGV do
+    local h = ARGV[11] .. ARGV[i]
+    local c = tonumber(redis.call('HGET', h, 'updated_at') or '')
+    if not (c and c > at) then
+      forget(h, ARGV[12] .. ARGV[i], ARGV[i])
+    end
+  end
+  return 1
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[2], 'traits', ARGV[3], 'features', ARGV[4],
   'predictions', ARGV[5], 'audiences', ARGV[6], 'updated_at', ARGV[1], 'activation_id', ARGV[7])
 if ARGV[8] == 'add' then
-  redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[2])
 elseif ARGV[8] == 'rem' then
-  redis.call('SREM', KEYS[2], ARGV[2])
+  redis.call('SREM', KEYS[3], ARGV[2])
 end
 return 1
 `)
@@ -264,6 +311,9 @@ type snapshot struct {
 	Features    json.RawMessage `json:"features"`
 	Predictions json.RawMessage `json:"predictions"`
 	Audiences   []string        `json:"audiences"`
+	// MergedFrom lists, in a profile_deleted notice, the profiles merged
+	// into the erased one.
+	MergedFrom []string `json:"merged_from"`
 }
 
 // scriptArgs returns the keys and arguments of the script for a.
@@ -279,7 +329,7 @@ func scriptArgs(a sink.Activation) ([]string, []any, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding the audiences of activation %s: %w", a.ID, err)
 	}
-	keys := []string{ProfileKeyPrefix + a.ProfileID}
+	keys := []string{ProfileKeyPrefix + a.ProfileID, DeletedKeyPrefix + a.ProfileID}
 	op := ""
 	if a.Name == "" && (a.Type == sink.AudienceEntered || a.Type == sink.AudienceExited) {
 		return nil, nil, fmt.Errorf("activation %s (%s) names no audience", a.ID, a.Type)
@@ -289,11 +339,20 @@ func scriptArgs(a sink.Activation) ([]string, []any, error) {
 		op = "add"
 	case sink.AudienceExited:
 		op = "rem"
+	case sink.ProfileDeleted:
+		op = "forget"
 	}
-	if op != "" {
+	if op == "add" || op == "rem" {
 		keys = append(keys, AudienceKeyPrefix+a.Name)
 	}
-	args := []any{a.Timestamp.UnixMilli(), a.ProfileID, []byte(p.Traits), []byte(p.Features), []byte(p.Predictions), audiences, a.ID, op}
+	args := []any{a.Timestamp.UnixMilli(), a.ProfileID, []byte(p.Traits), []byte(p.Features), []byte(p.Predictions), audiences, a.ID, op,
+		AudienceKeyPrefix, int64(DeletedTTL / time.Second)}
+	if op == "forget" {
+		args = append(args, ProfileKeyPrefix, DeletedKeyPrefix)
+		for _, m := range p.MergedFrom {
+			args = append(args, m)
+		}
+	}
 	return keys, args, nil
 }
 

@@ -75,15 +75,21 @@ func newFixture(t *testing.T, dest config.Destination, getenv func(string) strin
 func (f *fixture) id(s string) string { return s + "-" + f.suffix }
 
 func (f *fixture) activation(id, typ, audience, profile string, ts int, traits map[string]any, audiences ...string) sink.Activation {
-	var names []string
+	// An audience "merged:X" in a profile_deleted notice names X as
+	// merged into the profile.
+	var names, merged []string
 	for _, a := range audiences {
+		if m, ok := strings.CutPrefix(a, "merged:"); ok {
+			merged = append(merged, f.id(m))
+			continue
+		}
 		names = append(names, f.id(a))
 	}
 	p, _ := json.Marshal(map[string]any{
 		"id": f.id(profile), "identifiers": []map[string]string{{"type": "user_id", "value": "u-" + profile}},
 		"traits": traits, "features": map[string]any{"orders_30d": 3, "revenue_30d": 120.5},
 		"predictions": map[string]any{"churn": map[string]any{"probability": 0.25}},
-		"audiences":   names,
+		"audiences":   names, "merged_from": merged,
 	})
 	name := audience
 	if name != "" {
@@ -123,6 +129,15 @@ func (f *fixture) state(t *testing.T) map[string]any {
 				h[field] = strings.ReplaceAll(v, "-"+f.suffix, "")
 			}
 			out[short] = h
+		case strings.HasPrefix(k, DeletedKeyPrefix):
+			v, err := f.rdb.Get(ctx, k).Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ttl, err := f.rdb.TTL(ctx, k).Result(); err != nil || ttl <= 0 || ttl > DeletedTTL {
+				t.Errorf("%s has TTL %v (%v), want (0, %v]", short, ttl, err, DeletedTTL)
+			}
+			out[short] = "deleted at " + v
 		default:
 			m, err := f.rdb.SMembers(ctx, k).Result()
 			if err != nil {
@@ -205,6 +220,41 @@ func TestWrite(t *testing.T) {
 			},
 			want: map[string]any{
 				"tessera:profile:p1": hash("p1", `{"plan":"free"}`, `[]`, 2000, "a2"),
+			},
+		},
+		{
+			name: "profile_deleted forgets the profile, those merged into it and their memberships, and no late activation brings them back",
+			batches: [][]act{
+				{
+					{"a1", sink.AudienceEntered, "vip", "p1", 1000, ada, []string{"vip"}},
+					{"a2", sink.AudienceEntered, "pro", "p2", 1000, ada, []string{"pro"}},
+				},
+				// p3 entered on its own before it was merged into p1.
+				{{"a0", sink.AudienceEntered, "pro", "p3", 1000, ada, []string{"pro"}}},
+				{{"a3", sink.AudienceEntered, "pro", "p1", 2000, ada, []string{"vip", "pro"}}},
+				{{"d1", sink.ProfileDeleted, "", "p1", 3000, nil, []string{"merged:p3"}}},
+				// a3 retried, a1 and a0 replayed from the dead-letter topic.
+				{{"a3", sink.AudienceEntered, "pro", "p1", 2000, ada, []string{"vip", "pro"}}, {"a1", sink.AudienceEntered, "vip", "p1", 1000, ada, []string{"vip"}}},
+				{{"a0", sink.AudienceEntered, "pro", "p3", 1000, ada, []string{"pro"}}},
+				{{"d1", sink.ProfileDeleted, "", "p1", 3000, nil, []string{"merged:p3"}}}, // redelivered
+			},
+			want: map[string]any{
+				"tessera:deleted:p1":   "deleted at 3000",
+				"tessera:deleted:p3":   "deleted at 3000",
+				"tessera:profile:p2":   hash("p2", `{"email":"ada@example.test","plan":"pro"}`, `["pro"]`, 1000, "a2"),
+				"tessera:audience:pro": []string{"p2"},
+			},
+		},
+		{
+			name: "a profile made after an erasure is written",
+			batches: [][]act{
+				{{"d1", sink.ProfileDeleted, "", "p1", 3000, nil, nil}},
+				{{"a4", sink.AudienceEntered, "vip", "p1", 4000, ada, []string{"vip"}}},
+			},
+			want: map[string]any{
+				"tessera:deleted:p1":   "deleted at 3000",
+				"tessera:profile:p1":   hash("p1", `{"email":"ada@example.test","plan":"pro"}`, `["vip"]`, 4000, "a4"),
+				"tessera:audience:vip": []string{"p1"},
 			},
 		},
 		{

@@ -300,3 +300,9 @@ func (s *Sink) check(resp *http.Response) error {
 	}
 	return sink.CheckHTTPResponse(resp, now)
 }
+
+// Notifies marks the sink as a sink.Notifier: it messages people and keeps
+// no profiles, so an erasure notice is not for it.
+func (*Sink) Notifies() {}
+
+var _ sink.Notifier = (*Sink)(nil)

@@ -580,7 +580,8 @@ func (r *Runner) process(ctx context.Context, recs []*kgo.Record) []*item {
 // wants reports whether the destination takes a. The routing rule:
 //
 //   - a profile_deleted notice goes to every destination, whatever its
-//     filters: each must forget the person;
+//     filters: each must forget the person; but not to a Notifier, which
+//     holds nothing to forget and would message the person;
 //   - the destination's types filter, when set, applies;
 //   - an activation that names destinations (its audience or trigger
 //     lists them) goes to those, and to a destination whose audiences
@@ -595,7 +596,8 @@ func (r *Runner) process(ctx context.Context, recs []*kgo.Record) []*item {
 // audience by name keeps following it.
 func (r *Runner) wants(a Activation) bool {
 	if a.Type == ProfileDeleted {
-		return true
+		_, notifier := r.s.(Notifier)
+		return !notifier
 	}
 	if r.types != nil && !r.types[a.Type] {
 		return false

@@ -226,7 +226,17 @@ func TestWantsRouting(t *testing.T) {
 			}
 		})
 	}
+	// A destination that messages people never gets an erasure notice.
+	r := &Runner{dest: config.Destination{Name: "mail"}, s: notifier{}}
+	if r.wants(Activation{Type: ProfileDeleted}) || !r.wants(enter("vip")) {
+		t.Error("a Notifier must get audience activations and no profile_deleted")
+	}
 }
+
+// notifier is a Notifier that delivers nothing.
+type notifier struct{ Sink }
+
+func (notifier) Notifies() {}
 
 func TestActivationRoundTrip(t *testing.T) {
 	in := Activation{ID: "a1", Type: ProfileDeleted, Name: "", ProfileID: "p1",

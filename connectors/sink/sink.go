@@ -62,6 +62,17 @@ type Sink interface {
 	Close(ctx context.Context) error
 }
 
+// Notifier is implemented by the sinks that send a person or a team a
+// message (email, SMS, chat) and keep no copy of profiles: a
+// profile_deleted notice has nothing to erase there, and must never become
+// a message to the person erased. The runtime does not deliver such
+// notices to them.
+type Notifier interface {
+	Sink
+	// Notifies marks the sink; it does nothing.
+	Notifies()
+}
+
 // BatchError reports the activations of a batch that failed, by index;
 // the others were delivered.
 type BatchError struct {

@@ -153,3 +153,9 @@ func (s *Sink) Close(context.Context) error {
 	s.client.CloseIdleConnections()
 	return nil
 }
+
+// Notifies marks the sink as a sink.Notifier: it messages people and keeps
+// no profiles, so an erasure notice is not for it.
+func (*Sink) Notifies() {}
+
+var _ sink.Notifier = (*Sink)(nil)

@@ -363,3 +363,9 @@ func recipients(m *gomail.Msg) string {
 	rs, _ := m.GetRecipients()
 	return strings.Join(rs, ", ")
 }
+
+// Notifies marks the sink as a sink.Notifier: it messages people and keeps
+// no profiles, so an erasure notice is not for it.
+func (*Sink) Notifies() {}
+
+var _ sink.Notifier = (*Sink)(nil)

@@ -233,3 +233,9 @@ func check(resp *http.Response) error {
 	}
 	return err
 }
+
+// Notifies marks the sink as a sink.Notifier: it messages people and keeps
+// no profiles, so an erasure notice is not for it.
+func (*Sink) Notifies() {}
+
+var _ sink.Notifier = (*Sink)(nil)
