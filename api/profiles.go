@@ -240,6 +240,22 @@ func (p *Profiles) lookup(ctx context.Context, ident string) (*found, error) {
 	if err != nil {
 		return nil, err
 	}
+	return p.follow(ctx, ident, id)
+}
+
+// alive reports whether profile id, or the profile it was merged into,
+// is a live profile.
+func (p *Profiles) alive(ctx context.Context, id string) (bool, error) {
+	_, err := p.follow(ctx, id, id)
+	if errors.Is(err, errUnknown) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// follow reads profile id, following merges to the live profile; what
+// names what was asked for, in errors.
+func (p *Profiles) follow(ctx context.Context, what, id string) (*found, error) {
 	for range maxRedirects {
 		raw, err := p.read(ctx, profileGroup, identity.ProfilesStore, id)
 		if err != nil {
@@ -261,7 +277,7 @@ func (p *Profiles) lookup(ctx context.Context, ident string) (*found, error) {
 		}
 		id = merged
 	}
-	return nil, fmt.Errorf("profile of %s: more than %d merges to follow", ident, maxRedirects)
+	return nil, fmt.Errorf("profile of %s: more than %d merges to follow", what, maxRedirects)
 }
 
 // read gets a committed store value from this instance or the task's owner.

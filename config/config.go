@@ -213,6 +213,7 @@ func Default() Config {
 		Profiles: Profiles{
 			DedupeWindow: Duration(24 * time.Hour),
 			RecentEvents: 100,
+			ErasureGrace: Duration(10 * time.Minute),
 		},
 		Predictions: Predictions{
 			PurchaseEvent:   "Order Completed",

@@ -103,6 +103,10 @@ type Profiles struct {
 	// RecentEvents is how many recent events a profile keeps for its
 	// timeline. Default 100.
 	RecentEvents int `yaml:"recent_events"`
+	// ErasureGrace is how long an erased profile leaves a marker (nothing
+	// of the person, only the time of the request) to answer messages
+	// already on their way to it; its tombstone follows. Default 10m.
+	ErasureGrace Duration `yaml:"erasure_grace"`
 }
 
 // DefaultIdentity returns the identity rules of DESIGN.md §5.
@@ -175,6 +179,7 @@ func (c Config) validateHub(check func(path string, err error)) {
 		check("identity.max_identifiers", fmt.Errorf("must be at least 1, got %d", c.Identity.MaxIdentifiers))
 	}
 	check("profiles.dedupe_window", positive(c.Profiles.DedupeWindow))
+	check("profiles.erasure_grace", positive(c.Profiles.ErasureGrace))
 	if n := c.Profiles.RecentEvents; n < 0 || n > 1000 {
 		check("profiles.recent_events", fmt.Errorf("must be between 0 and 1000, got %d", n))
 	}

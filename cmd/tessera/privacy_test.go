@@ -47,7 +47,7 @@ func TestSuppression(t *testing.T) {
 		}
 	}
 	for _, bad := range []struct{ body, want string }{
-		{`{"type":"forget","identifiers":[{"type":"email","value":"a@b"}]}`, "type must be suppress or unsuppress"},
+		{`{"type":"forget","identifiers":[{"type":"email","value":"a@b"}]}`, "type must be delete, suppress or unsuppress"},
 		{`{"type":"suppress","identifiers":[]}`, "at least one is required"},
 		{`{"type":"suppress","identifiers":[{"type":"email"}]}`, "identifiers[0]: type and value are required"},
 		{`{"type":"suppress","identifiers":[{"type":"email","value":"a@b"}],"reason":"x"}`, `unknown field \"reason\"`},

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tessera-cdp/tessera/api"
 	"github.com/tessera-cdp/tessera/broker"
@@ -180,6 +181,9 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	var featureSet atomic.Pointer[features.Set]
 	var audienceSet atomic.Pointer[audience.Set]
 	var modelsRef atomic.Pointer[api.Models]
+	// The erasure list, filled from the regulations once the definitions
+	// are read: the identity stage drops erased people's events.
+	erasures := &regulation.Erasures{}
 	featureOpts := features.Options{AllowedLateness: time.Duration(cfg.Predictions.AllowedLateness), Registerer: reg}
 	topo, err := hubTopology(cfg, log, hubHooks{
 		features:  featureSet.Load,
@@ -196,6 +200,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		},
 		eventsTopic: rh.eventsTopic,
 		skipEvent:   rh.skipEvent,
+		erased:      erasures.Erased,
 	})
 	if err != nil {
 		return err
@@ -342,11 +347,32 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	}
 	suppressions := &regulation.Suppressions{}
 	regulationsAPI := api.NewRegulations(defs, suppressions, idRules.Canonical)
+	eraseClient, err := kgo.NewClient(kconn.Opts(kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
+	if err != nil {
+		return fmt.Errorf("creating the erase requests' producer: %w", err)
+	}
+	defer eraseClient.Close()
+	regulationsAPI.Erasure(erasures, func(ctx context.Context, reg string, at time.Time, ids []profile.Ident) error {
+		recs := make([]*kgo.Record, 0, len(ids))
+		for _, id := range ids {
+			topic, key, value, err := identity.EraseRequest(cfg.App, id, reg, at)
+			if err != nil {
+				return err
+			}
+			// The identity stage's partition of the identifier, as the
+			// engine partitions.
+			recs = append(recs, &kgo.Record{Topic: topic, Key: key, Value: value,
+				Partition: topology.PartitionFor(key, cfg.Kafka.Partitions)})
+		}
+		return eraseClient.ProduceSync(ctx, recs...).FirstErr()
+	})
 	regulationsAPI.Register(srv, profiles)
 	suppressions.Update(regulationsAPI.All())
+	erasures.Update(regulationsAPI.All())
 	defs.Watch(func(d definitions.Definition, _ bool) {
 		if d.Kind == regulation.Kind {
 			suppressions.Update(regulationsAPI.All())
+			erasures.Update(regulationsAPI.All())
 		}
 	})
 
