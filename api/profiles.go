@@ -53,6 +53,9 @@ type Profiles struct {
 	// featureValues computes a profile's features where its task runs;
 	// nil leaves them empty.
 	featureValues func(ctx context.Context, profileID string, now time.Time) (map[string]any, error)
+	// timeline reads a profile's recent events, newest first, where its
+	// task runs; nil shows those the record holds (Timeline.Register).
+	timeline func(ctx context.Context, profileID string, limit int) ([]json.RawMessage, error)
 	// audit records admin actions; nil records none. Set by Audit.
 	audit atomic.Pointer[Auditor]
 }
@@ -367,9 +370,17 @@ func (p *Profiles) getEvents(w http.ResponseWriter, r *http.Request) {
 	if p.fail(w, ident, err) {
 		return
 	}
+	// A record written before the timeline store existed keeps its events
+	// inside until its next step moves them.
 	events := make([]json.RawMessage, 0, min(limit, len(prof.Recent)))
 	for i := len(prof.Recent) - 1; i >= 0 && len(events) < limit; i-- {
 		events = append(events, prof.Recent[i])
+	}
+	if len(events) == 0 && p.timeline != nil {
+		if events, err = p.timeline(r.Context(), prof.ID, limit); err != nil {
+			writeError(w, http.StatusBadGateway, "reading the timeline: "+err.Error())
+			return
+		}
 	}
 	WriteJSON(w, http.StatusOK, map[string]any{"id": prof.ID, "events": events})
 }

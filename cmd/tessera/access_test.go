@@ -110,6 +110,7 @@ var routeAccess = map[string]access{
 	"GET /internal/v1/routes":                       internal,
 	"GET /internal/v1/stores/{group}/{store}/{key}": internal,
 	"GET /internal/v1/features/{profile}":           internal,
+	"GET /internal/v1/timeline/{profile}":           internal,
 	"GET /internal/v1/histogram":                    internal,
 	"GET /internal/v1/insights":                     internal,
 	"GET /internal/v1/audience-sizes":               internal,

@@ -125,6 +125,16 @@ destinations:
 		return code == 200 && json.Unmarshal([]byte(body), &jane) == nil && len(jane.Identifiers) == 3 &&
 			len(jane.MergedFrom) == 1 && slices.Contains(jane.Audiences, audience)
 	})
+	// Her timeline holds her three events, newest first, whichever
+	// profile each arrived at.
+	code, body := getAuth(t, base+"/v1/profiles/email:jane@example.com/events", "tok")
+	var timeline struct {
+		Events []struct{ MessageID string }
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &timeline) != nil || len(timeline.Events) != 3 ||
+		timeline.Events[0].MessageID != "j3" || timeline.Events[2].MessageID != "j1" {
+		t.Errorf("GET her events: %d %s, want j3, j2, j1", code, body)
+	}
 	var bob struct{ ID string }
 	awaitCond(t, "bob's profile", func() bool {
 		code, body := getAuth(t, base+"/v1/profiles/user_id:bob", "tok")
@@ -155,7 +165,7 @@ destinations:
 		})
 	}
 
-	code, body := postAuth(t, base+"/v1/regulations", "tok", `{"type":"delete","identifiers":[{"type":"email","value":"JANE@example.com"}]}`)
+	code, body = postAuth(t, base+"/v1/regulations", "tok", `{"type":"delete","identifiers":[{"type":"email","value":"JANE@example.com"}]}`)
 	var reg struct {
 		ID, Status string
 		Erased     []string
@@ -224,7 +234,16 @@ destinations:
 				dedupe++
 			}
 		}
-		return features > 0 && dedupe > 0
+		timeline := 0
+		for k, v := range last[identity.TimelineStore] {
+			if strings.Contains(k, jane.ID) {
+				if v != nil {
+					return false
+				}
+				timeline++
+			}
+		}
+		return features > 0 && dedupe > 0 && timeline == 3
 	})
 
 	// A replay of every event into a new application id: jane stays
@@ -250,7 +269,7 @@ destinations:
 // store, the last value of each key (nil for a tombstone).
 func readChangelogs(t *testing.T, brokers, app string) map[string]map[string][]byte {
 	t.Helper()
-	stores := []string{identity.IdentitiesStore, identity.DedupeStore, identity.ProfilesStore, identity.FeaturesStore}
+	stores := []string{identity.IdentitiesStore, identity.DedupeStore, identity.ProfilesStore, identity.FeaturesStore, identity.TimelineStore}
 	topics := map[string]string{}
 	var names []string
 	for _, s := range stores {

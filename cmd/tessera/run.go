@@ -313,6 +313,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		}
 	})
 	api.NewFeatureValues(rt, featureSet.Load, cfg.API.AdminToken).Register(srv, profiles)
+	api.NewTimeline(rt).Register(srv, profiles)
 
 	audiencesAPI := api.NewAudiences(defs, rt, models, featureSet.Load, cfg.API.AdminToken)
 	if err := audiencesAPI.Seed(ctx, cfg.Audiences); err != nil {

@@ -42,7 +42,7 @@ const profileDeleted = "profile_deleted"
 // erased by the winner it folds into.
 //
 // The live profile then, in one step:
-//   - deletes its feature tiles;
+//   - deletes its feature tiles and its timeline;
 //   - sends UNLINK for each of its identifiers, which deletes the
 //     identifier and the messageIds remembered under it;
 //   - sends ERASE (peer = itself) to each profile merged into it, whose
@@ -62,6 +62,9 @@ func (s *step) erase(o op) error {
 		if err := set.Delete(s.ctx.Window(FeaturesStore), []byte(s.id)); err != nil {
 			return fmt.Errorf("erasing feature tiles: %w", err)
 		}
+	}
+	if _, err := s.takeTimeline(); err != nil {
+		return fmt.Errorf("erasing the timeline: %w", err)
 	}
 	owners := append([]string{s.id}, p.MergedFrom...)
 	for _, id := range p.Identifiers {

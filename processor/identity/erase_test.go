@@ -196,6 +196,7 @@ func TestErasurePropertyAgainstReference(t *testing.T) {
 				s := h.state()
 				s.check(t, rules, len(live))
 				compareComponents(t, rules, s, live)
+				compareTimelines(t, h.hub, rules, s, live)
 				checkDedupe(t, h.hub, s)
 				// Once the grace has passed, nothing of the erased is left:
 				// every record is a live profile or a redirect to one.
@@ -297,7 +298,7 @@ func TestEraseRemovesEveryTrace(t *testing.T) {
 	if jane == nil || len(jane.MergedFrom) != 1 || jane.Events != 3 {
 		t.Fatalf("want jane merged from anon-1 with 3 events, got %+v", jane)
 	}
-	for _, topic := range []string{"identities", "dedupe", "profiles", "features"} {
+	for _, topic := range []string{"identities", "dedupe", "profiles", "features", "timeline"} {
 		h.d.Output(topology.ChangelogTopic("t", topic)) // forget what came before
 	}
 	h.d.Output("t.activations")
@@ -363,6 +364,19 @@ func TestEraseRemovesEveryTrace(t *testing.T) {
 	}
 	if tiles[true] != 0 || tiles[false] == 0 {
 		t.Errorf("want no tile of the erased profile and bob's kept, got %d and %d", tiles[true], tiles[false])
+	}
+	if tl := tombstones(identity.TimelineStore); len(tl) != 3 {
+		t.Errorf("want tombstones for jane's 3 timeline events, got %d", len(tl))
+	}
+	for _, task := range h.d.Tasks() {
+		if task.Group != 1 {
+			continue
+		}
+		for _, id := range append([]string{jane.ID}, jane.MergedFrom...) {
+			if evs, err := identity.ReadTimeline(h.d.TaskKeyValue(task, identity.TimelineStore), id, 100); err != nil || len(evs) != 0 {
+				t.Errorf("profile %s's timeline holds %d events after the erasure (%v)", id, len(evs), err)
+			}
+		}
 	}
 	var notices int
 	for _, r := range h.d.Output("t.activations") {

@@ -294,7 +294,13 @@ func (s *step) handle(o op, raw []byte) error {
 		if _, err := s.computeHistory(); err != nil {
 			return err
 		}
-		r.Absorb(&q, s.pr.o.RecentEvents)
+		// The loser's events join this profile's timeline.
+		events := q.Recent
+		q.Recent = nil
+		r.Absorb(&q, 0)
+		if err := s.recordEvents(events...); err != nil {
+			return err
+		}
 		if set := s.pr.features(); set != nil && len(o.Features) > 0 {
 			if err := set.Import(s.ctx.Window(FeaturesStore), []byte(s.id), o.Features); err != nil {
 				return err
@@ -339,12 +345,16 @@ func (s *step) handle(o op, raw []byte) error {
 // forgets features no longer defined. It reports whether the record
 // changed.
 func (s *step) computeHistory() (bool, error) {
+	migrated := len(s.r.P.Recent) > 0
+	if err := s.migrateRecent(); err != nil {
+		return false, err
+	}
 	set := s.pr.features()
 	if set == nil {
-		return false, nil
+		return migrated, nil
 	}
 	infos := set.Features()
-	changed := false
+	changed := migrated
 	w := s.ctx.Window(FeaturesStore)
 	for _, in := range infos {
 		if s.r.Computed[in.Key] {
@@ -354,16 +364,18 @@ func (s *step) computeHistory() (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		for _, raw := range s.r.P.Recent {
+		err = s.eachTimeline(func(raw []byte) error {
 			v, err := s.pr.hp.ParseBytes(raw)
 			if err != nil {
-				return false, fmt.Errorf("parsing a recent event of %s: %w", s.id, err)
+				return fmt.Errorf("parsing a recent event of %s: %w", s.id, err)
 			}
 			at := time.UnixMilli(profile.ParseMillis(string(v.GetStringBytes("timestamp"))))
 			// Each event is applied as of its own time: history is not late.
-			if _, err := only.Update(w, []byte(s.id), v, at); err != nil {
-				return false, err
-			}
+			_, err = only.Update(w, []byte(s.id), v, at)
+			return err
+		})
+		if err != nil {
+			return false, err
 		}
 		if s.r.Computed == nil {
 			s.r.Computed = make(map[string]bool)
@@ -427,7 +439,10 @@ func (s *step) event(o op) error {
 			return err
 		}
 	}
-	r.ApplyEvent(v, o.Event, at, profile.Options{Keep: s.pr.o.RecentEvents, PurchaseEvent: s.pr.o.PurchaseEvent, SpendProperty: s.pr.o.SpendProperty})
+	r.ApplyEvent(v, o.Event, at, profile.Options{PurchaseEvent: s.pr.o.PurchaseEvent, SpendProperty: s.pr.o.SpendProperty})
+	if err := s.recordEvent(o.Event, at); err != nil {
+		return err
+	}
 	now := s.ctx.StreamTime()
 	if err := s.triggers(v, o.Event, now); err != nil {
 		return err
@@ -487,10 +502,17 @@ func (s *step) offer(o op) error {
 // here, and its identifiers repointed.
 func (s *step) accepted(o op) error {
 	r := &s.r.P
-	absorb := op{Kind: opAbsorb, Profile: o.Peer, Peer: s.id, State: r.AppendBinary(nil)}
 	if _, err := s.computeHistory(); err != nil {
 		return err
 	}
+	// The events travel with the state, and leave this store.
+	exported := *r
+	events, err := s.takeTimeline()
+	if err != nil {
+		return err
+	}
+	exported.Recent = events
+	absorb := op{Kind: opAbsorb, Profile: o.Peer, Peer: s.id, State: exported.AppendBinary(nil)}
 	if set := s.pr.features(); set != nil {
 		// The winner may live on another partition: the tiles travel with
 		// the state, and leave this store.

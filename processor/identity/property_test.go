@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/topology"
 )
 
 // genEvent makes a random event over users with overlapping identifiers.
@@ -137,6 +139,7 @@ func TestPropertyAgainstReference(t *testing.T) {
 					s.check(t, rules, len(events))
 					if mode == "no-conflicts" {
 						compareComponents(t, rules, s, events)
+						compareTimelines(t, h, rules, s, events)
 					}
 					if t.Failed() {
 						t.Logf("reproduce: go test -run 'TestPropertyAgainstReference/%s' ./processor/identity/", name)
@@ -176,6 +179,45 @@ func compareComponents(t *testing.T, rules *identity.Rules, s snapshot, events [
 		}
 		if int(p.Events) != counts[root] {
 			t.Errorf("profile %s counts %d events, component has %d", p.ID, p.Events, counts[root])
+		}
+	}
+}
+
+// compareTimelines asserts that each live profile's timeline answers the
+// newest of its component's events, by event time, as many as the hub
+// keeps (5, newHubOpts).
+func compareTimelines(t *testing.T, h *hub, rules *identity.Rules, s snapshot, events []string) {
+	t.Helper()
+	const keep = 5
+	comp, _ := components(rules, events)
+	byRoot := map[string][]string{}
+	ps := newParse()
+	for _, e := range events {
+		root := comp[ps.extract(rules, e)[0]]
+		byRoot[root] = append(byRoot[root], e)
+	}
+	for root, evs := range byRoot {
+		p := s.profileOf(root)
+		if p == nil {
+			continue // compareComponents reports it
+		}
+		// Newest first; the generator's timestamps are unique and sort as
+		// strings.
+		sort.SliceStable(evs, func(i, j int) bool {
+			return between(evs[i], `"timestamp":"`, `"`) > between(evs[j], `"timestamp":"`, `"`)
+		})
+		want := evs[:min(keep, len(evs))]
+		task := topology.TaskID{Group: 1, Partition: topology.PartitionFor([]byte(p.ID), int(h.parts))}
+		got, err := identity.ReadTimeline(h.d.TaskKeyValue(task, identity.TimelineStore), p.ID, keep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gs []string
+		for _, g := range got {
+			gs = append(gs, string(g))
+		}
+		if !slices.Equal(gs, want) {
+			t.Errorf("profile %s's timeline:\n%s\nwant\n%s", p.ID, strings.Join(gs, "\n"), strings.Join(want, "\n"))
 		}
 	}
 }

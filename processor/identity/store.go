@@ -78,11 +78,16 @@ type record struct {
 	// INVARIANT: a marker has no profile (P.ID == ""), no redirect and no
 	// queue once its step ends.
 	Erased int64
+	// Timeline counts the profile's entries in the timeline store (at
+	// least; see timeline.go). P.Recent is empty from version 5 on: a
+	// record of an earlier version keeps its events there until its next
+	// step moves them (step.migrateRecent).
+	Timeline int
 }
 
 func (r *record) busy() bool { return r.Offering != "" || r.Absorbing != "" }
 
-const recordVersion = 4
+const recordVersion = 5
 
 func (r *record) encode() []byte {
 	b := []byte{recordVersion}
@@ -92,6 +97,7 @@ func (r *record) encode() []byte {
 	}
 	b = binary.AppendVarint(b, r.MergedCreated)
 	b = binary.AppendVarint(b, r.Erased)
+	b = binary.AppendUvarint(b, uint64(r.Timeline))
 	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
 		b = appendSet(b, set)
 	}
@@ -143,11 +149,19 @@ func decodeRecord(b []byte) (*record, error) {
 		r.Erased = er
 		b = b[k:]
 	}
+	if version >= 5 {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > 1<<31 {
+			return nil, fmt.Errorf("decoding profile record: bad timeline count")
+		}
+		r.Timeline = int(n)
+		b = b[k:]
+	}
 	sets := 0
 	switch version {
 	case 2:
 		sets = 1
-	case 3, 4:
+	case 3, 4, 5:
 		sets = 3
 	}
 	for i, dst := range []*map[string]bool{&r.Computed, &r.Audiences, &r.Evaluated}[:sets] {

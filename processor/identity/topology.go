@@ -20,6 +20,9 @@ const (
 	// FeaturesStore is the profile stage's windowed store of feature tiles,
 	// keyed by profile id.
 	FeaturesStore = "features"
+	// TimelineStore is the profile stage's store of profiles' recent
+	// events, one entry per event (see timeline.go; ReadTimeline).
+	TimelineStore = "timeline"
 )
 
 // Options configures the identity and profile stages.
@@ -117,6 +120,7 @@ func Add(b *topology.Builder, o Options) error {
 		AddProcessor("profile", func() topology.Processor { return &profiler{o: o, c: c, t: t} }, "ops").
 		AddStore(ProfilesStore, topology.KeyValueStore, "profile").
 		AddStore(FeaturesStore, topology.WindowStore, "profile").
+		AddStore(TimelineStore, topology.KeyValueStore, "profile").
 		AddSink("profile-ops", t.Ops, "profile").
 		AddSink("profile-links", t.Links, "profile").
 		AddSink("profile-activations", t.Activations, "profile")
