@@ -33,11 +33,13 @@ type Audiences struct {
 	models   *Models
 	features func() *features.Set
 	token    string
+	client   *http.Client // for other instances' previews
 }
 
-// NewAudiences returns the audiences API.
-func NewAudiences(defs *definitions.Store, rt ClusterReader, models *Models, feats func() *features.Set, adminToken string) *Audiences {
-	return &Audiences{defs: defs, rt: rt, models: models, features: feats, token: adminToken,
+// NewAudiences returns the audiences API; opts say how its preview asks other
+// instances for their members.
+func NewAudiences(defs *definitions.Store, rt ClusterReader, models *Models, feats func() *features.Set, adminToken string, opts ...PeerOpt) *Audiences {
+	return &Audiences{defs: defs, rt: rt, models: models, features: feats, token: adminToken, client: newPeerClient(peerTimeout, opts),
 		routes: definitionRoutes{defs: defs, kind: audienceKind, plural: "audiences"}}
 }
 
@@ -175,7 +177,7 @@ func (a *Audiences) preview(w http.ResponseWriter, r *http.Request) {
 		if ep == a.rt.Endpoint() {
 			part, err = a.localCount(rule, time.Now())
 		} else {
-			err = callPeer(r.Context(), peerClient, a.token, "http://"+ep+"/internal/v1/audiences/preview", body, &part)
+			err = callPeer(r.Context(), a.client, a.token, peerURL(ep, "/internal/v1/audiences/preview"), body, &part)
 		}
 		if err != nil {
 			writeError(w, http.StatusBadGateway, fmt.Sprintf("preview on %s: %v", ep, err))

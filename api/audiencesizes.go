@@ -53,6 +53,7 @@ type AudienceSizes struct {
 	rt       ClusterReader
 	aud      *Audiences
 	token    string
+	client   *http.Client // for other instances' counts
 	log      *slog.Logger
 	interval time.Duration
 
@@ -66,15 +67,15 @@ type AudienceSizes struct {
 }
 
 // NewAudienceSizes returns the sampler of aud's audiences; interval 0
-// takes SizeInterval.
-func NewAudienceSizes(rt ClusterReader, aud *Audiences, adminToken string, interval time.Duration, log *slog.Logger) *AudienceSizes {
+// takes SizeInterval; opts say how it asks other instances for their counts.
+func NewAudienceSizes(rt ClusterReader, aud *Audiences, adminToken string, interval time.Duration, log *slog.Logger, opts ...PeerOpt) *AudienceSizes {
 	if interval <= 0 {
 		interval = SizeInterval
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &AudienceSizes{rt: rt, aud: aud, token: adminToken, interval: interval, log: log}
+	return &AudienceSizes{rt: rt, aud: aud, token: adminToken, client: newPeerClient(peerTimeout, opts), interval: interval, log: log}
 }
 
 // Register mounts GET /v1/audience-sizes (the viewer may read it) and the
@@ -145,7 +146,7 @@ func (s *AudienceSizes) sampleLocked(ctx context.Context) (SizeSample, error) {
 		if ep == s.rt.Endpoint() {
 			part, err = s.local()
 		} else {
-			err = callPeer(ctx, peerClient, s.token, "http://"+ep+"/internal/v1/audience-sizes", nil, &part)
+			err = callPeer(ctx, s.client, s.token, peerURL(ep, "/internal/v1/audience-sizes"), nil, &part)
 		}
 		if err != nil {
 			return SizeSample{}, fmt.Errorf("counting audience members on %s: %w", ep, err)

@@ -43,6 +43,7 @@ type Catalog struct {
 	defs   *definitions.Store
 	models *Models
 	token  string
+	client *http.Client // for other instances' samples
 
 	// mu guards cached and cachedAt; the view it points to is not
 	// modified once kept.
@@ -52,9 +53,10 @@ type Catalog struct {
 }
 
 // NewCatalog returns the catalog of the traits seen in profiles, the
-// feature definitions in defs, and models' predictions.
-func NewCatalog(rt ClusterReader, defs *definitions.Store, models *Models, adminToken string) *Catalog {
-	return &Catalog{rt: rt, defs: defs, models: models, token: adminToken}
+// feature definitions in defs, and models' predictions; opts say how it asks other
+// instances for their samples.
+func NewCatalog(rt ClusterReader, defs *definitions.Store, models *Models, adminToken string, opts ...PeerOpt) *Catalog {
+	return &Catalog{rt: rt, defs: defs, models: models, token: adminToken, client: newPeerClient(peerTimeout, opts)}
 }
 
 // CatalogView is the answer of GET /v1/catalog.
@@ -211,7 +213,7 @@ func (c *Catalog) view(ctx context.Context) (*CatalogView, error) {
 		if ep == c.rt.Endpoint() {
 			part, err = c.localSample()
 		} else {
-			err = callPeer(ctx, peerClient, c.token, "http://"+ep+"/internal/v1/catalog/sample", nil, &part)
+			err = callPeer(ctx, c.client, c.token, peerURL(ep, "/internal/v1/catalog/sample"), nil, &part)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("sampling profiles on %s: %w", ep, err)

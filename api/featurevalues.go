@@ -77,7 +77,7 @@ func (f *FeatureValues) values(ctx context.Context, p *Profiles, id string, now 
 		return nil, err
 	}
 	out = map[string]any{}
-	u := fmt.Sprintf("http://%s/internal/v1/features/%s?as_of=%s", ep, url.PathEscape(id), url.QueryEscape(now.UTC().Format(time.RFC3339Nano)))
+	u := peerURL(ep, fmt.Sprintf("/internal/v1/features/%s?as_of=%s", url.PathEscape(id), url.QueryEscape(now.UTC().Format(time.RFC3339Nano))))
 	if err := callPeer(ctx, p.client, p.token, u, nil, &out); err != nil {
 		return nil, fmt.Errorf("features of %s from %s: %w", id, ep, err)
 	}

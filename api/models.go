@@ -109,9 +109,10 @@ type namedHorizon struct {
 	weeks float64
 }
 
-// NewModels returns the models API.
-func NewModels(rt ClusterReader, defs *definitions.Store, cfg config.Predictions, adminToken string, log *slog.Logger) (*Models, error) {
-	m := &Models{rt: rt, defs: defs, cfg: cfg, token: adminToken, client: &http.Client{Timeout: 60 * time.Second}, log: log}
+// NewModels returns the models API; opts say how it asks other instances for their
+// histograms and insights.
+func NewModels(rt ClusterReader, defs *definitions.Store, cfg config.Predictions, adminToken string, log *slog.Logger, opts ...PeerOpt) (*Models, error) {
+	m := &Models{rt: rt, defs: defs, cfg: cfg, token: adminToken, client: newPeerClient(60*time.Second, opts), log: log}
 	for _, h := range cfg.Horizons {
 		d, err := config.ParseWindow(h)
 		if err != nil {
@@ -282,7 +283,7 @@ func (m *Models) gatherInsights(ctx context.Context) (Insights, error) {
 		if ep == m.rt.Endpoint() {
 			part, err = m.localInsights()
 		} else {
-			err = callPeer(ctx, m.client, m.token, "http://"+ep+"/internal/v1/insights", nil, &part)
+			err = callPeer(ctx, m.client, m.token, peerURL(ep, "/internal/v1/insights"), nil, &part)
 		}
 		if err != nil {
 			return Insights{}, fmt.Errorf("insights from %s: %w", ep, err)
@@ -525,7 +526,7 @@ func (m *Models) getHistogram(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Models) remoteHistogram(ctx context.Context, ep string, asOf predict.Day) (*predict.Histogram, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ep+"/internal/v1/histogram?as_of="+asOf.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL(ep, "/internal/v1/histogram?as_of="+asOf.String()), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -79,10 +79,11 @@ const (
 	RoleAdmin  Role = "admin"
 )
 
-// NewProfiles returns the profile API over stores, guarded by tokens.
-func NewProfiles(stores StoreReader, tokens Tokens) *Profiles {
+// NewProfiles returns the profile API over stores, guarded by tokens; opts say how it
+// reads the stores and features that other instances hold.
+func NewProfiles(stores StoreReader, tokens Tokens, opts ...PeerOpt) *Profiles {
 	return &Profiles{stores: stores, token: tokens.Admin, viewer: tokens.Viewer,
-		client: &http.Client{Timeout: 5 * time.Second}}
+		client: newPeerClient(5*time.Second, opts)}
 }
 
 // Register mounts the routes on s.
@@ -297,7 +298,7 @@ func (p *Profiles) read(ctx context.Context, group int, store, key string) ([]by
 	if err != nil {
 		return nil, err
 	}
-	u := fmt.Sprintf("http://%s/internal/v1/stores/%d/%s/%s", ep, group, url.PathEscape(store), url.PathEscape(key))
+	u := peerURL(ep, fmt.Sprintf("/internal/v1/stores/%d/%s/%s", group, url.PathEscape(store), url.PathEscape(key)))
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err

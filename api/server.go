@@ -142,7 +142,7 @@ func (s *Server) Start() (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listening for HTTP: %w", err)
 	}
-	if s.certFile != "" || s.keyFile != "" {
+	if s.servesTLS() {
 		cert, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
 		if err != nil {
 			ln.Close()
@@ -161,6 +161,20 @@ func (s *Server) Start() (net.Addr, error) {
 	s.log.Info("HTTP server listening", "addr", ln.Addr().String())
 	return ln.Addr(), nil
 }
+
+// Endpoint returns what this instance advertises to the others for hostport, the
+// address they reach it at: https://hostport when the server serves TLS, so that they
+// call it over HTTPS, else hostport bare, which every instance, older ones included,
+// calls over plain HTTP (see peerURL).
+func (s *Server) Endpoint(hostport string) string {
+	if s.servesTLS() {
+		return "https://" + hostport
+	}
+	return hostport
+}
+
+// servesTLS reports whether Start serves HTTPS (http.tls).
+func (s *Server) servesTLS() bool { return s.certFile != "" || s.keyFile != "" }
 
 // Shutdown sets the server stopping, closes its listener and idle connections, and waits
 // until the requests in flight finish or ctx ends, whose error it then returns. The server

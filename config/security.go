@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -40,17 +42,73 @@ type KafkaSASL struct {
 	PasswordFile string `yaml:"password_file"`
 }
 
-// HTTPTLS is http.tls: TLS for the HTTP server. Both files or neither; neither serves
-// plain HTTP.
+// HTTPTLS is http.tls: TLS for the HTTP server, and for the calls instances of a group
+// make to each other's internal routes. CertFile and KeyFile go together; without them
+// the server serves plain HTTP.
 type HTTPTLS struct {
-	// CertFile is the server's PEM certificate chain.
+	// CertFile is the server's PEM certificate chain. Other instances verify that it
+	// names the host this instance advertises to them (its hostname when it listens on
+	// every interface, else the listen host or IP).
 	CertFile string `yaml:"cert_file"`
 	// KeyFile is its PEM private key.
 	KeyFile string `yaml:"key_file"`
+	// CAFile is a PEM file of the certificate authorities that sign the instances'
+	// certificates, which an instance trusts when it calls another. Empty: the system's
+	// roots. It needs CertFile: without it no instance serves TLS.
+	CAFile string `yaml:"ca_file"`
 }
 
 // Enabled reports whether the HTTP server serves TLS.
 func (t HTTPTLS) Enabled() bool { return t.CertFile != "" }
+
+// RootCAs returns the certificates of CAFile, which the calls to other instances trust,
+// or nil, meaning the system's roots, when CAFile is empty.
+func (t HTTPTLS) RootCAs() (*x509.CertPool, error) {
+	if t.CAFile == "" {
+		return nil, nil
+	}
+	pool, err := loadCertPool(t.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("http.tls.ca_file: %w", err)
+	}
+	return pool, nil
+}
+
+// loadCertPool reads a PEM file of certificates strictly: every block must be a
+// certificate that parses, and there must be one, so that a key or a truncated file
+// given by mistake is an error at start rather than a pool that trusts nothing.
+func loadCertPool(path string) (*x509.CertPool, error) {
+	rest, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the CA certificates: %w", err)
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		n++
+		if b.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("%s: PEM block %d is a %s, not a CERTIFICATE", path, n, b.Type)
+		}
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: parsing PEM block %d: %w", path, n, err)
+		}
+		pool.AddCert(cert)
+	}
+	switch {
+	case strings.Contains(string(rest), "-----BEGIN"):
+		// pem.Decode stops at a block it cannot decode (a truncated file).
+		return nil, fmt.Errorf("%s: PEM block %d does not decode", path, n+1)
+	case n == 0:
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
 
 // RateLimit is ingest.rate_limit: how many events each write key may send through the
 // HTTP tracking API. A key over its limit is answered 429 with Retry-After.
@@ -159,8 +217,19 @@ func (c Config) validateSecurity(check func(path string, err error)) {
 	default:
 		check("kafka.sasl.mechanism", fmt.Errorf("must be %s, %s or %s, got %q", SASLPlain, SASLScramSHA256, SASLScramSHA512, s.Mechanism))
 	}
-	if h := c.HTTP.TLS; (h.CertFile == "") != (h.KeyFile == "") {
+	h := c.HTTP.TLS
+	if (h.CertFile == "") != (h.KeyFile == "") {
 		check("http.tls", errors.New("cert_file and key_file go together: set both or neither"))
+	}
+	switch {
+	case h.CAFile == "":
+	case h.CertFile == "":
+		// Without a certificate no instance serves TLS, so a CA trusted for calls to
+		// them is a mistake: most likely cert_file was forgotten.
+		check("http.tls", errors.New("ca_file needs cert_file and key_file: instances call each other over HTTPS only when they serve it"))
+	default:
+		_, err := loadCertPool(h.CAFile)
+		check("http.tls.ca_file", err)
 	}
 	r := c.Ingest.RateLimit
 	switch {

@@ -1,10 +1,15 @@
 package config
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tessera-cdp/tessera/internal/testcert"
 )
 
 // TestSecretFiles: the *_FILE variables read secrets from files, trimmed; a
@@ -82,6 +87,7 @@ func TestSecurityValidation(t *testing.T) {
 		{"kafka:\n  tls: {ca_file: ca.pem}\n", "kafka.tls: enabled must be true"},
 		{"kafka:\n  brokers: [k:9093]\n  tls: {enabled: true, cert_file: c.pem}\n", "kafka.tls: cert_file and key_file go together"},
 		{"http:\n  tls: {key_file: k.pem}\n", "http.tls: cert_file and key_file go together"},
+		{"http:\n  tls: {ca_file: ca.pem}\n", "http.tls: ca_file needs cert_file and key_file"},
 		{"ingest:\n  rate_limit: {events_per_second: 100, burst: 500}\n", ""},
 		{"ingest:\n  rate_limit: {events_per_second: -1}\n", "ingest.rate_limit.events_per_second: must be 0 (off) or positive"},
 		{"ingest:\n  rate_limit: {burst: 10}\n", "ingest.rate_limit: events_per_second must be set when burst is"},
@@ -114,5 +120,74 @@ func TestFileEnv(t *testing.T) {
 		if got := getenv(name); got != want {
 			t.Errorf("FileEnv(%s) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// TestHTTPTLSCAFile: http.tls.ca_file needs cert_file, and must be a PEM file of
+// certificates that all parse; each mistake is an error naming the key, with its line,
+// so that it stops the start rather than every call between instances.
+func TestHTTPTLSCAFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, content []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := testcert.New(t, "tessera test CA")
+	good := write("ca.pem", append(append([]byte("# the test CA\n"), ca.CertPEM...), ca.CertPEM...))
+	key := write("key.pem", ca.KeyPEM)
+	garbage := write("garbage.pem", []byte("not a certificate\n"))
+	truncated := write("truncated.pem", ca.CertPEM[:len(ca.CertPEM)/2])
+	corrupt := write("corrupt.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")}))
+	tests := []struct {
+		name   string
+		caFile string
+		noCert bool   // leave cert_file and key_file out
+		want   string // "" for valid
+	}{
+		{name: "valid", caFile: good},
+		{name: "without cert_file", caFile: good, noCert: true, want: "http.tls: ca_file needs cert_file and key_file"},
+		{name: "missing", caFile: filepath.Join(dir, "nope.pem"), want: "http.tls.ca_file: reading the CA certificates: open " + filepath.Join(dir, "nope.pem")},
+		{name: "not PEM", caFile: garbage, want: "http.tls.ca_file: " + garbage + " holds no PEM certificate"},
+		{name: "a key", caFile: key, want: "http.tls.ca_file: " + key + ": PEM block 1 is a EC PRIVATE KEY, not a CERTIFICATE"},
+		{name: "truncated", caFile: truncated, want: "http.tls.ca_file: " + truncated + ": PEM block 1 does not decode"},
+		{name: "not a certificate", caFile: corrupt, want: "http.tls.ca_file: " + corrupt + ": parsing PEM block 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			yaml := fmt.Sprintf("http:\n  tls:\n    ca_file: %q\n", tt.caFile)
+			if !tt.noCert {
+				yaml += "    cert_file: c.pem\n    key_file: k.pem\n"
+			}
+			c, err := Parse([]byte(yaml), "tessera.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate = %v, want an error with %q", err, tt.want)
+			case tt.want != "" && !strings.HasPrefix(err.Error(), "tessera.yaml:"):
+				t.Fatalf("error %q has no position", err)
+			}
+			if tt.want != "" {
+				return
+			}
+			pool, err := c.HTTP.TLS.RootCAs()
+			if err != nil || pool == nil {
+				t.Fatalf("RootCAs = %v, %v; want the CA's pool", pool, err)
+			}
+			if _, err := ca.TLS.Leaf.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+				t.Errorf("the pool does not trust the CA: %v", err)
+			}
+		})
+	}
+	// Without ca_file the calls trust the system's roots: a nil pool.
+	if pool, err := (HTTPTLS{CertFile: "c.pem", KeyFile: "k.pem"}).RootCAs(); pool != nil || err != nil {
+		t.Errorf("RootCAs without ca_file = %v, %v; want nil, nil", pool, err)
 	}
 }

@@ -235,7 +235,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	}
 	kafkaWait.Store(nil)
 	rt, err := topology.NewRuntime(topo, topology.Config{
-		Endpoint:           advertised(addr.String()),
+		Endpoint:           srv.Endpoint(advertised(addr.String())), // https://… with http.tls
 		App:                cfg.App,
 		Brokers:            brokers,
 		StateDir:           filepath.Join(cfg.Data, cfg.App),
@@ -257,7 +257,13 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	}
 
 	running.Store(rt)
-	profiles := api.NewProfiles(rt, api.Tokens{Admin: cfg.API.AdminToken, Viewer: cfg.API.ViewerToken})
+	// One transport for every call to another instance, trusting http.tls.ca_file.
+	peerRoots, err := cfg.HTTP.TLS.RootCAs()
+	if err != nil {
+		return err
+	}
+	peers := api.PeerTransport(api.NewPeerTransport(peerRoots))
+	profiles := api.NewProfiles(rt, api.Tokens{Admin: cfg.API.AdminToken, Viewer: cfg.API.ViewerToken}, peers)
 	profiles.Register(srv)
 	auditor, err := api.NewAuditor(ctx, cfg.App, int16(cfg.Kafka.ReplicationFactor), log, reg, kconn.Opts()...)
 	if err != nil {
@@ -275,7 +281,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		return err
 	}
 	defer defs.Close()
-	models, err := api.NewModels(rt, defs, cfg.Predictions, cfg.API.AdminToken, log)
+	models, err := api.NewModels(rt, defs, cfg.Predictions, cfg.API.AdminToken, log, peers)
 	if err != nil {
 		return err
 	}
@@ -315,7 +321,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	api.NewFeatureValues(rt, featureSet.Load, cfg.API.AdminToken).Register(srv, profiles)
 	api.NewTimeline(rt).Register(srv, profiles)
 
-	audiencesAPI := api.NewAudiences(defs, rt, models, featureSet.Load, cfg.API.AdminToken)
+	audiencesAPI := api.NewAudiences(defs, rt, models, featureSet.Load, cfg.API.AdminToken, peers)
 	if err := audiencesAPI.Seed(ctx, cfg.Audiences); err != nil {
 		return err
 	}
@@ -434,9 +440,9 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	sink.NewDeadLetterRoutes(destinations, cfg.App, sink.Brokers(brokers...), sink.ClientOpts(kconn.Security()...),
 		sink.Topics(int32(cfg.Kafka.Partitions), int16(cfg.Kafka.ReplicationFactor))).
 		Register(func(pattern string, h http.Handler) { srv.Handle(pattern, profiles.RequireAdmin(h)) })
-	audienceSizes := api.NewAudienceSizes(rt, audiencesAPI, cfg.API.AdminToken, 0, log)
+	audienceSizes := api.NewAudienceSizes(rt, audiencesAPI, cfg.API.AdminToken, 0, log, peers)
 	audienceSizes.Register(srv, profiles)
-	catalog := api.NewCatalog(rt, defs, models, cfg.API.AdminToken)
+	catalog := api.NewCatalog(rt, defs, models, cfg.API.AdminToken, peers)
 	catalog.Register(srv, profiles)
 	overview := console.NewOverview(reg, cfg.App, func() (int64, bool) {
 		s, ok := audienceSizes.Latest()
