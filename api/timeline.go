@@ -67,7 +67,7 @@ func (tl *Timeline) events(ctx context.Context, p *Profiles, id string, limit in
 		return nil, err
 	}
 	out = []json.RawMessage{}
-	u := fmt.Sprintf("http://%s/internal/v1/timeline/%s?limit=%d", ep, url.PathEscape(id), limit)
+	u := peerURL(ep, fmt.Sprintf("/internal/v1/timeline/%s?limit=%d", url.PathEscape(id), limit))
 	if err := callPeer(ctx, p.client, p.token, u, nil, &out); err != nil {
 		return nil, fmt.Errorf("events of %s from %s: %w", id, ep, err)
 	}

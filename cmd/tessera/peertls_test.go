@@ -122,6 +122,20 @@ func TestPeerTLS(t *testing.T) {
 			t.Errorf("insights from %s: %d profiles from %d instances, want %d from 2", b, in.Profiles, in.Instances, len(w.customers))
 		}
 	}
+
+	// Each customer's events, from the timeline where the profile's task
+	// runs, through either instance.
+	for i, c := range w.customers {
+		for _, b := range bases {
+			code, body := getTLS(t, client, fmt.Sprintf("%s/v1/profiles/user_id:u-%d/events", b, i), "tok")
+			var ev struct {
+				Events []json.RawMessage `json:"events"`
+			}
+			if code != 200 || json.Unmarshal([]byte(body), &ev) != nil || int64(len(ev.Events)) != min(c.events, 100) {
+				t.Fatalf("events of u-%d from %s: %d %s, want %d events", i, b, code, body, min(c.events, 100))
+			}
+		}
+	}
 }
 
 // signedCertFiles writes a certificate for 127.0.0.1 signed by ca, and its
