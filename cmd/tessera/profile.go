@@ -111,6 +111,15 @@ func apiClient(t config.HTTPTLS) (*http.Client, string, error) {
 		return nil, "", fmt.Errorf("reading http.tls.cert_file: %w", err)
 	}
 	pool.AppendCertsFromPEM(pem)
+	// A certificate signed by http.tls.ca_file's CAs, as every instance
+	// of a group may present, is trusted too.
+	if t.CAFile != "" {
+		ca, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("reading http.tls.ca_file: %w", err)
+		}
+		pool.AppendCertsFromPEM(ca)
+	}
 	c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}
 	return c, "https", nil
 }
