@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/connectors/ingest"
 	"github.com/tessera-cdp/tessera/processor/identity"
 	"github.com/tessera-cdp/tessera/schemas"
@@ -297,14 +298,19 @@ func (h *harness) createTopic(ctx context.Context, topic string) error {
 }
 
 // prefill writes the workload to the events topic as the HTTP ingest
-// would: each event normalised (receivedAt, messageId, clock correction)
-// and keyed by its routing identifier, through ingest.Writer. It returns
+// would: each event normalised (receivedAt, messageId, clock correction),
+// keyed by its Segment routing key and partitioned by its routing
+// identifier, through ingest.Writer. It returns
 // the mean event size.
 func (h *harness) prefill(ctx context.Context, gen *Generator) (int, error) {
 	if err := h.createTopic(ctx, h.topics.Events); err != nil {
 		return 0, err
 	}
-	w, err := ingest.New(h.app, ingest.ClientOpts(kgo.SeedBrokers(h.brokers...)))
+	rules, err := identity.NewRules(config.DefaultIdentity()) // the hub's: its config sets none
+	if err != nil {
+		return 0, err
+	}
+	w, err := ingest.New(h.app, ingest.ClientOpts(kgo.SeedBrokers(h.brokers...)), ingest.RouteBy(rules.Routing()))
 	if err != nil {
 		return 0, err
 	}

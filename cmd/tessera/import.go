@@ -22,6 +22,7 @@ import (
 	"github.com/tessera-cdp/tessera/connectors/fileimport"
 	"github.com/tessera-cdp/tessera/connectors/ingest"
 	"github.com/tessera-cdp/tessera/kafkaconn"
+	"github.com/tessera-cdp/tessera/processor/identity"
 	"github.com/tessera-cdp/tessera/schemas"
 )
 
@@ -212,7 +213,11 @@ func openWriter(ctx context.Context, cfg config.Config, configFile string, stder
 	if err != nil {
 		return nil, err
 	}
-	return ingest.New(cfg.App, ingest.ClientOpts(kconn.Opts()...), ingest.TrackingPlans(plans))
+	rules, err := identity.NewRules(cfg.Identity)
+	if err != nil {
+		return nil, err
+	}
+	return ingest.New(cfg.App, ingest.ClientOpts(kconn.Opts()...), ingest.TrackingPlans(plans), ingest.RouteBy(rules.Routing()))
 }
 
 // embeddedAddr is the address to dial for the embedded broker listening on

@@ -390,7 +390,8 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		return err
 	}
 	writer, err := ingest.New(cfg.App, ingest.ClientOpts(kconn.Opts()...),
-		ingest.TrackingPlans(plans), ingest.Registerer(reg), ingest.Suppress(suppressions.Test(idRules.Extract)))
+		ingest.TrackingPlans(plans), ingest.Registerer(reg), ingest.Suppress(suppressions.Test(idRules.Extract)),
+		ingest.RouteBy(idRules.Routing()))
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tessera-cdp/tessera/schemas"
+	"github.com/tessera-cdp/tessera/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -44,6 +45,7 @@ type Writer struct {
 	rejected   *prometheus.CounterVec // source
 	suppressed *prometheus.CounterVec // type
 	suppress   func(event []byte) bool
+	route      func(event []byte) []byte
 
 	samples *sampler
 }
@@ -62,6 +64,7 @@ type writerCfg struct {
 	samples    int
 	now        func() time.Time
 	suppress   func(event []byte) bool
+	route      func(event []byte) []byte
 }
 
 func defaultWriterCfg() writerCfg {
@@ -104,6 +107,18 @@ func Suppress(suppress func(event []byte) bool) WriterOption {
 	return writerOption(func(c *writerCfg) { c.suppress = suppress })
 }
 
+// RouteBy sets how an event's partition is chosen: by the murmur2 hash of
+// route(event) (the routing identifier as identity resolution writes it,
+// identity.Rules.Routing) instead of its key. The key stays the Segment
+// routing key (userId, else anonymousId). The identity stage resolves an
+// event on the partition of its routing identifier: an event written there
+// is resolved where it is read, one written by its key alone first travels
+// through <app>.identity-links. A nil result partitions by the key. The
+// default partitions by the key. route is called concurrently.
+func RouteBy(route func(event []byte) []byte) WriterOption {
+	return writerOption(func(c *writerCfg) { c.route = route })
+}
+
 // Clock sets the time source of receivedAt stamps on invalid events and of
 // violation samples, overriding time.Now.
 func Clock(now func() time.Time) WriterOption {
@@ -125,6 +140,7 @@ func New(app string, opts ...WriterOption) (*Writer, error) {
 		o.apply(&cfg)
 	}
 	kopts := append([]kgo.Opt{
+		kgo.RecordPartitioner(routePartitioner{}),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(2 * time.Millisecond),
 		kgo.ProducerBatchMaxBytes(4 << 20),
@@ -154,6 +170,7 @@ func New(app string, opts ...WriterOption) (*Writer, error) {
 			Help: suppressedHelp,
 		}, []string{"type"}),
 		suppress: cfg.suppress,
+		route:    cfg.route,
 		samples:  newSampler(cfg.samples),
 	}
 	if cfg.reg != nil {
@@ -265,7 +282,13 @@ func (w *Writer) PublishFrom(ctx context.Context, evs []schemas.Normalized, sour
 				continue
 			}
 		}
-		recs = append(recs, &kgo.Record{Topic: w.events, Key: e.Key, Value: e.Value, Timestamp: e.Timestamp})
+		rec := &kgo.Record{Topic: w.events, Key: e.Key, Value: e.Value, Timestamp: e.Timestamp}
+		if w.route != nil {
+			if rk := w.route(e.Value); rk != nil {
+				rec.Context = context.WithValue(ctx, routeKey{}, rk)
+			}
+		}
+		recs = append(recs, rec)
 	}
 	if err := w.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		return Result{}, fmt.Errorf("writing %d events to %s: %w", len(recs), w.events, err)
@@ -441,4 +464,26 @@ func (w *Writer) Close() {
 	if w.ownsClient {
 		w.cl.Close()
 	}
+}
+
+// routeKey is the context key of a record's routing identifier (RouteBy).
+type routeKey struct{}
+
+// routePartitioner partitions a record by its routing identifier when it
+// carries one, else by its key, both as topology.PartitionFor hashes: the
+// engine's partitioning, Kafka's default.
+type routePartitioner struct{}
+
+func (routePartitioner) ForTopic(string) kgo.TopicPartitioner { return routePartitioner{} }
+
+func (routePartitioner) RequiresConsistency(*kgo.Record) bool { return true }
+
+func (routePartitioner) Partition(r *kgo.Record, n int) int {
+	key := r.Key
+	if r.Context != nil {
+		if rk, ok := r.Context.Value(routeKey{}).([]byte); ok {
+			key = rk
+		}
+	}
+	return int(topology.PartitionFor(key, n))
 }

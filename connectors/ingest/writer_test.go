@@ -14,9 +14,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/schemas"
+	"github.com/tessera-cdp/tessera/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/valyala/fastjson"
 )
 
 const app = "tessera"
@@ -347,5 +349,55 @@ func TestSourceKind(t *testing.T) {
 		if got := sourceKind(src); got != want {
 			t.Errorf("sourceKind(%q) = %q, want %q", src, got, want)
 		}
+	}
+}
+
+// TestRouteByPartitionsByRoutingIdentifier: with RouteBy, an event lands on
+// the partition of the identifier route names, keeps its Segment key, and
+// one route cannot name goes by its key.
+func TestRouteByPartitionsByRoutingIdentifier(t *testing.T) {
+	brokers := startBroker(t)
+	route := func(event []byte) []byte {
+		if strings.Contains(string(event), `"userId":"u`) {
+			u := event[strings.Index(string(event), `"userId":"`)+len(`"userId":"`):]
+			return []byte("user_id:" + string(u[:strings.IndexByte(string(u), '"')]))
+		}
+		return nil
+	}
+	w, err := New(app, ClientOpts(kgo.SeedBrokers(brokers...)), RouteBy(route))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	var evs []schemas.Normalized
+	want := map[string]int32{} // messageId → partition
+	for i := range 30 {
+		id := fmt.Sprintf("m%d", i)
+		if i%3 == 0 {
+			evs = append(evs, normalize(t, fmt.Sprintf(`{"type":"page","anonymousId":"a%d","messageId":%q}`, i, id)))
+			want[id] = topology.PartitionFor([]byte(fmt.Sprintf("a%d", i)), 3)
+			continue
+		}
+		evs = append(evs, normalize(t, fmt.Sprintf(`{"type":"track","event":"E","userId":"u%d","messageId":%q}`, i, id)))
+		want[id] = topology.PartitionFor([]byte(fmt.Sprintf("user_id:u%d", i)), 3)
+	}
+	if _, err := w.Publish(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	moved := 0
+	for _, r := range readTopic(t, brokers, app+".events", len(evs)) {
+		id := fastjson.GetString(r.Value, "messageId")
+		if r.Partition != want[id] {
+			t.Errorf("%s (key %s) on partition %d, want %d", id, r.Key, r.Partition, want[id])
+		}
+		if r.Partition != topology.PartitionFor(r.Key, 3) {
+			moved++
+		}
+		if !strings.HasPrefix(string(r.Key), "u") && !strings.HasPrefix(string(r.Key), "a") {
+			t.Errorf("%s has key %q, want its Segment routing key", id, r.Key)
+		}
+	}
+	if moved == 0 {
+		t.Error("no event left its key's partition: the test shows nothing")
 	}
 }

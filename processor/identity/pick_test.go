@@ -47,3 +47,19 @@ func newRulesT(t *testing.T) (*identity.Rules, error) {
 	}
 	return r, nil
 }
+
+func TestRouting(t *testing.T) {
+	rules, _ := newRulesT(t)
+	route := rules.Routing()
+	for _, tc := range []struct{ event, want string }{
+		{`{"userId":"u1","anonymousId":"a1"}`, "user_id:u1"},
+		{`{"anonymousId":"a1","traits":{"email":"Ann@X.com"}}`, "email:ann@x.com"},
+		{`{"anonymousId":"a1"}`, "anonymous_id:a1"},
+		{`{"userId":"null"}`, ""},
+		{`not json`, ""},
+	} {
+		if got := string(route([]byte(tc.event))); got != tc.want {
+			t.Errorf("Routing(%s) = %q, want %q", tc.event, got, tc.want)
+		}
+	}
+}

@@ -91,6 +91,26 @@ func (r *Rules) Blocked(value string) bool {
 	return false
 }
 
+// Routing returns what ingest partitions events by (ingest.RouteBy): an
+// event's routing identifier, the first Extract finds, as its string, or
+// nil when it has none. The function is safe for concurrent use.
+func (r *Rules) Routing() func(event []byte) []byte {
+	var parsers fastjson.ParserPool
+	return func(event []byte) []byte {
+		p := parsers.Get()
+		defer parsers.Put(p)
+		v, err := p.ParseBytes(event)
+		if err != nil {
+			return nil
+		}
+		ids := r.Extract(v)
+		if len(ids) == 0 {
+			return nil
+		}
+		return []byte(ids[0].String())
+	}
+}
+
 // Extract returns the event's identifiers, highest priority first, without
 // duplicates or blocked values. previousId (alias) is an anonymous_id:
 // aliasing a known user to a new user id would break the user_id limit,
