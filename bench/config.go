@@ -38,10 +38,6 @@ kafka:
   partitions: %d
 processing:
   guarantee: %s
-  # A poll of max_poll_records (10,000) is processed in one cycle; on a
-  # loaded machine that can outlast the default 10s transaction timeout,
-  # and the broker then fences the hub. 60s leaves room.
-  transaction_timeout: 60s
 log:
   level: warn
 ingest:

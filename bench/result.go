@@ -50,11 +50,24 @@ type Result struct {
 	Rate       int   `json:"rate,omitempty"`
 	HTTPErrors int64 `json:"http_errors,omitempty"`
 	// Restore mode: the changelog records restored into an empty state
-	// directory, the seconds from the first task restoring to readiness,
-	// and their ratio.
+	// directory and their bytes (keys and values); the seconds of the
+	// restore phase proper as the engine times it (the wall time during
+	// which at least one task restored), and the records and bytes per
+	// second over it. Restored records vary in size by store (whole
+	// profiles of up to ~110 KB next to 50-byte identifiers), so bytes
+	// per second compares runs of different workloads better.
 	RestoreRecords       int64   `json:"restore_records,omitempty"`
+	RestoreBytes         int64   `json:"restore_bytes,omitempty"`
 	RestoreSeconds       float64 `json:"restore_seconds,omitempty"`
 	RestoreRecordsPerSec float64 `json:"restore_records_per_sec,omitempty"`
+	RestoreBytesPerSec   float64 `json:"restore_bytes_per_sec,omitempty"`
+	// RestoreReadySeconds is the end-to-end time of the restart: from
+	// starting the process to /readyz answering 200, so it adds the
+	// process start, the topic checks, the definitions and the group
+	// join to the restore; RestoreReadyRecordsPerSec is the records over
+	// it.
+	RestoreReadySeconds       float64 `json:"restore_ready_seconds,omitempty"`
+	RestoreReadyRecordsPerSec float64 `json:"restore_ready_records_per_sec,omitempty"`
 	// RSSPeakBytes is the processing process's peak resident set (VmHWM).
 	RSSPeakBytes int64 `json:"rss_peak_bytes"`
 	// DiskBytesPerProfile is the state directory's size after a clean

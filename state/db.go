@@ -52,9 +52,9 @@ type ChangeLogger interface {
 // DB is the Pebble instance of one task, holding all of the task's stores and
 // their checkpoints.
 type DB struct {
-	pdb   *pebble.DB
-	cache interface{ Unref() }
-	dir   string
+	pdb          *pebble.DB
+	dir          string
+	memTableSize uint64
 
 	// pending holds the writes since the last Commit or Discard. It is an
 	// indexed batch so that reads see the task's own uncommitted writes.
@@ -95,7 +95,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening pebble in %s: %w", dir, err)
 	}
-	db := &DB{pdb: pdb, dir: dir, stores: make(map[string]Store)}
+	db := &DB{pdb: pdb, dir: dir, memTableSize: opts.MemTableSize, stores: make(map[string]Store)}
 	db.pending = pdb.NewIndexedBatch()
 	return db, nil
 }
@@ -168,12 +168,8 @@ func (db *DB) Commit(offsets map[string]int64) error {
 	if db.pdb == nil {
 		return ErrClosed
 	}
-	var buf [8]byte
-	for store, off := range offsets {
-		binary.BigEndian.PutUint64(buf[:], uint64(off))
-		if err := db.pending.Set(checkpointKey(store), buf[:], nil); err != nil {
-			return fmt.Errorf("writing checkpoint of %s: %w", store, err)
-		}
+	if err := db.writeCheckpoints(db.pending, offsets); err != nil {
+		return err
 	}
 	if db.pending.Empty() {
 		return nil
@@ -184,6 +180,18 @@ func (db *DB) Commit(offsets map[string]int64) error {
 		return fmt.Errorf("committing batch: %w", err)
 	}
 	db.pending.Reset()
+	return nil
+}
+
+// writeCheckpoints adds the checkpoints (store → next changelog offset) to b.
+func (db *DB) writeCheckpoints(b *pebble.Batch, offsets map[string]int64) error {
+	var buf [8]byte
+	for store, off := range offsets {
+		binary.BigEndian.PutUint64(buf[:], uint64(off))
+		if err := b.Set(checkpointKey(store), buf[:], nil); err != nil {
+			return fmt.Errorf("writing checkpoint of %s: %w", store, err)
+		}
+	}
 	return nil
 }
 
@@ -231,17 +239,6 @@ func (db *DB) Close() error {
 		return fmt.Errorf("closing pebble in %s: %w", db.dir, err)
 	}
 	return nil
-}
-
-// applyRestored writes a changelog record straight into the pending batch
-// without logging it: restore replays what the changelog already has.
-func (db *DB) applyRestored(store []byte, key, value []byte) error {
-	k := make([]byte, 0, len(store)+len(key))
-	k = append(append(k, store...), key...)
-	if value == nil {
-		return db.pending.Delete(k, nil)
-	}
-	return db.pending.Set(k, value, nil)
 }
 
 // getFrom reads key from r, copying the value; nil when absent.

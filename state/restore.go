@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -28,6 +29,27 @@ type RestoreOptions struct {
 	Progress func(store string, restored, remaining int64)
 }
 
+// RestoreResult is what Restore replayed into one store.
+type RestoreResult struct {
+	// Records counts the changelog records replayed, control records
+	// left out; a record that a later one of the same key superseded
+	// counts too, although only the later one is written.
+	Records int64
+	// Bytes counts the keys and values of those records.
+	Bytes int64
+}
+
+// Fetch sizes of the restore consumer. A restore reads whole changelogs
+// as fast as it can, so it asks for far more than franz-go's defaults
+// (1 MiB per partition): fewer round trips, and a larger window in which a
+// key's later write supersedes its earlier ones (see Restore). The
+// consumer buffers about two fetches, which Config's restore concurrency
+// in topology multiplies.
+const (
+	restoreFetchBytes          = 32 << 20
+	restoreFetchPartitionBytes = 16 << 20
+)
+
 // Restore brings the stores of db up to the end of their changelogs,
 // starting from each store's checkpoint (from the start of the changelog
 // when there is none, as for a wiped or new state directory). It reads with
@@ -39,13 +61,27 @@ type RestoreOptions struct {
 // occupy offsets too (KAFKA-12951); control records are therefore kept and
 // only advance the position.
 //
-// Progress is committed into db with a checkpoint after every fetch, so an
-// interrupted restore resumes where it stopped. Restore returns the number
-// of records applied per store.
-func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions) (map[string]int64, error) {
-	restored := make(map[string]int64, len(logs))
+// Records are written in plain (unindexed) batches of bounded size, without
+// sync, bypassing db's pending writes, which a restoring task has none of.
+// Of the records of one partition that one fetch returns, only the last of
+// each key is written: the earlier ones would be overwritten in the same
+// batch anyway. Changelogs are compacted only now and then, and a store
+// like the profiles rewrites a whole value per update, so most bytes are
+// superseded; writing them cost Pebble a copy into the batch, the WAL, the
+// memtable and a flush each.
+//
+// Progress is committed into db with a checkpoint at the end of every
+// fetch, so an interrupted restore resumes where it stopped. Batches
+// written within a fetch carry no checkpoint: a restore interrupted there
+// resumes from the previous checkpoint and replays those records again,
+// which leaves the same values. Restore returns what it replayed per store.
+func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions) (map[string]RestoreResult, error) {
+	restored := make(map[string]RestoreResult, len(logs))
 	if len(logs) == 0 {
 		return restored, nil
+	}
+	if db.pdb == nil {
+		return restored, ErrClosed
 	}
 	topics := make([]string, 0, len(logs))
 	for _, l := range logs {
@@ -76,7 +112,7 @@ func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions)
 		if err != nil {
 			return nil, err
 		}
-		restored[l.Store] = 0
+		restored[l.Store] = RestoreResult{}
 		if from >= lo.Offset {
 			continue
 		}
@@ -95,7 +131,8 @@ func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions)
 		// A checkpoint below the log start (compaction moved it) restarts
 		// from the start: replaying a compacted log is idempotent.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxBytes(restoreFetchBytes),
+		kgo.FetchMaxPartitionBytes(restoreFetchPartitionBytes),
 	)
 	cl, err := kgo.NewClient(copts...)
 	if err != nil {
@@ -103,16 +140,14 @@ func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions)
 	}
 	defer cl.Close()
 
-	prevLogger := db.logger
-	db.logger = nil // replayed records are already in the changelog
-	defer func() { db.logger = prevLogger }()
-
+	w := db.newRestoreWriter()
+	defer w.close()
 	remaining := len(byTopic)
 	checkpoints := make(map[string]int64, len(byTopic))
+	seen := make(map[string]struct{})
 	for remaining > 0 {
 		fetches := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
-			db.Discard()
 			return restored, err
 		}
 		var ferr error
@@ -122,28 +157,51 @@ func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions)
 			}
 		})
 		if ferr != nil {
-			db.Discard()
 			return restored, ferr
 		}
 		clear(checkpoints)
 		var applyErr error
-		fetches.EachRecord(func(r *kgo.Record) {
-			c := byTopic[r.Topic]
-			if c == nil || applyErr != nil || c.pos >= c.end || r.Offset >= c.end {
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			c := byTopic[fp.Topic]
+			if c == nil || applyErr != nil || c.pos >= c.end {
 				return
 			}
-			if !r.Attrs.IsControl() {
-				applyErr = db.applyRestored(c.prefix, r.Key, r.Value)
-				restored[c.log.Store]++
+			recs := fp.Records
+			for len(recs) > 0 && recs[len(recs)-1].Offset >= c.end {
+				recs = recs[:len(recs)-1]
 			}
-			c.pos = r.Offset + 1
+			for len(recs) > 0 && recs[0].Offset < c.pos {
+				recs = recs[1:]
+			}
+			if len(recs) == 0 {
+				return
+			}
+			// Newest first, writing each key once: its last value.
+			res := restored[c.log.Store]
+			clear(seen)
+			for i := len(recs) - 1; i >= 0; i-- {
+				r := recs[i]
+				if r.Attrs.IsControl() {
+					continue
+				}
+				res.Records++
+				res.Bytes += int64(len(r.Key) + len(r.Value))
+				if _, dup := seen[string(r.Key)]; dup {
+					continue
+				}
+				seen[string(r.Key)] = struct{}{}
+				if applyErr = w.write(c.prefix, r.Key, r.Value); applyErr != nil {
+					return
+				}
+			}
+			restored[c.log.Store] = res
+			c.pos = recs[len(recs)-1].Offset + 1
 			checkpoints[c.log.Store] = c.pos
 		})
 		if applyErr != nil {
-			db.Discard()
-			return restored, fmt.Errorf("applying changelog record: %w", applyErr)
+			return restored, fmt.Errorf("applying changelog records: %w", applyErr)
 		}
-		if err := db.Commit(checkpoints); err != nil {
+		if err := w.commit(checkpoints); err != nil {
 			return restored, fmt.Errorf("committing restored records: %w", err)
 		}
 		remaining = 0
@@ -152,9 +210,77 @@ func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions)
 				remaining++
 			}
 			if opts.Progress != nil {
-				opts.Progress(c.log.Store, restored[c.log.Store], max(c.end-c.pos, 0))
+				opts.Progress(c.log.Store, restored[c.log.Store].Records, max(c.end-c.pos, 0))
 			}
 		}
 	}
 	return restored, nil
+}
+
+// restoreWriter writes restored records into a DB in plain batches of
+// bounded size. It is a restore's own: the DB's pending batch is indexed
+// (reads see it), which costs every write an index insertion that a
+// restore, reading nothing, does not need.
+type restoreWriter struct {
+	db    *DB
+	b     *pebble.Batch
+	limit int // commit the batch once it holds this many bytes
+}
+
+// newRestoreWriter returns a writer whose batches stay under a quarter of
+// the memtable (at most 4 MiB): Pebble then keeps reusing the batch's
+// buffer instead of growing a new one by copying, and applies the batch to
+// the memtable rather than as a flushable batch of its own.
+func (db *DB) newRestoreWriter() *restoreWriter {
+	limit := int(min(4<<20, db.memTableSize/4))
+	return &restoreWriter{
+		db:    db,
+		b:     db.pdb.NewBatchWithSize(limit+limit/2, pebble.WithMaxRetainedSizeBytes(4*limit)),
+		limit: limit,
+	}
+}
+
+// write adds a changelog record of the store with key prefix, a nil value
+// being a tombstone, and commits the batch without a checkpoint once it is
+// full.
+func (w *restoreWriter) write(prefix, key, value []byte) error {
+	var op *pebble.DeferredBatchOp
+	if value == nil {
+		op = w.b.DeleteDeferred(len(prefix) + len(key))
+	} else {
+		op = w.b.SetDeferred(len(prefix)+len(key), len(value))
+		copy(op.Value, value)
+	}
+	copy(op.Key, prefix)
+	copy(op.Key[len(prefix):], key)
+	if err := op.Finish(); err != nil {
+		return err
+	}
+	if w.b.Len() >= w.limit {
+		return w.commit(nil)
+	}
+	return nil
+}
+
+// commit writes the checkpoints (store → next changelog offset) into the
+// batch and commits it without sync: a process crash keeps what reached
+// the OS, and a machine crash loses at most the tail, which the next
+// restore reads again from the checkpoint that survived.
+func (w *restoreWriter) commit(checkpoints map[string]int64) error {
+	if err := w.db.writeCheckpoints(w.b, checkpoints); err != nil {
+		return err
+	}
+	if w.b.Empty() {
+		return nil
+	}
+	if err := w.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("committing batch: %w", err)
+	}
+	w.b.Reset()
+	return nil
+}
+
+// close drops what was not committed.
+func (w *restoreWriter) close() {
+	w.b.Close()
 }

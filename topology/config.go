@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -88,6 +89,15 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// RestoreConcurrency is how many tasks restore their stores at once;
+	// the others wait their turn (a task starts processing as soon as its
+	// own restore ends). Default GOMAXPROCS, at least 2 and at most 8: a
+	// restore keeps about one core busy (decompressing fetches, writing
+	// Pebble), more only contend for the cores, for Pebble's flushes and
+	// for memory, since each restore holds up to about two fetches (64
+	// MiB). On 2 cores, 24 tasks restored 600 MB of changelogs in about
+	// half the time with 2 at once as with all 24.
+	RestoreConcurrency int
 	// StandbyReplicas is how many other instances keep a warm copy of
 	// each task's stores, so that a failover restores only the tail of
 	// the changelogs (see standby.go); default 0, none. The group
@@ -117,6 +127,9 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.MaxPollRecords <= 0 {
 		c.MaxPollRecords = 10_000
+	}
+	if c.RestoreConcurrency <= 0 {
+		c.RestoreConcurrency = min(max(runtime.GOMAXPROCS(0), 2), 8)
 	}
 	if c.Partitions <= 0 {
 		c.Partitions = 12

@@ -181,15 +181,13 @@ func (r *Runtime) loop(ctx context.Context) error {
 	}
 }
 
-// beginCycle opens a cycle if none is open.
+// beginCycle opens a cycle if none is open. Under exactly-once its
+// transaction begins with the cycle's first record produced (beginTxn), or
+// at its commit if it processed records but produced none: a cycle that
+// did neither has nothing to commit and ends without a transaction.
 func (r *Runtime) beginCycle(c *cycle) error {
 	if c.open {
 		return nil
-	}
-	if r.sess != nil {
-		if err := r.sess.Begin(); err != nil {
-			return fmt.Errorf("beginning transaction: %w", err)
-		}
 	}
 	c.open, c.records, c.punctuations = true, 0, 0
 	c.start = time.Now()
@@ -420,9 +418,24 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 		r.log.Error("aborting cycle after produce error", "err", err)
 		tryCommit = false
 	}
+	if r.sess != nil && !r.inTxn && c.records == 0 {
+		// Nothing produced and no offsets to commit: there is no
+		// transaction to end, and no store write waits (every write
+		// produces its changelog record). Ending an empty transaction
+		// is not free: franz-go learns that the broker supports
+		// KIP-447 only from a TxnOffsetCommit, and without one holds
+		// its session lock for 500ms after the commit, delaying the
+		// next cycle's.
+		return tryCommit, nil
+	}
 	var committed bool
 	if r.sess != nil {
+		if err := r.beginTxn(); err != nil {
+			r.abandonAll()
+			return false, err
+		}
 		var err error
+		r.inTxn = false
 		committed, err = r.sess.End(kgo.PreTxnCommitFnContext(ctx, c.rewriteTxnOffsets), kgo.TransactionEndTry(tryCommit))
 		if err != nil {
 			r.abandonAll()
@@ -469,6 +482,19 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 	r.metrics.transactions.WithLabelValues("committed").Inc()
 	r.metrics.commitLatency.Observe(time.Since(start).Seconds())
 	return true, nil
+}
+
+// beginTxn begins the cycle's transaction if it has not begun. It runs on
+// the loop (produce and commit), which alone uses r.inTxn.
+func (r *Runtime) beginTxn() error {
+	if r.inTxn {
+		return nil
+	}
+	if err := r.sess.Begin(); err != nil {
+		return fmt.Errorf("beginning transaction: %w", err)
+	}
+	r.inTxn = true
+	return nil
 }
 
 // checkCommitted verifies, after a committed transaction, that the

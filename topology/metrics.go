@@ -7,19 +7,21 @@ import (
 // metrics are the engine's Prometheus metrics. Names are part of the
 // product's interface: the Grafana dashboard in deploy/ reads them.
 type metrics struct {
-	processed     *prometheus.CounterVec // topic
-	latency       prometheus.Histogram   // per record, source to done
-	lag           *prometheus.GaugeVec   // topic, partition
-	commitLatency prometheus.Histogram   // one commit cycle
-	transactions  *prometheus.CounterVec // result
-	restored      *prometheus.CounterVec // store
-	remaining     *prometheus.GaugeVec   // task, store
-	storeSize     *prometheus.GaugeVec   // task
-	rebalances    *prometheus.CounterVec // kind
-	tasks         *prometheus.GaugeVec   // state
-	punctuations  *prometheus.CounterVec // type
-	produceErrors prometheus.Counter     //
-	standby       *prometheus.CounterVec // store
+	processed      *prometheus.CounterVec // topic
+	latency        prometheus.Histogram   // per record, source to done
+	lag            *prometheus.GaugeVec   // topic, partition
+	commitLatency  prometheus.Histogram   // one commit cycle
+	transactions   *prometheus.CounterVec // result
+	restored       *prometheus.CounterVec // store
+	restoredBytes  *prometheus.CounterVec // store
+	restoreSeconds prometheus.Counter     //
+	remaining      *prometheus.GaugeVec   // task, store
+	storeSize      *prometheus.GaugeVec   // task
+	rebalances     *prometheus.CounterVec // kind
+	tasks          *prometheus.GaugeVec   // state
+	punctuations   *prometheus.CounterVec // type
+	produceErrors  prometheus.Counter     //
+	standby        *prometheus.CounterVec // store
 }
 
 // standbyRecords counts n changelog records applied to a standby of store.
@@ -57,6 +59,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tessera_restore_records_total",
 			Help: "Changelog records applied to local stores by restore, by store.",
 		}, []string{"store"}),
+		restoredBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_restore_bytes_total",
+			Help: "Bytes (keys and values) of the changelog records restore applied, by store.",
+		}, []string{"store"}),
+		restoreSeconds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tessera_restore_active_seconds_total",
+			Help: "Wall-clock seconds during which at least one task restored; restored records over it is the restore rate.",
+		}),
 		remaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tessera_restore_remaining_records",
 			Help: "Changelog records still to restore, by task and store.",
@@ -88,7 +98,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.processed, m.latency, m.lag, m.commitLatency, m.transactions,
-			m.restored, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors, m.standby)
+			m.restored, m.restoredBytes, m.restoreSeconds, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors, m.standby)
 	}
 	return m
 }

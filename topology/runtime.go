@@ -33,8 +33,10 @@ import (
 // (kgo.BlockRebalanceOnPoll): between the end of a commit cycle that left
 // no polled record unprocessed and the return of the next poll, so never
 // while a task is processing, a transaction is open or polled records wait.
-// Restores run in their own goroutines, one per task, and hand the restored
-// store to the loop over a channel.
+// Restores run in their own goroutines, one per task, at most
+// Config.RestoreConcurrency at once (restoreSlots), and hand the restored
+// store to the loop over a channel; restorePhase, under its own lock, times
+// them together.
 //
 // Lock order: the session's internal lock (held by its revoke wrapper) →
 // r.mu. The loop never holds r.mu across a poll or a transaction end.
@@ -46,15 +48,22 @@ type Runtime struct {
 
 	topicGroup map[string]int // source topic → group index
 
-	cl    *kgo.Client
-	sess  *kgo.GroupTransactSession // nil under at-least-once
+	cl   *kgo.Client
+	sess *kgo.GroupTransactSession // nil under at-least-once
+	// inTxn says that the open cycle's transaction has begun (see
+	// beginCycle); the loop's alone.
+	inTxn bool
 	admin *kadm.Client
 	// queryAdmin is admin for interactive queries (Owner, Endpoints) on
 	// other goroutines: nil until Run has connected.
 	queryAdmin atomic.Pointer[kadm.Client]
 
 	restored chan struct{} // wakes the loop when a restore ends
-	prodErr  errSlot
+	// restoreSlots holds a token per restore running, so that at most
+	// Config.RestoreConcurrency run at once.
+	restoreSlots chan struct{}
+	phase        restorePhase
+	prodErr      errSlot
 
 	mu sync.Mutex
 	// tasks are the tasks assigned to this instance. REQUIRES: r.mu.
@@ -99,7 +108,8 @@ type assigned struct {
 
 type restoreDone struct {
 	db       *state.DB
-	restored map[string]int64
+	restored map[string]state.RestoreResult
+	took     time.Duration
 	err      error
 }
 
@@ -126,6 +136,7 @@ func NewRuntime(topo *Topology, cfg Config) (*Runtime, error) {
 		metrics:         newMetrics(cfg.Registerer),
 		topicGroup:      make(map[string]int),
 		restored:        make(chan struct{}, 1),
+		restoreSlots:    make(chan struct{}, cfg.RestoreConcurrency),
 		tasks:           make(map[TaskID]*assigned),
 		restoredRecords: make(map[TaskID]int64),
 		notReady:        "starting",
@@ -514,9 +525,11 @@ func (r *Runtime) startRestoreLocked(id TaskID) *assigned {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &assigned{id: id, cancel: cancel, done: make(chan struct{})}
 	r.tasks[id] = a
+	r.phase.begin()
 	go func() {
 		defer close(a.done)
 		res := r.restore(ctx, a)
+		r.phase.end(r, res)
 		if res.err == nil && ctx.Err() != nil {
 			res.err = ctx.Err()
 		}
@@ -537,9 +550,18 @@ func (r *Runtime) startRestoreLocked(id TaskID) *assigned {
 
 // restore opens task a's store and brings it to the end of its changelogs.
 // It runs in its own goroutine, never in a rebalance callback and never on
-// the poll loop.
+// the poll loop, once it has one of the Config.RestoreConcurrency slots.
 func (r *Runtime) restore(ctx context.Context, a *assigned) *restoreDone {
-	res := &restoreDone{restored: make(map[string]int64)}
+	res := &restoreDone{restored: make(map[string]state.RestoreResult)}
+	select {
+	case r.restoreSlots <- struct{}{}:
+		defer func() { <-r.restoreSlots }()
+	case <-ctx.Done():
+		res.err = ctx.Err()
+		return res
+	}
+	start := time.Now()
+	defer func() { res.took = time.Since(start) }()
 	db, err := state.Open(filepath.Join(r.cfg.StateDir, a.id.String()), state.Options{})
 	if err != nil {
 		res.err = fmt.Errorf("opening store of task %s: %w", a.id, err)
@@ -564,8 +586,12 @@ func (r *Runtime) restore(ctx context.Context, a *assigned) *restoreDone {
 	for pass := 0; pass < 2; pass++ {
 		n, err := state.Restore(ctx, db, logs, opts)
 		for s, c := range n {
-			res.restored[s] += c
-			r.metrics.restored.WithLabelValues(s).Add(float64(c))
+			sum := res.restored[s]
+			sum.Records += c.Records
+			sum.Bytes += c.Bytes
+			res.restored[s] = sum
+			r.metrics.restored.WithLabelValues(s).Add(float64(c.Records))
+			r.metrics.restoredBytes.WithLabelValues(s).Add(float64(c.Bytes))
 		}
 		if err != nil {
 			res.err = fmt.Errorf("restoring task %s: %w", a.id, err)
@@ -573,6 +599,54 @@ func (r *Runtime) restore(ctx context.Context, a *assigned) *restoreDone {
 		}
 	}
 	return res
+}
+
+// restorePhase measures the restore phase: the wall time during which at
+// least one task of this instance restores (or waits for a restore slot).
+// Restores of tasks assigned together overlap, so their sum would overstate
+// it; records over this time is the instance's restore rate.
+type restorePhase struct {
+	mu sync.Mutex
+	// running counts the restores under way; start is when the phase
+	// began, and records, bytes and tasks sum its restores.
+	// REQUIRES: mu.
+	running        int
+	start          time.Time
+	records, bytes int64
+	tasks          int
+}
+
+// begin counts a restore starting.
+func (p *restorePhase) begin() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running == 0 {
+		p.start = time.Now()
+		p.records, p.bytes, p.tasks = 0, 0, 0
+	}
+	p.running++
+}
+
+// end counts a restore ending with res; the last one of a phase adds the
+// phase to tessera_restore_active_seconds_total and logs it.
+func (p *restorePhase) end(r *Runtime, res *restoreDone) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.running--
+	if res.err == nil {
+		p.tasks++
+		for _, n := range res.restored {
+			p.records += n.Records
+			p.bytes += n.Bytes
+		}
+	}
+	if p.running > 0 {
+		return
+	}
+	took := time.Since(p.start)
+	r.metrics.restoreSeconds.Add(took.Seconds())
+	r.log.Info("restore phase ended", "tasks", p.tasks, "records", p.records, "bytes", p.bytes, "took", took,
+		"records_per_sec", int64(float64(p.records)/max(took.Seconds(), 1e-3)))
 }
 
 // adoptRestored turns finished restores into running tasks and resumes
@@ -599,15 +673,16 @@ func (r *Runtime) adoptRestored() error {
 			r.mu.Unlock()
 			return res.err
 		}
-		var total int64
+		var total state.RestoreResult
 		for _, n := range res.restored {
-			total += n
+			total.Records += n.Records
+			total.Bytes += n.Bytes
 		}
-		r.restoredRecords[a.id] += total
+		r.restoredRecords[a.id] += total.Records
 		a.db = res.db
 		a.t = newTask(a.id, r.topo, a.db, r.cfg.App, r, r.cfg.Clock)
 		started = append(started, a)
-		r.log.Info("task restored", "task", a.id, "records", total)
+		r.log.Info("task restored", "task", a.id, "records", total.Records, "bytes", total.Bytes, "took", res.took)
 	}
 	r.updateTaskGaugesLocked()
 	r.mu.Unlock()
@@ -652,6 +727,10 @@ func (r *Runtime) produce(rec *kgo.Record, onOffset func(int64, error)) {
 		}
 	}
 	if r.sess != nil {
+		if err := r.beginTxn(); err != nil {
+			promise(rec, err)
+			return
+		}
 		r.sess.Produce(context.Background(), rec, promise)
 		return
 	}

@@ -265,8 +265,8 @@ func (r *Runtime) keepWarm(ctx context.Context, id TaskID, s *standbyTask) {
 		n, err := state.Restore(ctx, db, logs, opts)
 		var total int64
 		for st, c := range n {
-			total += c
-			r.metrics.standbyRecords(st, c)
+			total += c.Records
+			r.metrics.standbyRecords(st, c.Records)
 		}
 		s.mu.Lock()
 		s.applied += total
