@@ -8,8 +8,9 @@
 // order they were made: for each identifier, the latest of suppress and
 // unsuppress wins. The erasure list holds, for each identifier a delete
 // regulation named, when it was erased: the identity stage drops every
-// event received until then that carries one of them, so neither an event
-// still in flight nor a replay of <app>.events brings the person back.
+// event that carries one of them and happened or was received until then,
+// so neither an event still in flight, nor an import of old data, nor a
+// replay of <app>.events brings the person back.
 //
 // The erasure list keeps no identifier in clear: a delete regulation
 // stores the SHA-256 of each (Hash), which is all the list needs to match
@@ -219,18 +220,19 @@ func (e *Erasures) Len() int {
 	return 0
 }
 
-// Erased reports whether an event carrying ids, received at receivedAt,
-// belongs to an erased person: one of ids was erased at or after
-// receivedAt. An event received later is new data, kept (a person who
-// comes back after an erasure starts a new profile; suppress them to
-// refuse that).
-func (e *Erasures) Erased(ids []profile.Ident, receivedAt time.Time) bool {
+// Erased reports whether an event carrying ids, first known at knownAt
+// (the earlier of when it happened and when it was received), belongs to
+// an erased person: one of ids was erased at or after knownAt. So an old
+// event imported or replayed after the erasure is dropped, while one that
+// happens later is new data, kept (a person who comes back after an
+// erasure starts a new profile; suppress them to refuse that).
+func (e *Erasures) Erased(ids []profile.Ident, knownAt time.Time) bool {
 	m := e.list.Load()
 	if m == nil || len(*m) == 0 {
 		return false
 	}
 	for _, id := range ids {
-		if at, ok := (*m)[Hash(id)]; ok && !receivedAt.After(at) {
+		if at, ok := (*m)[Hash(id)]; ok && !knownAt.After(at) {
 			return true
 		}
 	}

@@ -83,7 +83,7 @@ func TestTest(t *testing.T) {
 }
 
 // TestErasures: an event is erased when one of its identifiers was erased
-// at or after it was received; a delete neither suppresses nor lifts a
+// at or after it was first known; a delete neither suppresses nor lifts a
 // suppression.
 func TestErasures(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -27,7 +27,7 @@ type hubHooks struct {
 	eventsTopic string
 	skipEvent   func(partition int32, offset int64) bool
 	// erased is the erasure list's test (regulation.Erasures.Erased).
-	erased func(ids []profile.Ident, receivedAt time.Time) bool
+	erased func(ids []profile.Ident, knownAt time.Time) bool
 }
 
 func hubTopology(cfg config.Config, log *slog.Logger, h hubHooks) (*topology.Topology, error) {

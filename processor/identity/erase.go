@@ -108,9 +108,9 @@ func (s *step) afterErasure(o op) error {
 	switch o.Kind {
 	case opEvent:
 		// An event routed here before the identifiers were unlinked. If
-		// it was received before the erasure, it is the person's and is
-		// dropped (the identifier stage drops those it knows of; this
-		// catches the ones already past it). One received since goes back
+		// it was known before the erasure (knownAt), it is the person's
+		// and is dropped (the identifier stage drops those it knows of;
+		// this catches the ones already past it). A later one goes back
 		// to the identifier stage, where its identifiers are free: the
 		// UNLINK of its routing identifier went to the same partition
 		// before this.
@@ -118,7 +118,7 @@ func (s *step) afterErasure(o op) error {
 		if err != nil {
 			return fmt.Errorf("parsing an event routed to an erased profile: %w", err)
 		}
-		if !receivedAt(v, s.ts).After(time.UnixMilli(s.r.Erased)) || len(o.Identifiers) == 0 {
+		if !knownAt(v, s.ts).After(time.UnixMilli(s.r.Erased)) || len(o.Identifiers) == 0 {
 			return nil
 		}
 		return s.sendLink(link{Kind: linkResolve, Identifier: o.Identifiers[0], Event: o.Event, Identifiers: o.Identifiers})

@@ -80,14 +80,19 @@ type erasure struct {
 }
 
 // survivors is the reference's filter: the events no erasure drops, those
-// received after every erasure of one of their identifiers.
+// that happened and were received after every erasure of one of their
+// identifiers (times are the receipts; the timestamp is in the event).
 func survivors(rules *identity.Rules, events []string, times []time.Time, erasures []erasure) []string {
 	h := newParse()
 	var out []string
 	for i, e := range events {
+		known := times[i]
+		if ts, err := time.Parse(time.RFC3339, between(e, `"timestamp":"`, `"`)); err == nil && ts.Before(known) {
+			known = ts
+		}
 		dropped := false
 		for _, er := range erasures {
-			if times[i].After(er.at) {
+			if known.After(er.at) {
 				continue
 			}
 			for _, id := range h.extract(rules, e) {
@@ -416,6 +421,15 @@ func TestEraseRemovesEveryTrace(t *testing.T) {
 		}
 	}
 	checkNoMarkers(t, h)
+
+	// An old event of hers, imported after the erasure, stays out.
+	h.send(withReceivedAt(`{"type":"track","event":"Order Completed","userId":"jane","messageId":"m7","timestamp":"2026-01-01T00:00:07Z"}`, 15))
+	if err := h.d.Drain(nil); err != nil {
+		t.Fatal(err)
+	}
+	if p := h.state().profileOf("user_id:jane"); p != nil {
+		t.Errorf("an old event imported after the erasure brought her back: %+v", p)
+	}
 
 	// After the erasure, the same person may come back: a new profile.
 	h.send(withReceivedAt(`{"type":"identify","userId":"jane","messageId":"m6","timestamp":"2026-01-01T00:00:20Z"}`, 20))

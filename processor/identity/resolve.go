@@ -114,7 +114,7 @@ func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []b
 		// timestamp, as it did before.
 		v, _ = r.p.ParseBytes(event)
 	}
-	if r.o.Erased != nil && r.o.Erased(ids, receivedAt(v, rec.Timestamp)) {
+	if r.o.Erased != nil && r.o.Erased(ids, knownAt(v, rec.Timestamp)) {
 		return nil // a person erased since: this event must not bring them back
 	}
 	msgID := string(v.GetStringBytes("messageId"))
@@ -265,13 +265,20 @@ func (r *resolver) unlink(ctx *topology.Context, l link) error {
 	return nil
 }
 
-// receivedAt is when the hub received event v: its receivedAt, which
-// ingest sets, or else the record's time.
-func receivedAt(v *fastjson.Value, ts time.Time) time.Time {
+// knownAt is when event v was first known: the earlier of the time it
+// says it happened ("timestamp", corrected by ingest) and the time the hub
+// received it ("receivedAt"), else the record's time. An erasure drops an
+// event known by then: one still on its way, and an old one imported or
+// replayed after it.
+func knownAt(v *fastjson.Value, ts time.Time) time.Time {
+	at := ts
 	if ms := profile.ParseMillis(string(v.GetStringBytes("receivedAt"))); ms != 0 {
-		return time.UnixMilli(ms)
+		at = time.UnixMilli(ms)
 	}
-	return ts
+	if ms := profile.ParseMillis(string(v.GetStringBytes("timestamp"))); ms != 0 && time.UnixMilli(ms).Before(at) {
+		at = time.UnixMilli(ms)
+	}
+	return at
 }
 
 func (r *resolver) sendOp(ctx *topology.Context, o op, ts time.Time) error {
