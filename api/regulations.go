@@ -59,16 +59,7 @@ func NewRegulations(defs *definitions.Store, list *regulation.Suppressions, cano
 }
 
 // All returns every regulation made, for the suppression list.
-func (g *Regulations) All() []regulation.Regulation {
-	var out []regulation.Regulation
-	for _, d := range g.defs.List(regulation.Kind) {
-		var r regulation.Regulation
-		if json.Unmarshal(d.Body, &r) == nil {
-			out = append(out, r)
-		}
-	}
-	return out
-}
+func (g *Regulations) All() []regulation.Regulation { return regulation.List(g.defs) }
 
 // Register mounts the routes on s behind p's admin token: a regulation
 // names people, so even reading one is the admin's.

@@ -21,6 +21,7 @@ package regulation
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/valyala/fastjson"
 
+	"github.com/tessera-cdp/tessera/definitions"
 	"github.com/tessera-cdp/tessera/processor/profile"
 )
 
@@ -56,6 +58,19 @@ const MaxIdentifiers = 100
 type Identifier struct {
 	Type  string `json:"type"`
 	Value string `json:"value"`
+}
+
+// List returns every regulation stored in defs, skipping bodies that do
+// not decode (they were validated when written).
+func List(defs *definitions.Store) []Regulation {
+	var out []Regulation
+	for _, d := range defs.List(Kind) {
+		var r Regulation
+		if json.Unmarshal(d.Body, &r) == nil {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Regulation is one request about a person's data.

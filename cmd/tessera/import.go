@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -21,8 +22,10 @@ import (
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/connectors/fileimport"
 	"github.com/tessera-cdp/tessera/connectors/ingest"
+	"github.com/tessera-cdp/tessera/definitions"
 	"github.com/tessera-cdp/tessera/kafkaconn"
 	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/regulation"
 	"github.com/tessera-cdp/tessera/schemas"
 )
 
@@ -217,7 +220,18 @@ func openWriter(ctx context.Context, cfg config.Config, configFile string, stder
 	if err != nil {
 		return nil, err
 	}
-	return ingest.New(cfg.App, ingest.ClientOpts(kconn.Opts()...), ingest.TrackingPlans(plans), ingest.RouteBy(rules.Routing()))
+	// An import is ingest too: suppressed people's rows are dropped, as
+	// the running hub drops their events (erased people's old rows are
+	// dropped by the identity stage).
+	defs, err := definitions.Open(ctx, cfg.App, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), kconn.Opts()...)
+	if err != nil {
+		return nil, fmt.Errorf("reading the regulations: %w", err)
+	}
+	suppressions := &regulation.Suppressions{}
+	suppressions.Update(regulation.List(defs))
+	defs.Close()
+	return ingest.New(cfg.App, ingest.ClientOpts(kconn.Opts()...), ingest.TrackingPlans(plans),
+		ingest.RouteBy(rules.Routing()), ingest.Suppress(suppressions.Test(rules.Extract)))
 }
 
 // embeddedAddr is the address to dial for the embedded broker listening on

@@ -23,7 +23,7 @@ func TestSuppression(t *testing.T) {
 	bin := buildTessera(t)
 	p := startProc(t, bin, []string{"TESSERA_ADMIN_TOKEN=tok", "TESSERA_WRITE_KEYS=wk"}, "run", "-c", cfg,
 		"--data", filepath.Join(dir, "data"), "--http", "127.0.0.1:0", "--broker-listen", "127.0.0.1:0")
-	p.await(t, "embedded broker listening on ")
+	brokerAddr := p.await(t, "embedded broker listening on ")
 	base := "http://" + p.await(t, "http listening on ")
 	go drain(p)
 	awaitStatus(t, base+"/readyz", 200)
@@ -85,6 +85,26 @@ func TestSuppression(t *testing.T) {
 	}
 	if code, body := getAuth(t, base+"/v1/regulations/"+reg.ID, ""); code != 401 {
 		t.Errorf("GET regulation without a token: %d %s", code, body)
+	}
+
+	// An import is ingest too: the suppressed row is dropped, the other
+	// stored.
+	importConf, rows, mapping := filepath.Join(dir, "import.yaml"), filepath.Join(dir, "crm.csv"), filepath.Join(dir, "crm.yaml")
+	for path, text := range map[string]string{
+		importConf: "app: privacy\nkafka:\n  broker_listen: " + brokerAddr + "\n",
+		rows:       "id,email\nmallory,MALLORY@example.com\ncarol,carol@example.com\n",
+		mapping:    "format: csv\ntype: identify\nuser_id: id\ntraits:\n  email: email\n",
+	} {
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, errOut, err := tesseraImport(t, "-c", importConf, "-f", rows, "-m", mapping); err != nil {
+		t.Fatalf("import: %v\n%s%s", err, out, errOut)
+	}
+	awaitProfile("user_id:carol")
+	if code, _ := getAuth(t, base+"/v1/profiles/user_id:mallory", "tok"); code != 404 {
+		t.Errorf("an import stored a suppressed person's row: profile answers %d", code)
 	}
 
 	if code, body := postAuth(t, base+"/v1/regulations", "tok", `{"type":"unsuppress","identifiers":[{"type":"email","value":"mallory@example.com"}]}`); code != 201 {
