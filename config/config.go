@@ -109,6 +109,14 @@ type Processing struct {
 	// (a standby replica), so that a failover restores only the tail of the changelogs;
 	// from 0 to 10. Default 0: none.
 	StandbyReplicas int `yaml:"standby_replicas"`
+	// RestoreConcurrency is how many tasks restore their stores from the
+	// changelogs at once, from 1 to 64. Default 0: the engine's choice, the
+	// CPU count clamped to 2–8 (more at once only contend for the cores).
+	RestoreConcurrency int `yaml:"restore_concurrency"`
+	// HeartbeatInterval is how often an instance heartbeats to the group; it
+	// must be below session_timeout. Default 0: a third of session_timeout,
+	// at most 3s.
+	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
 }
 
 // Log is the log section of tessera.yaml.

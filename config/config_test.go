@@ -93,6 +93,8 @@ func TestBadFiles(t *testing.T) {
 		{"partitions_zero", `partitions_zero.bad.yml:3:15: kafka.partitions: must be between 1 and 10000, got 0`},
 		{"replication_zero", `replication_zero.bad.yml:2:23: kafka.replication_factor: must be at least 1, got 0`},
 		{"standby_replicas", `standby_replicas.bad.yml:2:21: processing.standby_replicas: must be between 0 and 10, got 11`},
+		{"restore_concurrency", `restore_concurrency.bad.yml:2:24: processing.restore_concurrency: must be between 0 (the engine's choice) and 64, got 65`},
+		{"heartbeat_interval", `heartbeat_interval.bad.yml:2:23: processing.heartbeat_interval: must be 0 (a third of session_timeout) or below session_timeout (10s), got 10s`},
 		{"bad_guarantee", `bad_guarantee.bad.yml:2:14: processing.guarantee: must be exactly_once or at_least_once, got "exactly-once"`},
 		{"negative_duration", `negative_duration.bad.yml:2:22: processing.rebalance_timeout: must be positive, got -30s`},
 		{"commit_interval", `commit_interval.bad.yml:2:20: processing.commit_interval: must be shorter than processing.transaction_timeout (10s) under exactly_once, got 10s`},

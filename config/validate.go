@@ -19,6 +19,10 @@ var appPattern = regexp.MustCompile(`^[a-z0-9._-]+$`)
 // full copy of every task's stores on another instance.
 const maxStandbyReplicas = 10
 
+// maxRestoreConcurrency bounds processing.restore_concurrency: each
+// restoring task holds a fetch and a write batch in memory.
+const maxRestoreConcurrency = 64
+
 // Validate checks every setting and returns all the problems it finds, one per line, each
 // naming the key path and where its value came from. The commit interval must be shorter
 // than the transaction timeout under exactly-once only, since at-least-once has no
@@ -72,6 +76,12 @@ func (c Config) Validate() error {
 	check("processing.rebalance_timeout", positive(p.RebalanceTimeout))
 	if p.StandbyReplicas < 0 || p.StandbyReplicas > maxStandbyReplicas {
 		check("processing.standby_replicas", fmt.Errorf("must be between 0 and %d, got %d", maxStandbyReplicas, p.StandbyReplicas))
+	}
+	if p.RestoreConcurrency < 0 || p.RestoreConcurrency > maxRestoreConcurrency {
+		check("processing.restore_concurrency", fmt.Errorf("must be between 0 (the engine's choice) and %d, got %d", maxRestoreConcurrency, p.RestoreConcurrency))
+	}
+	if p.HeartbeatInterval < 0 || (p.HeartbeatInterval > 0 && p.HeartbeatInterval >= p.SessionTimeout) {
+		check("processing.heartbeat_interval", fmt.Errorf("must be 0 (a third of session_timeout) or below session_timeout (%s), got %s", p.SessionTimeout, p.HeartbeatInterval))
 	}
 	if p.Guarantee == ExactlyOnce && p.CommitInterval > 0 && p.CommitInterval >= p.TransactionTimeout {
 		check("processing.commit_interval", fmt.Errorf(

@@ -245,6 +245,8 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		SessionTimeout:     time.Duration(cfg.Processing.SessionTimeout),
 		RebalanceTimeout:   time.Duration(cfg.Processing.RebalanceTimeout),
 		StandbyReplicas:    cfg.Processing.StandbyReplicas,
+		RestoreConcurrency: cfg.Processing.RestoreConcurrency,
+		HeartbeatInterval:  time.Duration(cfg.Processing.HeartbeatInterval),
 		MaxPollRecords:     cfg.Processing.MaxPollRecords,
 		Partitions:         int32(cfg.Kafka.Partitions),
 		ReplicationFactor:  int16(cfg.Kafka.ReplicationFactor),
