@@ -131,7 +131,9 @@ func printBench(w io.Writer, r *bench.Result) {
 		row("latency", "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (%d samples at %d/s)", l.P50, l.P95, l.P99, l.P999, l.Samples, r.Rate)
 	}
 	if r.RestoreRecords > 0 {
-		row("restore", "%d records in %.2f s, %.0f records/s", r.RestoreRecords, r.RestoreSeconds, r.RestoreRecordsPerSec)
+		row("restore", "%d records (%d MiB) in %.2f s, %.0f records/s, %.0f MiB/s", r.RestoreRecords, r.RestoreBytes>>20,
+			r.RestoreSeconds, r.RestoreRecordsPerSec, r.RestoreBytesPerSec/(1<<20))
+		row("ready", "%.2f s from start to ready, %.0f records/s over it", r.RestoreReadySeconds, r.RestoreReadyRecordsPerSec)
 	}
 	row("memory", "%d MiB peak RSS", r.RSSPeakBytes>>20)
 	if r.DiskBytesPerProfile > 0 {
