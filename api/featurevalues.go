@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -64,24 +63,10 @@ func (f *FeatureValues) local(task topology.TaskID, id string, now time.Time) (m
 }
 
 func (f *FeatureValues) values(ctx context.Context, p *Profiles, id string, now time.Time) (map[string]any, error) {
-	task, err := f.rt.TaskFor(profileGroup, []byte(id))
-	if err != nil {
-		return nil, err
-	}
-	out, err := f.local(task, id, now)
-	if !errors.Is(err, topology.ErrNotLocal) {
-		return out, err
-	}
-	ep, err := f.rt.Owner(ctx, task)
-	if err != nil {
-		return nil, err
-	}
-	out = map[string]any{}
-	u := peerURL(ep, fmt.Sprintf("/internal/v1/features/%s?as_of=%s", url.PathEscape(id), url.QueryEscape(now.UTC().Format(time.RFC3339Nano))))
-	if err := callPeer(ctx, p.client, p.token, u, nil, &out); err != nil {
-		return nil, fmt.Errorf("features of %s from %s: %w", id, ep, err)
-	}
-	return out, nil
+	path := fmt.Sprintf("/internal/v1/features/%s?as_of=%s", url.PathEscape(id), url.QueryEscape(now.UTC().Format(time.RFC3339Nano)))
+	return onOwner(ctx, f.rt, p, id, "features", path, func(task topology.TaskID) (map[string]any, error) {
+		return f.local(task, id, now)
+	})
 }
 
 func (f *FeatureValues) getLocal(w http.ResponseWriter, r *http.Request) {
@@ -91,18 +76,5 @@ func (f *FeatureValues) getLocal(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "as_of must be an RFC 3339 time")
 		return
 	}
-	task, err := f.rt.TaskFor(profileGroup, []byte(id))
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	out, err := f.local(task, id, now)
-	switch {
-	case errors.Is(err, topology.ErrNotLocal):
-		writeError(w, http.StatusMisdirectedRequest, fmt.Sprintf("task %s does not run here", task))
-	case err != nil:
-		writeError(w, http.StatusInternalServerError, err.Error())
-	default:
-		WriteJSON(w, http.StatusOK, out)
-	}
+	serveLocal(w, f.rt, id, func(task topology.TaskID) (map[string]any, error) { return f.local(task, id, now) })
 }

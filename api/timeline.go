@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -54,24 +53,10 @@ func (tl *Timeline) local(task topology.TaskID, id string, limit int) ([]json.Ra
 }
 
 func (tl *Timeline) events(ctx context.Context, p *Profiles, id string, limit int) ([]json.RawMessage, error) {
-	task, err := tl.rt.TaskFor(profileGroup, []byte(id))
-	if err != nil {
-		return nil, err
-	}
-	out, err := tl.local(task, id, limit)
-	if !errors.Is(err, topology.ErrNotLocal) {
-		return out, err
-	}
-	ep, err := tl.rt.Owner(ctx, task)
-	if err != nil {
-		return nil, err
-	}
-	out = []json.RawMessage{}
-	u := peerURL(ep, fmt.Sprintf("/internal/v1/timeline/%s?limit=%d", url.PathEscape(id), limit))
-	if err := callPeer(ctx, p.client, p.token, u, nil, &out); err != nil {
-		return nil, fmt.Errorf("events of %s from %s: %w", id, ep, err)
-	}
-	return out, nil
+	path := fmt.Sprintf("/internal/v1/timeline/%s?limit=%d", url.PathEscape(id), limit)
+	return onOwner(ctx, tl.rt, p, id, "events", path, func(task topology.TaskID) ([]json.RawMessage, error) {
+		return tl.local(task, id, limit)
+	})
 }
 
 func (tl *Timeline) getLocal(w http.ResponseWriter, r *http.Request) {
@@ -81,18 +66,5 @@ func (tl *Timeline) getLocal(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "limit must be a positive number")
 		return
 	}
-	task, err := tl.rt.TaskFor(profileGroup, []byte(id))
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err.Error())
-		return
-	}
-	out, err := tl.local(task, id, limit)
-	switch {
-	case errors.Is(err, topology.ErrNotLocal):
-		writeError(w, http.StatusMisdirectedRequest, fmt.Sprintf("task %s does not run here", task))
-	case err != nil:
-		writeError(w, http.StatusInternalServerError, err.Error())
-	default:
-		WriteJSON(w, http.StatusOK, out)
-	}
+	serveLocal(w, tl.rt, id, func(task topology.TaskID) ([]json.RawMessage, error) { return tl.local(task, id, limit) })
 }
