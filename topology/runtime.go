@@ -271,6 +271,11 @@ func (r *Runtime) connect(ctx context.Context) error {
 		backoff = min(backoff*2, 10*time.Second)
 	}
 
+	// Before the client exists: it joins the group at once, and the
+	// assignment (onAssigned) clears this; set after, it could overwrite
+	// an assignment that came first and leave the instance "joining" for
+	// good.
+	r.setNotReady("joining consumer group " + r.cfg.App)
 	opts := append(r.baseOpts(),
 		kgo.ConsumerGroup(r.cfg.App),
 		kgo.ConsumeTopics(r.topo.SourceTopics()...),
@@ -308,7 +313,6 @@ func (r *Runtime) connect(ctx context.Context) error {
 			return fmt.Errorf("creating consumer: %w", err)
 		}
 	}
-	r.setNotReady("joining consumer group " + r.cfg.App)
 	return nil
 }
 
