@@ -202,25 +202,31 @@ func (s *Suppressions) Active(id string) bool {
 	return false
 }
 
-// Erasures is the erasure list: for each erased identifier's Hash, the
+// Erasures is the erasure list: for each erased identifier's SHA-256, the
 // latest time it was erased. It is safe for concurrent use: the identity
 // stage reads it for every event while the definitions watcher replaces
 // it whole.
 type Erasures struct {
-	// list is immutable once stored.
-	list atomic.Pointer[map[string]time.Time]
+	// list is immutable once stored. Keyed by the raw digest, so a lookup
+	// hashes without formatting hex.
+	list atomic.Pointer[map[[sha256.Size]byte]time.Time]
 }
 
-// Update rebuilds the list from every regulation.
+// Update rebuilds the list from every regulation; a hash that is not hex
+// SHA-256 (none is: Hash wrote them) is skipped.
 func (e *Erasures) Update(regs []Regulation) {
-	m := make(map[string]time.Time)
+	m := make(map[[sha256.Size]byte]time.Time)
 	for _, r := range regs {
 		if r.Type != Delete {
 			continue
 		}
 		for _, h := range r.Erased {
-			if r.CreatedAt.After(m[h]) {
-				m[h] = r.CreatedAt
+			var k [sha256.Size]byte
+			if n, err := hex.Decode(k[:], []byte(h)); err != nil || n != sha256.Size {
+				continue
+			}
+			if r.CreatedAt.After(m[k]) {
+				m[k] = r.CreatedAt
 			}
 		}
 	}
@@ -235,21 +241,27 @@ func (e *Erasures) Len() int {
 	return 0
 }
 
-// Erased reports whether an event carrying ids, first known at knownAt
-// (the earlier of when it happened and when it was received), belongs to
-// an erased person: one of ids was erased at or after knownAt. So an old
-// event imported or replayed after the erasure is dropped, while one that
-// happens later is new data, kept (a person who comes back after an
-// erasure starts a new profile; suppress them to refuse that).
-func (e *Erasures) Erased(ids []profile.Ident, knownAt time.Time) bool {
+// ErasedAt returns the latest time one of ids was erased, and whether any
+// was. The identity stage drops an event known by then (the earlier of
+// when it happened and when it was received): an old event imported or
+// replayed after the erasure is the person's, while one that happens later
+// is new data (a person who comes back after an erasure starts a new
+// profile; suppress them to refuse that). It hashes nothing while the list
+// is empty.
+func (e *Erasures) ErasedAt(ids []profile.Ident) (time.Time, bool) {
 	m := e.list.Load()
 	if m == nil || len(*m) == 0 {
-		return false
+		return time.Time{}, false
 	}
+	var latest time.Time
+	found := false
 	for _, id := range ids {
-		if at, ok := (*m)[Hash(id)]; ok && !knownAt.After(at) {
-			return true
+		if at, ok := (*m)[sha256.Sum256([]byte(id.String()))]; ok {
+			if !found || at.After(latest) {
+				latest = at
+			}
+			found = true
 		}
 	}
-	return false
+	return latest, found
 }

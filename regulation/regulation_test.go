@@ -91,7 +91,7 @@ func TestErasures(t *testing.T) {
 	anon := profile.Ident{Type: "anonymous_id", Value: "a1"}
 	bob := profile.Ident{Type: "user_id", Value: "bob"}
 	var e Erasures
-	if e.Erased([]profile.Ident{jane}, t0) {
+	if _, ok := e.ErasedAt([]profile.Ident{jane}); ok {
 		t.Fatal("an empty list erased")
 	}
 	e.Update([]Regulation{
@@ -111,8 +111,10 @@ func TestErasures(t *testing.T) {
 		{[]profile.Ident{jane}, 4 * time.Hour, false},
 		{[]profile.Ident{bob}, 0, false},
 	} {
-		if got := e.Erased(tc.ids, t0.Add(tc.at)); got != tc.want {
-			t.Errorf("Erased(%v, +%v) = %v, want %v", tc.ids, tc.at, got, tc.want)
+		// Erased: one of the identifiers was erased at or after the event.
+		at, ok := e.ErasedAt(tc.ids)
+		if got := ok && !t0.Add(tc.at).After(at); got != tc.want {
+			t.Errorf("erased(%v, +%v) = %v (ErasedAt %v, %v), want %v", tc.ids, tc.at, got, at, ok, tc.want)
 		}
 	}
 	if e.Len() != 2 {

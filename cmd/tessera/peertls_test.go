@@ -246,25 +246,6 @@ func readProfileTLS(t *testing.T, client *http.Client, base, token, ident string
 	if code != 200 {
 		return "", profileAnswer{}, fmt.Sprintf("%d %s", code, body)
 	}
-	var v struct {
-		ID          string `json:"id"`
-		Identifiers []struct{ Type, Value string }
-		Traits      map[string]json.RawMessage `json:"traits"`
-		Features    map[string]any             `json:"features"`
-		Audiences   []string                   `json:"audiences"`
-		Events      int64                      `json:"events"`
-		EventCounts map[string]int64           `json:"event_counts"`
-		FirstSeen   string                     `json:"first_seen"`
-		LastSeen    string                     `json:"last_seen"`
-	}
-	if err := json.Unmarshal([]byte(body), &v); err != nil {
-		t.Fatalf("profile %s from %s: %v: %s", ident, base, err, body)
-	}
-	a := profileAnswer{Traits: v.Traits, Features: v.Features, Audiences: v.Audiences, Events: v.Events,
-		EventCounts: v.EventCounts, FirstSeen: v.FirstSeen, LastSeen: v.LastSeen}
-	for _, id := range v.Identifiers {
-		a.Identifiers = append(a.Identifiers, id.Type+":"+id.Value)
-	}
-	sort.Strings(a.Identifiers)
-	return v.ID, a, ""
+	id, a := decodeProfileAnswer(t, base, ident, body)
+	return id, a, ""
 }

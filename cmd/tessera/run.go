@@ -200,7 +200,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		},
 		eventsTopic: rh.eventsTopic,
 		skipEvent:   rh.skipEvent,
-		erased:      erasures.Erased,
+		erasedAt:    erasures.ErasedAt,
 	})
 	if err != nil {
 		return err

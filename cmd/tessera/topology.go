@@ -26,8 +26,8 @@ type hubHooks struct {
 	// topic, and its --to bound (see identity.Options).
 	eventsTopic string
 	skipEvent   func(partition int32, offset int64) bool
-	// erased is the erasure list's test (regulation.Erasures.Erased).
-	erased func(ids []profile.Ident, knownAt time.Time) bool
+	// erasedAt reads the erasure list (regulation.Erasures.ErasedAt).
+	erasedAt func(ids []profile.Ident) (time.Time, bool)
 }
 
 func hubTopology(cfg config.Config, log *slog.Logger, h hubHooks) (*topology.Topology, error) {
@@ -50,7 +50,7 @@ func hubTopology(cfg config.Config, log *slog.Logger, h hubHooks) (*topology.Top
 		Activate:      h.activate,
 		EventsTopic:   h.eventsTopic,
 		SkipEvent:     h.skipEvent,
-		Erased:        h.erased,
+		ErasedAt:      h.erasedAt,
 		ErasureGrace:  time.Duration(cfg.Profiles.ErasureGrace),
 		Logger:        log,
 	})

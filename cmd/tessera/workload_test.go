@@ -206,7 +206,15 @@ func readProfile(t *testing.T, base, token, ident string) (profileAnswer, string
 	if code != 200 {
 		return profileAnswer{}, fmt.Sprintf("%d %s", code, body), false
 	}
+	_, a := decodeProfileAnswer(t, base, ident, body)
+	return a, body, true
+}
+
+// decodeProfileAnswer decodes the profile API's answer for ident from
+// base: the profile's id and the part compared with the reference.
+func decodeProfileAnswer(t *testing.T, base, ident, body string) (string, profileAnswer) {
 	var v struct {
+		ID          string `json:"id"`
 		Identifiers []struct{ Type, Value string }
 		Traits      map[string]json.RawMessage `json:"traits"`
 		Features    map[string]any             `json:"features"`
@@ -225,7 +233,7 @@ func readProfile(t *testing.T, base, token, ident string) (profileAnswer, string
 		a.Identifiers = append(a.Identifiers, id.Type+":"+id.Value)
 	}
 	sort.Strings(a.Identifiers)
-	return a, body, true
+	return v.ID, a
 }
 
 // matches says how answer a differs from the reference c, or "".

@@ -370,16 +370,17 @@ func TestRouteByPartitionsByRoutingIdentifier(t *testing.T) {
 	}
 	defer w.Close()
 	var evs []schemas.Normalized
-	want := map[string]int32{} // messageId → partition
+	want := map[string]int32{}     // messageId → partition
+	wantKey := map[string]string{} // messageId → Segment key
 	for i := range 30 {
 		id := fmt.Sprintf("m%d", i)
 		if i%3 == 0 {
 			evs = append(evs, normalize(t, fmt.Sprintf(`{"type":"page","anonymousId":"a%d","messageId":%q}`, i, id)))
-			want[id] = topology.PartitionFor([]byte(fmt.Sprintf("a%d", i)), 3)
+			want[id], wantKey[id] = topology.PartitionFor([]byte(fmt.Sprintf("a%d", i)), 3), fmt.Sprintf("a%d", i)
 			continue
 		}
 		evs = append(evs, normalize(t, fmt.Sprintf(`{"type":"track","event":"E","userId":"u%d","messageId":%q}`, i, id)))
-		want[id] = topology.PartitionFor([]byte(fmt.Sprintf("user_id:u%d", i)), 3)
+		want[id], wantKey[id] = topology.PartitionFor([]byte(fmt.Sprintf("user_id:u%d", i)), 3), fmt.Sprintf("u%d", i)
 	}
 	if _, err := w.Publish(context.Background(), evs); err != nil {
 		t.Fatal(err)
@@ -393,8 +394,8 @@ func TestRouteByPartitionsByRoutingIdentifier(t *testing.T) {
 		if r.Partition != topology.PartitionFor(r.Key, 3) {
 			moved++
 		}
-		if !strings.HasPrefix(string(r.Key), "u") && !strings.HasPrefix(string(r.Key), "a") {
-			t.Errorf("%s has key %q, want its Segment routing key", id, r.Key)
+		if string(r.Key) != wantKey[id] {
+			t.Errorf("%s has key %q, want its Segment routing key %q", id, r.Key, wantKey[id])
 		}
 	}
 	if moved == 0 {

@@ -30,7 +30,7 @@ type erasureHub struct {
 func newErasureHub(t *testing.T, partitions int32, ident config.Identity) *erasureHub {
 	list := &regulation.Erasures{}
 	h := newHubOpts(t, partitions, ident, nil, nil, func(o *identity.Options) {
-		o.Erased = list.Erased
+		o.ErasedAt = list.ErasedAt
 		o.ErasureGrace = time.Minute
 	})
 	return &erasureHub{hub: h, list: list}
@@ -283,7 +283,7 @@ func TestEraseRemovesEveryTrace(t *testing.T) {
 	}
 	list := &regulation.Erasures{}
 	h := newHubOpts(t, 4, ident, &set, nil, func(o *identity.Options) {
-		o.Erased = list.Erased
+		o.ErasedAt = list.ErasedAt
 		o.ErasureGrace = time.Minute
 	})
 	eh := &erasureHub{hub: h, list: list}

@@ -114,8 +114,10 @@ func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []b
 		// timestamp, as it did before.
 		v, _ = r.p.ParseBytes(event)
 	}
-	if r.o.Erased != nil && r.o.Erased(ids, knownAt(v, rec.Timestamp)) {
-		return nil // a person erased since: this event must not bring them back
+	if r.o.ErasedAt != nil {
+		if at, ok := r.o.ErasedAt(ids); ok && !knownAt(v, rec.Timestamp).After(at) {
+			return nil // a person erased since: this event must not bring them back
+		}
 	}
 	msgID := string(v.GetStringBytes("messageId"))
 	dedupe := ctx.KeyValue(DedupeStore)
@@ -248,10 +250,8 @@ func (r *resolver) unlink(ctx *topology.Context, l link) error {
 		}
 	}
 	dedupe := ctx.KeyValue(DedupeStore)
-	from := append([]byte(l.Identifier), 0)
-	to := append([]byte(l.Identifier), 1)
 	var doomed [][]byte
-	if err := dedupe.Range(from, to, func(k, _ []byte) error {
+	if err := dedupe.Prefix(append([]byte(l.Identifier), 0), func(k, _ []byte) error {
 		doomed = append(doomed, append([]byte(nil), k...))
 		return nil
 	}); err != nil {

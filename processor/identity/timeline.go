@@ -48,25 +48,13 @@ func timelineKey(id string, at int64, raw []byte) []byte {
 	return binary.BigEndian.AppendUint64(b, h.Sum64())
 }
 
-// prefixEnd returns the first key after every key with prefix p.
-func prefixEnd(p []byte) []byte {
-	end := slices.Clone(p)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] != 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
-}
-
 // ReadTimeline returns up to limit of profile id's most recent events,
 // newest first, from kv, the timeline store (a committed view when read
 // outside the task).
 func ReadTimeline(kv *state.KeyValue, id string, limit int) ([][]byte, error) {
 	var all [][]byte
 	p := timelinePrefix(id)
-	if err := kv.Range(p, prefixEnd(p), func(_, v []byte) error {
+	if err := kv.Prefix(p, func(_, v []byte) error {
 		all = append(all, slices.Clone(v))
 		return nil
 	}); err != nil {
@@ -128,7 +116,7 @@ func (s *step) trimTimeline(keep int) error {
 	kv := s.timeline()
 	p := timelinePrefix(s.id)
 	var keys [][]byte
-	if err := kv.Range(p, prefixEnd(p), func(k, _ []byte) error {
+	if err := kv.Prefix(p, func(k, _ []byte) error {
 		keys = append(keys, slices.Clone(k))
 		return nil
 	}); err != nil {
@@ -147,7 +135,7 @@ func (s *step) trimTimeline(keep int) error {
 // eachTimeline calls fn with each of the profile's events, oldest first.
 func (s *step) eachTimeline(fn func(raw []byte) error) error {
 	p := timelinePrefix(s.id)
-	return s.timeline().Range(p, prefixEnd(p), func(_, v []byte) error { return fn(v) })
+	return s.timeline().Prefix(p, func(_, v []byte) error { return fn(v) })
 }
 
 // takeTimeline returns the profile's events, oldest first, and deletes
@@ -156,7 +144,7 @@ func (s *step) takeTimeline() ([][]byte, error) {
 	kv := s.timeline()
 	p := timelinePrefix(s.id)
 	var keys, events [][]byte
-	if err := kv.Range(p, prefixEnd(p), func(k, v []byte) error {
+	if err := kv.Prefix(p, func(k, v []byte) error {
 		keys = append(keys, slices.Clone(k))
 		events = append(events, slices.Clone(v))
 		return nil

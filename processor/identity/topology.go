@@ -59,12 +59,13 @@ type Options struct {
 	// before it is processed; true drops it unseen (a replay's --to bound,
 	// by offset so that where the replay stops is exact).
 	SkipEvent func(partition int32, offset int64) bool
-	// Erased, if set, is asked about every event with its identifiers and
-	// the time it was first known (the earlier of its timestamp and its
-	// receivedAt); true drops it: it belongs to a person erased since
-	// (regulation.Erasures.Erased). A live run and a replay
-	// ask the same list, so a replay never brings an erased person back.
-	Erased func(ids []profile.Ident, knownAt time.Time) bool
+	// ErasedAt, if set, is asked about every event's identifiers: the
+	// latest time one of them was erased, if any
+	// (regulation.Erasures.ErasedAt). An event known by then (the earlier
+	// of its timestamp and its receivedAt) belongs to a person erased
+	// since, and is dropped. A live run and a replay ask the same list, so
+	// a replay never brings an erased person back.
+	ErasedAt func(ids []profile.Ident) (time.Time, bool)
 	// ErasureGrace is how long an erased profile's marker stays to answer
 	// messages already on their way to it; default DefaultErasureGrace.
 	ErasureGrace time.Duration
