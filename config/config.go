@@ -95,6 +95,13 @@ type Processing struct {
 	// committed. Under exactly-once it must be shorter than TransactionTimeout.
 	// Default 100ms.
 	CommitInterval Duration `yaml:"commit_interval"`
+	// MinCommitInterval is how short an exactly-once commit cycle may be when
+	// its input runs dry: a cycle that processed records and then polls nothing
+	// new commits once this has passed, so a light stream's outputs do not wait
+	// out commit_interval at each of the two stages. Under load, cycles last
+	// commit_interval. A value at or above CommitInterval turns it off;
+	// at-least-once ignores it. Default 20ms.
+	MinCommitInterval Duration `yaml:"min_commit_interval"`
 	// MaxPollRecords caps the records returned by one poll. Default 10000.
 	MaxPollRecords int `yaml:"max_poll_records"`
 	// TransactionTimeout is how long the broker lets a transaction stay open before it
@@ -210,6 +217,7 @@ func Default() Config {
 		Processing: Processing{
 			Guarantee:          ExactlyOnce,
 			CommitInterval:     Duration(100 * time.Millisecond),
+			MinCommitInterval:  Duration(20 * time.Millisecond),
 			MaxPollRecords:     10000,
 			TransactionTimeout: Duration(10 * time.Second),
 			SessionTimeout:     Duration(10 * time.Second),

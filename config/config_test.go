@@ -97,6 +97,7 @@ func TestBadFiles(t *testing.T) {
 		{"heartbeat_interval", `heartbeat_interval.bad.yml:2:23: processing.heartbeat_interval: must be 0 (a third of session_timeout) or below session_timeout (10s), got 10s`},
 		{"bad_guarantee", `bad_guarantee.bad.yml:2:14: processing.guarantee: must be exactly_once or at_least_once, got "exactly-once"`},
 		{"negative_duration", `negative_duration.bad.yml:2:22: processing.rebalance_timeout: must be positive, got -30s`},
+		{"min_commit_interval", `min_commit_interval.bad.yml:2:24: processing.min_commit_interval: must be positive, got 0s`},
 		{"commit_interval", `commit_interval.bad.yml:2:20: processing.commit_interval: must be shorter than processing.transaction_timeout (10s) under exactly_once, got 10s`},
 		{"bad_log", strings.Join([]string{
 			`bad_log.bad.yml:2:10: log.level: must be debug, info, warn or error, got "verbose"`,
@@ -141,6 +142,7 @@ func TestGoodFile(t *testing.T) {
 		Processing: Processing{
 			Guarantee:          AtLeastOnce,
 			CommitInterval:     Duration(250 * time.Millisecond),
+			MinCommitInterval:  Duration(20 * time.Millisecond),
 			MaxPollRecords:     5000,
 			TransactionTimeout: Duration(time.Minute),
 			SessionTimeout:     Duration(45 * time.Second),

@@ -68,6 +68,7 @@ func (c Config) Validate() error {
 		check("processing.guarantee", fmt.Errorf("must be %s or %s, got %q", ExactlyOnce, AtLeastOnce, p.Guarantee))
 	}
 	check("processing.commit_interval", positive(p.CommitInterval))
+	check("processing.min_commit_interval", positive(p.MinCommitInterval))
 	if p.MaxPollRecords < 1 {
 		check("processing.max_poll_records", fmt.Errorf("must be at least 1, got %d", p.MaxPollRecords))
 	}

@@ -25,6 +25,14 @@ package topology
 // least one of each when there are any, so neither starves the other
 // however slow either is.
 //
+// Under exactly-once a cycle also ends early when its input runs dry: once
+// it has processed records and lasted Config.MinCommitInterval, a poll that
+// finds nothing new ends it. An output is readable only after its
+// transaction commits, and an event crosses two sub-topologies, so on a
+// light stream waiting out the interval at each would add two intervals of
+// idle waiting to every event's latency; under load polls always find
+// records and cycles keep their full length.
+//
 // Rebalance callbacks run only between cycles that left nothing pending
 // (kgo.BlockRebalanceOnPoll), so a revoke never finds a polled record
 // unprocessed. When a cycle aborts, the consumer is rewound (by the
@@ -155,8 +163,10 @@ func (r *Runtime) loop(ctx context.Context) error {
 			}
 			return nil
 		}
+		drained := false
 		if len(c.pending) == 0 {
-			if closed := r.pollInto(ctx, c); closed {
+			var closed bool
+			if drained, closed = r.pollInto(ctx, c); closed {
 				return nil
 			}
 		}
@@ -173,7 +183,7 @@ func (r *Runtime) loop(ctx context.Context) error {
 			r.failCycle(c)
 			return err
 		}
-		if c.open && !time.Now().Before(c.deadline) {
+		if c.open && (!time.Now().Before(c.deadline) || drained && r.endsEarly(c)) {
 			if err := r.endCycle(c, true); err != nil {
 				return err
 			}
@@ -258,19 +268,38 @@ func (r *Runtime) allowRebalance() {
 	}
 }
 
+// endsEarly reports whether the open cycle, whose last poll found nothing
+// new, may commit before its deadline: under exactly-once, once it has
+// processed records and lasted Config.MinCommitInterval (see there).
+func (r *Runtime) endsEarly(c *cycle) bool {
+	return r.sess != nil && c.records > 0 && r.cfg.MinCommitInterval < r.cfg.CommitInterval &&
+		!time.Now().Before(c.start.Add(r.cfg.MinCommitInterval))
+}
+
+// maxPollWait bounds every poll, so that the loop notices due wall-clock
+// punctuations and finished restores (whose partitions it must resume)
+// within it however long the commit interval is.
+const maxPollWait = 100 * time.Millisecond
+
 // pollInto polls records into c.pending, waiting at most until the open
 // cycle's deadline (a commit interval when none is open, hardly at all
-// when punctuations are left to run). It reports whether the client is
-// closed.
-func (r *Runtime) pollInto(ctx context.Context, c *cycle) (closed bool) {
-	wait := r.cfg.CommitInterval
+// when punctuations are left to run), and never over maxPollWait. A cycle
+// that may end early (endsEarly) waits only until it has lasted
+// Config.MinCommitInterval, or a millisecond once it has: a poll that then
+// finds nothing means the input is drained, which it reports, with whether
+// the client is closed.
+func (r *Runtime) pollInto(ctx context.Context, c *cycle) (drained, closed bool) {
+	wait := min(r.cfg.CommitInterval, maxPollWait)
 	switch {
 	case c.punctuationsLeft:
 		// Not zero: a poll with a done context returns nothing, not
 		// even buffered records.
 		wait = time.Millisecond
 	case c.open:
-		wait = max(time.Until(c.deadline), time.Millisecond)
+		wait = min(max(time.Until(c.deadline), time.Millisecond), maxPollWait)
+		if r.sess != nil && c.records > 0 && r.cfg.MinCommitInterval < r.cfg.CommitInterval {
+			wait = min(wait, max(time.Until(c.start.Add(r.cfg.MinCommitInterval)), time.Millisecond))
+		}
 	}
 	pollCtx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -282,7 +311,7 @@ func (r *Runtime) pollInto(ctx context.Context, c *cycle) (closed bool) {
 	}
 	if err := fetchErr(fetches); err != nil {
 		if errors.Is(err, kgo.ErrClientClosed) {
-			return true
+			return false, true
 		}
 		r.log.Warn("fetch error", "err", err)
 	}
@@ -291,7 +320,7 @@ func (r *Runtime) pollInto(ctx context.Context, c *cycle) (closed bool) {
 			c.pending = append(c.pending, fp)
 		}
 	})
-	return false
+	return len(c.pending) == 0, false
 }
 
 // fetchErr returns the first fetch error that is not the poll timeout.

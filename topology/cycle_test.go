@@ -195,3 +195,48 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 	}
 	return 0
 }
+
+// TestCycleEndsWhenInputDrains: under exactly-once an output is readable
+// only once its cycle commits. With a five-minute commit interval, the
+// outputs of each of three rounds of input are still readable within
+// awaitOutput's 90s, which only a cycle ending as its input drained
+// (MinCommitInterval) can do; every round takes a commit of its own.
+func TestCycleEndsWhenInputDrains(t *testing.T) {
+	h := newHarness(t, false)
+	reg := prometheus.NewRegistry()
+	dir := t.TempDir()
+	rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), topology.Config{
+		App:                app,
+		Brokers:            h.brokers,
+		StateDir:           dir,
+		Guarantee:          topology.ExactlyOnce,
+		CommitInterval:     5 * time.Minute,
+		MinCommitInterval:  20 * time.Millisecond,
+		TransactionTimeout: 10 * time.Minute,
+		SessionTimeout:     3 * time.Second,
+		RebalanceTimeout:   10 * time.Second,
+		Registerer:         reg,
+		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+
+	const rounds, perRound = 3, 40
+	for i := range rounds {
+		h.produce(i*perRound, (i+1)*perRound)
+		h.awaitOutput((i + 1) * perRound)
+	}
+	if got := counterValue(t, reg, "tessera_transactions_total", "committed"); got < rounds {
+		t.Errorf("%v transactions committed, want at least one per round (%d)", got, rounds)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("runtime stopped with %v", err)
+	}
+	h.checkCommittedOffsets()
+}

@@ -241,6 +241,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		StateDir:           filepath.Join(cfg.Data, cfg.App),
 		Guarantee:          guarantee(cfg.Processing.Guarantee),
 		CommitInterval:     time.Duration(cfg.Processing.CommitInterval),
+		MinCommitInterval:  time.Duration(cfg.Processing.MinCommitInterval),
 		TransactionTimeout: time.Duration(cfg.Processing.TransactionTimeout),
 		SessionTimeout:     time.Duration(cfg.Processing.SessionTimeout),
 		RebalanceTimeout:   time.Duration(cfg.Processing.RebalanceTimeout),
