@@ -21,7 +21,7 @@ package topology
 // the commit, however slow processing is and however many records a poll
 // returned, and stays inside the transaction timeout; this is how Kafka
 // Streams uses commit.interval.ms. Every cycle runs the due punctuations
-// first, for at most half its interval, and then the pending records, at
+// first, for at most a tenth of its interval, and then the pending records, at
 // least one of each when there are any, so neither starves the other
 // however slow either is.
 //
@@ -397,15 +397,23 @@ func (r *Runtime) processPending(c *cycle) error {
 	return nil
 }
 
+// punctuationShare is the part of a cycle's interval in which wall-clock
+// punctuations may start: past it (once one has run) they wait for the
+// next cycle. Records queue behind punctuations, so this bounds what
+// punctuations add to a record's latency (plus one punctuation's run); it
+// was half the interval, and the profile stage's sweeps of twelve tasks,
+// all due at once, held records back 50ms.
+const punctuationShare = 10
+
 // punctuateWallClock runs the wall-clock punctuations that are due, one
-// task at a time, opening a cycle for them. Once half the cycle's interval
-// has passed (and it has run at least one) it stops, leaving the other
-// half to records: the remaining tasks are still due and run in the next
-// cycle.
+// task at a time, opening a cycle for them. Once 1/punctuationShare of the
+// cycle's interval has passed (and it has run at least one) it stops,
+// leaving the rest to records: the remaining tasks are still due and run
+// in the next cycle.
 //
-// The profile stage's sweep is such a punctuation, on every task each
-// second: run back to back in one transaction, the sweeps of many tasks
-// add up to more than the transaction timeout on a loaded machine.
+// The profile stage's sweep is such a punctuation, on every task four
+// times a second: run back to back in one transaction, the sweeps of many
+// tasks add up to more than the transaction timeout on a loaded machine.
 func (r *Runtime) punctuateWallClock(c *cycle) error {
 	now := r.cfg.Clock()
 	r.mu.Lock()
@@ -415,9 +423,7 @@ func (r *Runtime) punctuateWallClock(c *cycle) error {
 		if a.t == nil || !a.t.wallClockDue(now) {
 			continue
 		}
-		// Punctuations stop at half the interval, so that records get
-		// the other half.
-		if c.open && c.punctuations > 0 && !time.Now().Before(c.start.Add(r.cfg.CommitInterval/2)) {
+		if c.open && c.punctuations > 0 && !time.Now().Before(c.start.Add(r.cfg.CommitInterval/punctuationShare)) {
 			c.punctuationsLeft = true
 			return nil
 		}

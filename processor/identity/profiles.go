@@ -26,7 +26,8 @@ type profiler struct {
 	// only caches one-feature Sets of the Set in force, by feature key.
 	onlyOf *features.Set
 	only   map[string]*features.Set
-	// sweepFrom is where the next maintenance sweep resumes.
+	// sweepFrom is where the next maintenance sweep resumes, nil between
+	// rounds.
 	sweepFrom []byte
 	// expiring says the current round of sweeps (one pass over the
 	// task's profiles) also expires feature tiles; expiredAt is the stream
@@ -50,12 +51,20 @@ type marker struct {
 	erasedAt time.Time
 }
 
-// sweepInterval and sweepBatch pace the maintenance sweep: it computes new
-// features from the history of profiles that get no events, and expires
-// tiles no window reads any more, a bounded slice of profiles at a time.
+// sweepInterval, profileSweepBatch and sweepBudget pace the maintenance
+// sweep: it computes new features from the history of profiles that get no
+// events, and expires tiles no window reads any more, a bounded slice of
+// profiles at a time.
 const (
-	sweepInterval     = time.Second
-	profileSweepBatch = 2000
+	sweepInterval     = 250 * time.Millisecond
+	profileSweepBatch = 32
+	// sweepBudget bounds the wall time of one sweep: it visits slices of
+	// profileSweepBatch profiles until the budget is spent, and the next
+	// sweep resumes after them. A sweep runs on the processing loop, so
+	// records wait behind it; one of 2,000 profiles took tens of
+	// milliseconds, the whole of the at-least-once p99 target, and one
+	// ran every second on every task.
+	sweepBudget = 4 * time.Millisecond
 	// expireEvery is how much stream time passes between the sweep rounds
 	// that expire tiles. Expiry only reclaims space (values are right
 	// without it, see features.Set.Expire), and it costs a range scan per
@@ -79,7 +88,7 @@ func (pr *profiler) Init(ctx *topology.Context) error {
 }
 
 // sweep deletes the erasure markers whose grace has passed and visits the
-// next slice of this task's profiles.
+// next of this task's profiles, for about sweepBudget.
 func (pr *profiler) sweep(ctx *topology.Context, now time.Time) error {
 	if err := pr.forget(ctx, now); err != nil {
 		return err
@@ -100,10 +109,26 @@ func (pr *profiler) sweep(ctx *topology.Context, now time.Time) error {
 			pr.expiredAt = now
 		}
 	}
+	start := time.Now()
+	for {
+		if err := pr.sweepSlice(ctx, set, now); err != nil {
+			return err
+		}
+		if pr.sweepFrom == nil || time.Since(start) >= sweepBudget {
+			return nil
+		}
+	}
+}
+
+// sweepSlice visits the next profileSweepBatch profiles of the round from
+// pr.sweepFrom, and moves pr.sweepFrom past them (nil at the round's end).
+func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now time.Time) error {
 	store := ctx.KeyValue(ProfilesStore)
 	type item struct{ id, value []byte }
 	var batch []item
 	n := 0
+	// The slice is copied out before it is visited: visiting writes to
+	// the store, which an open iterator over it must not see change.
 	err := store.Range(pr.sweepFrom, nil, func(k, v []byte) error {
 		n++
 		if n > profileSweepBatch {
