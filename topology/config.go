@@ -67,8 +67,10 @@ type Config struct {
 	CommitInterval time.Duration
 	// MinCommitInterval is how short an exactly-once cycle may be when
 	// its input runs dry: a cycle that has processed records and whose
-	// poll then finds nothing new commits once MinCommitInterval has
-	// passed since it began, without waiting out CommitInterval. Under
+	// poll then finds nothing new commits once MinCommitInterval (or
+	// twice its recent commits' duration, if more: a slow broker makes
+	// commits dear) has passed since it began, without waiting out
+	// CommitInterval. Under
 	// exactly-once an output is readable only after its transaction
 	// commits, and a record that crosses both sub-topologies waits for
 	// two commits in series, so waiting out a 100ms interval on an idle

@@ -270,10 +270,36 @@ func (r *Runtime) allowRebalance() {
 
 // endsEarly reports whether the open cycle, whose last poll found nothing
 // new, may commit before its deadline: under exactly-once, once it has
-// processed records and lasted Config.MinCommitInterval (see there).
+// processed records and lasted minCycle.
 func (r *Runtime) endsEarly(c *cycle) bool {
-	return r.sess != nil && c.records > 0 && r.cfg.MinCommitInterval < r.cfg.CommitInterval &&
-		!time.Now().Before(c.start.Add(r.cfg.MinCommitInterval))
+	least, ok := r.minCycle()
+	return ok && c.records > 0 && !time.Now().Before(c.start.Add(least))
+}
+
+// minCycle returns how long a cycle lasts at least before its input
+// running dry ends it, and false when cycles never end early (at-least-once,
+// or Config.MinCommitInterval at or above CommitInterval). It is
+// MinCommitInterval, or twice the recent cost of a commit when that is
+// more: ending a transaction takes several round trips to the broker,
+// during which the loop processes nothing, so a cycle lasts at least twice
+// as long as its commit, and a slow broker lengthens cycles instead of
+// leaving the loop committing most of the time.
+func (r *Runtime) minCycle() (time.Duration, bool) {
+	if r.sess == nil || r.cfg.MinCommitInterval >= r.cfg.CommitInterval {
+		return 0, false
+	}
+	return min(max(r.cfg.MinCommitInterval, 2*r.commitCost), r.cfg.CommitInterval), true
+}
+
+// noteCommitCost folds the duration of one ended transaction into
+// r.commitCost, an exponentially weighted average over about the last
+// eight commits.
+func (r *Runtime) noteCommitCost(d time.Duration) {
+	if r.commitCost == 0 {
+		r.commitCost = d
+		return
+	}
+	r.commitCost += (d - r.commitCost) / 8
 }
 
 // maxPollWait bounds every poll, so that the loop notices due wall-clock
@@ -297,8 +323,8 @@ func (r *Runtime) pollInto(ctx context.Context, c *cycle) (drained, closed bool)
 		wait = time.Millisecond
 	case c.open:
 		wait = min(max(time.Until(c.deadline), time.Millisecond), maxPollWait)
-		if r.sess != nil && c.records > 0 && r.cfg.MinCommitInterval < r.cfg.CommitInterval {
-			wait = min(wait, max(time.Until(c.start.Add(r.cfg.MinCommitInterval)), time.Millisecond))
+		if least, ok := r.minCycle(); ok && c.records > 0 {
+			wait = min(wait, max(time.Until(c.start.Add(least)), time.Millisecond))
 		}
 	}
 	pollCtx, cancel := context.WithTimeout(ctx, wait)
@@ -471,7 +497,9 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 		}
 		var err error
 		r.inTxn = false
+		endStart := time.Now()
 		committed, err = r.sess.End(kgo.PreTxnCommitFnContext(ctx, c.rewriteTxnOffsets), kgo.TransactionEndTry(tryCommit))
+		r.noteCommitCost(time.Since(endStart))
 		if err != nil {
 			r.abandonAll()
 			return false, fmt.Errorf("ending transaction: %w", err)

@@ -53,7 +53,10 @@ type Runtime struct {
 	// inTxn says that the open cycle's transaction has begun (see
 	// beginCycle); the loop's alone.
 	inTxn bool
-	admin *kadm.Client
+	// commitCost is a moving average of how long ending a transaction
+	// takes; the loop's alone (see minCycle).
+	commitCost time.Duration
+	admin      *kadm.Client
 	// queryAdmin is admin for interactive queries (Owner, Endpoints) on
 	// other goroutines: nil until Run has connected.
 	queryAdmin atomic.Pointer[kadm.Client]
