@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +19,12 @@ type KeyValue struct {
 	// committed makes reads skip the pending writes and refuses writes:
 	// a view that other goroutines may use while the task runs.
 	committed bool
+	// bounds holds Range's iterator bounds while ranging is false; a Range
+	// inside a Range's fn allocates its own, since the running iterator
+	// still reads them.
+	bounds  []byte
+	ranging bool
+	iopts   pebble.IterOptions // see scan
 }
 
 // reader is what both a Pebble DB (committed data) and the pending indexed
@@ -32,6 +39,17 @@ func (s *KeyValue) reader() reader {
 		return s.db.pdb
 	}
 	return s.db.pending
+}
+
+// cache returns the read cache for this handle: nil for a committed view
+// (other goroutines read those), when the DB has none, or when the store
+// is not cached.
+func (s *KeyValue) cache() *readCache {
+	c := s.db.cache
+	if c == nil || s.committed || (len(c.uncached) > 0 && c.uncached[s.name]) {
+		return nil
+	}
+	return c
 }
 
 // errReadOnly is returned by writes to a committed view.
@@ -49,19 +67,31 @@ func (s *KeyValue) key(key []byte) []byte {
 }
 
 // Get returns a copy of the value of key, or nil when there is none. It sees
-// the task's uncommitted writes.
+// the task's uncommitted writes. The caller owns the copy.
 func (s *KeyValue) Get(key []byte) ([]byte, error) {
 	if s.db.pdb == nil {
 		return nil, ErrClosed
 	}
-	v, err := getFrom(s.reader(), s.key(key))
+	k := s.key(key)
+	c := s.cache()
+	if c != nil {
+		if e := c.lookup(c.kv, k); e != nil {
+			return bytes.Clone(e.value), nil
+		}
+	}
+	v, err := getFrom(s.reader(), k)
 	if err != nil {
 		return nil, fmt.Errorf("getting %q from %s: %w", key, s.name, err)
+	}
+	if c != nil && c.insert(&cacheEntry{key: string(k), value: v}) {
+		// The entry keeps v; the caller gets its own copy.
+		return bytes.Clone(v), nil
 	}
 	return v, nil
 }
 
-// Put sets key to value and logs the change. A nil value deletes.
+// Put sets key to value and logs the change. A nil value deletes. Put does
+// not keep value.
 func (s *KeyValue) Put(key, value []byte) error {
 	if value == nil {
 		return s.Delete(key)
@@ -72,9 +102,11 @@ func (s *KeyValue) Put(key, value []byte) error {
 	if s.committed {
 		return errReadOnly
 	}
-	if err := s.db.pending.Set(s.key(key), value, nil); err != nil {
+	k := s.key(key)
+	if err := s.db.pending.Set(k, value, nil); err != nil {
 		return fmt.Errorf("putting %q into %s: %w", key, s.name, err)
 	}
+	s.cached(k, value)
 	if s.db.logger != nil {
 		s.db.logger.LogChange(s.name, key, value)
 	}
@@ -89,42 +121,110 @@ func (s *KeyValue) Delete(key []byte) error {
 	if s.committed {
 		return errReadOnly
 	}
-	if err := s.db.pending.Delete(s.key(key), nil); err != nil {
+	k := s.key(key)
+	if err := s.db.pending.Delete(k, nil); err != nil {
 		return fmt.Errorf("deleting %q from %s: %w", key, s.name, err)
 	}
+	s.cached(k, nil)
 	if s.db.logger != nil {
 		s.db.logger.LogChange(s.name, key, nil)
 	}
 	return nil
 }
 
+// NoCache keeps the store out of its DB's read cache from now on, for a
+// store whose keys are each read about once, such as a set of message ids
+// checked for duplicates: there an entry would cost a copy and a map
+// insertion per key and serve no read. It holds for every handle of the
+// store in the DB.
+func (s *KeyValue) NoCache() {
+	if c := s.db.cache; c != nil && !c.uncached[s.name] {
+		c.stopCaching(s.name, string(s.prefix))
+	}
+}
+
+// cached writes value (nil: deleted) of the Pebble key k through to its
+// cache entry, if k has one: a write does not create an entry, since keys
+// that are only written (the timeline's) would push out the read ones.
+func (s *KeyValue) cached(k, value []byte) {
+	c := s.cache()
+	if c == nil {
+		return
+	}
+	if e := c.kv[string(k)]; e != nil {
+		e.setValue(value)
+		c.resized(e)
+	}
+}
+
 // Range calls fn for each entry with start <= key < end in key order (a nil
 // end means no upper bound), stopping at the first error fn returns. The
-// slices passed to fn are only valid during the call. Writes made by fn are
-// not seen by the running iteration.
+// slices passed to fn are only valid during the call and must not be
+// modified. Writes made by fn are not seen by the running iteration. Range
+// reads Pebble (the pending batch) whether or not the keys are cached:
+// writes reach the batch either way.
 func (s *KeyValue) Range(start, end []byte, fn func(key, value []byte) error) error {
+	return s.scan(start, end, end == nil, false, fn)
+}
+
+// Prefix calls fn for every entry whose key starts with prefix, like Range.
+func (s *KeyValue) Prefix(prefix []byte, fn func(key, value []byte) error) error {
+	return s.scan(prefix, nil, false, true, fn)
+}
+
+// scan iterates from start to end, or to the end of the store (toStoreEnd),
+// or over every key with prefix start (prefixed).
+func (s *KeyValue) scan(start, end []byte, toStoreEnd, prefixed bool, fn func(key, value []byte) error) error {
 	if s.db.pdb == nil {
 		return ErrClosed
 	}
-	lower := append(append([]byte(nil), s.prefix...), start...)
-	var upper []byte
-	if end != nil {
-		upper = append(append([]byte(nil), s.prefix...), end...)
-	} else {
-		upper = prefixEnd(s.prefix)
+	var bounds []byte
+	own := !s.ranging && !s.committed
+	if own {
+		// Pebble reads the bounds until the iterator closes, so a scan
+		// inside fn allocates its own. Committed views always do: they
+		// may be used on several goroutines (a view each, but better
+		// safe).
+		bounds = s.bounds[:0]
+		s.ranging = true
+		defer func() { s.ranging = false }()
 	}
-	it, err := s.reader().NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	bounds = append(append(bounds, s.prefix...), start...)
+	n := len(bounds)
+	switch {
+	case prefixed:
+		bounds = appendPrefixEnd(bounds, bounds)
+	case toStoreEnd:
+		bounds = appendPrefixEnd(bounds, s.prefix)
+	default:
+		bounds = append(append(bounds, s.prefix...), end...)
+	}
+	if own {
+		s.bounds = bounds
+	}
+	lower, upper := bounds[:n:n], bounds[n:]
+	if len(upper) == 0 {
+		upper = nil // no key is past the prefix: no upper bound
+	}
+	// Pebble copies the options (not the bounds), so the handle's serve
+	// nested scans too, and save an allocation per scan.
+	opts := &s.iopts
+	if s.committed {
+		opts = new(pebble.IterOptions)
+	}
+	*opts = pebble.IterOptions{LowerBound: lower, UpperBound: upper}
+	it, err := s.reader().NewIter(opts)
 	if err != nil {
 		return fmt.Errorf("iterating %s: %w", s.name, err)
 	}
-	n := len(s.prefix)
+	k := len(s.prefix)
 	for valid := it.First(); valid; valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
 			return fmt.Errorf("iterating %s: %w", s.name, err)
 		}
-		if err := fn(it.Key()[n:], v); err != nil {
+		if err := fn(it.Key()[k:], v); err != nil {
 			it.Close()
 			return err
 		}
@@ -135,20 +235,25 @@ func (s *KeyValue) Range(start, end []byte, fn func(key, value []byte) error) er
 	return nil
 }
 
-// Prefix calls fn for every entry whose key starts with prefix.
-func (s *KeyValue) Prefix(prefix []byte, fn func(key, value []byte) error) error {
-	return s.Range(prefix, prefixEnd(prefix), fn)
-}
-
 // prefixEnd returns the smallest key greater than every key with prefix p,
 // or nil when there is none (p is all 0xff).
 func prefixEnd(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] != 0xff {
-			end[i]++
-			return end[:i+1]
+	end := appendPrefixEnd(nil, p)
+	if len(end) == 0 {
+		return nil
+	}
+	return end
+}
+
+// appendPrefixEnd appends to dst the smallest key greater than every key
+// with prefix p, or nothing when there is none (p is all 0xff).
+func appendPrefixEnd(dst, p []byte) []byte {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] != 0xff {
+			dst = append(dst, p[:i+1]...)
+			dst[len(dst)-1]++
+			return dst
 		}
 	}
-	return nil
+	return dst
 }

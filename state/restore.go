@@ -140,6 +140,9 @@ func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions)
 	}
 	defer cl.Close()
 
+	// The writer bypasses the stores' handles, so the read cache would
+	// go stale: drop it before the first write and after the last.
+	db.cache.clear()
 	w := db.newRestoreWriter()
 	defer w.close()
 	remaining := len(byTopic)
@@ -280,7 +283,8 @@ func (w *restoreWriter) commit(checkpoints map[string]int64) error {
 	return nil
 }
 
-// close drops what was not committed.
+// close drops what was not committed, and the DB's read cache.
 func (w *restoreWriter) close() {
 	w.b.Close()
+	w.db.cache.clear()
 }

@@ -182,3 +182,32 @@ func BenchmarkRestore(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "records/s")
 }
+
+// TestRestoreClearsTheReadCache pins that a restore into an open DB, which
+// writes Pebble without the stores' handles, leaves no stale cached value
+// or absence behind.
+func TestRestoreClearsTheReadCache(t *testing.T) {
+	const topic = "app.s-changelog"
+	c, adm := cluster(t, topic, 1)
+	opts := state.RestoreOptions{Client: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, Admin: adm}
+	logs := []state.Changelog{{Store: "s", Topic: topic, Partition: 0}}
+	ctx := context.Background()
+
+	produceTxn(t, c, topic, 0, 0, 2, true) // key-0, key-1
+	db, err := state.Open(filepath.Join(t.TempDir(), "0_0"), state.Options{})
+	must(t, err)
+	defer db.Close()
+	_, err = state.Restore(ctx, db, logs, opts)
+	must(t, err)
+	kv := db.KeyValue("s")
+	// Cached: a value, and an absence.
+	if got := get(t, kv, "key-1") + "," + get(t, kv, "key-2"); got != "value-1," {
+		t.Fatalf("after the first restore: %q", got)
+	}
+	produceTxn(t, c, topic, 0, 1001, 2, true) // key-1, key-2
+	_, err = state.Restore(ctx, db, logs, opts)
+	must(t, err)
+	if got := get(t, kv, "key-1") + "," + get(t, kv, "key-2"); got != "value-1001,value-1002" {
+		t.Errorf("after the second restore: %q, want the restored values", got)
+	}
+}

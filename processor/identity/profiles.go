@@ -8,6 +8,7 @@ import (
 	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/profile"
+	"github.com/tessera-cdp/tessera/state"
 	"github.com/tessera-cdp/tessera/topology"
 	"github.com/valyala/fastjson"
 )
@@ -381,25 +382,21 @@ func (s *step) computeHistory() (bool, error) {
 	infos := set.Features()
 	changed := migrated
 	w := s.ctx.Window(FeaturesStore)
+	// A new profile has every feature to compute and no history: one look
+	// at its timeline spares a scan per feature.
+	var empty, looked bool
 	for _, in := range infos {
 		if s.r.Computed[in.Key] {
 			continue
 		}
-		only, err := s.pr.onlyFeature(set, in.Key)
-		if err != nil {
-			return false, err
-		}
-		err = s.eachTimeline(func(raw []byte) error {
-			v, err := s.pr.hp.ParseBytes(raw)
-			if err != nil {
-				return fmt.Errorf("parsing a recent event of %s: %w", s.id, err)
+		if !looked {
+			var err error
+			if empty, err = s.timelineEmpty(); err != nil {
+				return false, err
 			}
-			at := time.UnixMilli(profile.ParseMillis(string(v.GetStringBytes("timestamp"))))
-			// Each event is applied as of its own time: history is not late.
-			_, err = only.Update(w, []byte(s.id), v, at)
-			return err
-		})
-		if err != nil {
+			looked = true
+		}
+		if err := s.replayFeature(set, in.Key, w, empty); err != nil {
 			return false, err
 		}
 		if s.r.Computed == nil {
@@ -421,6 +418,28 @@ func (s *step) computeHistory() (bool, error) {
 		}
 	}
 	return changed, nil
+}
+
+// replayFeature applies the profile's timeline to the feature key of set,
+// unless the timeline is known to be empty.
+func (s *step) replayFeature(set *features.Set, key string, w *state.Window, empty bool) error {
+	if empty {
+		return nil
+	}
+	only, err := s.pr.onlyFeature(set, key)
+	if err != nil {
+		return err
+	}
+	return s.eachTimeline(func(raw []byte) error {
+		v, err := s.pr.hp.ParseBytes(raw)
+		if err != nil {
+			return fmt.Errorf("parsing a recent event of %s: %w", s.id, err)
+		}
+		at := time.UnixMilli(profile.ParseMillis(string(v.GetStringBytes("timestamp"))))
+		// Each event is applied as of its own time: history is not late.
+		_, err = only.Update(w, []byte(s.id), v, at)
+		return err
+	})
 }
 
 // redirect sends what reached a merged profile on to the profile it folded

@@ -28,6 +28,9 @@ func (r *resolver) Init(ctx *topology.Context) error {
 	// Expire remembered messageIds in bounded slices, so a sweep never
 	// stalls the task.
 	ctx.Schedule(time.Minute, topology.WallClock, r.sweep)
+	// A messageId is read once, when its event arrives (a retry is
+	// rare): caching the dedupe store would only add a copy per event.
+	ctx.KeyValue(DedupeStore).NoCache()
 	return nil
 }
 

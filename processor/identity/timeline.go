@@ -138,6 +138,20 @@ func (s *step) eachTimeline(fn func(raw []byte) error) error {
 	return s.timeline().Prefix(p, func(_, v []byte) error { return fn(v) })
 }
 
+// timelineEmpty reports whether the profile's timeline holds no event, from
+// its first entry alone.
+func (s *step) timelineEmpty() (bool, error) {
+	empty := true
+	err := s.timeline().Prefix(timelinePrefix(s.id), func(_, _ []byte) error {
+		empty = false
+		return errStop
+	})
+	if err != nil && err != errStop {
+		return false, fmt.Errorf("reading the timeline of %s: %w", s.id, err)
+	}
+	return empty, nil
+}
+
 // takeTimeline returns the profile's events, oldest first, and deletes
 // them (a loser's, travelling with its state; an erased profile's).
 func (s *step) takeTimeline() ([][]byte, error) {

@@ -1,0 +1,333 @@
+package state
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+)
+
+// The read cache keeps recently read entries of a DB's stores in memory so
+// that the hot reads of the processing loop (a profile's feature tiles, its
+// record, its identities) do not ask Pebble. Pebble's reads of the pending
+// indexed batch are costly here for a reason of their own: every update of
+// a tile rewrites it, and an iterator over the batch and the memtable steps
+// over all of those versions (bench/README.md, Profiling, item 3).
+//
+// It is a write-through cache: every write still goes to the pending batch
+// and the changelog exactly as before, and also updates the cached entry if
+// there is one. So Pebble, the changelog and the batch semantics are what
+// they were; only reads change.
+//
+// Two kinds of entries share one byte budget and one CLOCK:
+//
+//   - a key-value entry: the value of one KeyValue key as the task sees it
+//     (pending writes included), or its absence (a negative entry);
+//   - a window entry: every tile of one Window key, sorted by start, loaded
+//     with one scan of the key's prefix, so that a Fetch of any range is
+//     served from memory. An entry with no tiles is the window's negative
+//     entry.
+//
+// An entry is created by a read that missed (never by a write: write-only
+// keys such as the timeline's would only push the read ones out). A write
+// updates the entry when there is one.
+//
+// INVARIANT: every entry equals what a read of the pending batch would
+// return for its key. Every write through a store handle keeps it so;
+// whatever changes the batch or Pebble otherwise clears the cache: Discard
+// (the batch is dropped), Restore (it writes Pebble directly), a failed
+// Commit, and the use of one store as both a KeyValue and a Window.
+//
+// The cache belongs to the task's goroutine like the pending batch; the
+// committed views, which other goroutines read, never use it.
+
+// defaultReadCacheSize is Options.ReadCacheSize's default.
+const defaultReadCacheSize = 4 << 20
+
+// Accounted overheads, in bytes, of the cache's own structures: an entry
+// (the struct, its map slot and its ring slot) and one tile of a window
+// entry (start and slice header). Rough, but they keep a cache of many
+// small entries from going far past its bound.
+const (
+	entryOverhead = 160
+	tileOverhead  = 32
+)
+
+// CacheStats counts what the read cache of a DB did since it was opened.
+type CacheStats struct {
+	// Hits counts reads served from memory, Misses those that read Pebble.
+	Hits, Misses int64
+	// Evictions counts entries dropped to stay within the bound.
+	Evictions int64
+	// Clears counts the times the whole cache was dropped (Discard,
+	// Restore).
+	Clears int64
+	// Bytes and Entries are what the cache holds now.
+	Bytes   int64
+	Entries int
+}
+
+// cachedTile is one tile of a window entry.
+type cachedTile struct {
+	start int64
+	value []byte // the cache's own copy
+}
+
+// cacheEntry is one key-value or window entry.
+type cacheEntry struct {
+	key    string // the Pebble key (key-value) or key prefix (window)
+	window bool
+	// value is a key-value entry's value, nil when absent.
+	value []byte
+	// tiles are a window entry's tiles, sorted by start, without
+	// duplicates.
+	tiles []cachedTile
+	size  int64 // accounted bytes
+	slot  int   // index in readCache.ring
+	ref   bool  // read since the CLOCK hand last passed
+	// iterating counts the Fetches iterating over tiles: while it is not
+	// zero, a write replaces tiles and the changed value rather than
+	// changing them in place, so that the iteration goes on over what it
+	// started with.
+	iterating int
+}
+
+// readCache is a DB's read cache. A nil *readCache is a disabled one.
+type readCache struct {
+	limit int64 // the bound, in accounted bytes
+	size  int64
+	kv    map[string]*cacheEntry
+	win   map[string]*cacheEntry
+	// ring holds every entry at its slot for the CLOCK; free lists the
+	// empty slots.
+	ring []*cacheEntry
+	free []int
+	hand int
+	// uncached names the stores not cached: those used both as a KeyValue
+	// and as a Window, whose entries would describe one key in two ways,
+	// and those a KeyValue.NoCache named.
+	uncached map[string]bool
+	stats    CacheStats
+}
+
+func newReadCache(limit int64) *readCache {
+	if limit <= 0 {
+		return nil
+	}
+	return &readCache{
+		limit: limit,
+		kv:    make(map[string]*cacheEntry),
+		win:   make(map[string]*cacheEntry),
+	}
+}
+
+// maxEntry is the largest entry the cache keeps: a larger one would evict
+// too much for one key.
+func (c *readCache) maxEntry() int64 { return c.limit / 8 }
+
+// lookup returns the entry of key in m and counts a hit or a miss.
+func (c *readCache) lookup(m map[string]*cacheEntry, key []byte) *cacheEntry {
+	e := m[string(key)]
+	if e == nil {
+		c.stats.Misses++
+		return nil
+	}
+	c.stats.Hits++
+	e.ref = true
+	return e
+}
+
+// insert adds e (whose key, kind and content are set) unless it is larger
+// than maxEntry, evicting other entries as needed. It returns whether e is
+// in the cache.
+func (c *readCache) insert(e *cacheEntry) bool {
+	e.size = e.computeSize()
+	if e.size > c.maxEntry() {
+		e.slot = -1
+		return false
+	}
+	c.evictFor(e.size)
+	if n := len(c.free); n > 0 {
+		e.slot = c.free[n-1]
+		c.free = c.free[:n-1]
+		c.ring[e.slot] = e
+	} else {
+		e.slot = len(c.ring)
+		c.ring = append(c.ring, e)
+	}
+	if e.window {
+		c.win[e.key] = e
+	} else {
+		c.kv[e.key] = e
+	}
+	c.size += e.size
+	return true
+}
+
+// resized accounts for a change of e's content, evicting other entries, or
+// e itself when it outgrew maxEntry. An entry not in the cache (a load too
+// large to keep) is left alone.
+func (c *readCache) resized(e *cacheEntry) {
+	if e.slot < 0 {
+		return
+	}
+	n := e.computeSize()
+	c.size += n - e.size
+	e.size = n
+	if n > c.maxEntry() {
+		c.remove(e)
+		c.stats.Evictions++
+		return
+	}
+	e.ref = true // evictFor must not pick the entry being written
+	c.evictFor(0)
+}
+
+// evictFor evicts entries until need more bytes fit under the bound. The
+// CLOCK hand clears the ref bit of an entry read since it last passed and
+// evicts one that was not: entries read once (a sweep over every profile)
+// leave first, and a hit costs only setting a bit.
+func (c *readCache) evictFor(need int64) {
+	// Two turns of the hand clear every ref bit and then evict, so the
+	// loop ends; the bound on steps keeps a bug from spinning.
+	for steps := 2*len(c.ring) + 1; c.size+need > c.limit && c.size > 0 && steps > 0; steps-- {
+		if c.hand >= len(c.ring) {
+			c.hand = 0
+		}
+		e := c.ring[c.hand]
+		c.hand++
+		switch {
+		case e == nil:
+		case e.ref:
+			e.ref = false
+		default:
+			c.remove(e)
+			c.stats.Evictions++
+		}
+	}
+}
+
+// drop removes e from the cache if it is there.
+func (c *readCache) drop(e *cacheEntry) {
+	if e.slot >= 0 {
+		c.remove(e)
+	}
+}
+
+// remove drops e from the cache.
+// REQUIRES: e is in the cache.
+func (c *readCache) remove(e *cacheEntry) {
+	if e.window {
+		delete(c.win, e.key)
+	} else {
+		delete(c.kv, e.key)
+	}
+	c.ring[e.slot] = nil
+	c.free = append(c.free, e.slot)
+	c.size -= e.size
+	e.slot = -1
+}
+
+// clear drops every entry.
+func (c *readCache) clear() {
+	if c == nil {
+		return
+	}
+	for _, e := range c.ring {
+		if e != nil {
+			e.slot = -1 // a Fetch or a write may still hold it
+		}
+	}
+	clear(c.kv)
+	clear(c.win)
+	clear(c.ring)
+	c.ring = c.ring[:0]
+	c.free = c.free[:0]
+	c.hand = 0
+	c.size = 0
+	c.stats.Clears++
+}
+
+// stopCaching drops the entries of the store with key prefix prefix and
+// keeps none from now on.
+func (c *readCache) stopCaching(name, prefix string) {
+	if c.uncached == nil {
+		c.uncached = make(map[string]bool)
+	}
+	c.uncached[name] = true
+	for _, e := range c.ring {
+		if e != nil && strings.HasPrefix(e.key, prefix) {
+			c.remove(e)
+		}
+	}
+}
+
+func (e *cacheEntry) computeSize() int64 {
+	n := int64(entryOverhead + len(e.key) + cap(e.value))
+	for _, t := range e.tiles {
+		n += int64(tileOverhead + cap(t.value))
+	}
+	return n
+}
+
+// setValue makes value (nil: absent) the value of key-value entry e.
+func (e *cacheEntry) setValue(value []byte) {
+	if value == nil {
+		e.value = nil
+		return
+	}
+	// Reused in place when it fits: Get hands out copies, never e.value.
+	e.value = copyInto(e.value, value)
+}
+
+// copyInto returns a copy of value in buf when buf has room and is not
+// much larger, else in a new slice. The result is never nil: Pebble reads
+// an empty value back as empty, not as absent.
+func copyInto(buf, value []byte) []byte {
+	if buf == nil || cap(buf) < len(value) || cap(buf) > 2*len(value)+64 {
+		buf = make([]byte, 0, len(value))
+	}
+	return append(buf[:0], value...)
+}
+
+// search returns the index of the first tile of e starting at or after
+// start, and whether it starts at start.
+func (e *cacheEntry) search(start int64) (int, bool) {
+	return slices.BinarySearchFunc(e.tiles, start, func(t cachedTile, s int64) int {
+		return startCmp(t.start, s)
+	})
+}
+
+// startCmp compares tile starts as Pebble orders their keys: as big-endian
+// unsigned integers, so a negative start sorts after every other one. No
+// caller stores one (starts are aligned event times), but the cache must
+// order tiles as a scan of Pebble would.
+func startCmp(a, b int64) int {
+	return cmp.Compare(uint64(a), uint64(b))
+}
+
+// putTile sets the tile at start of window entry e to a copy of value, or
+// deletes it when value is nil.
+func (e *cacheEntry) putTile(start int64, value []byte) {
+	// While a Fetch iterates over e.tiles, change a copy: the Fetch
+	// goes on over the tiles and values it started with.
+	shared := e.iterating > 0
+	if shared {
+		e.tiles = slices.Clone(e.tiles)
+	}
+	i, found := e.search(start)
+	switch {
+	case value == nil && found:
+		e.tiles = slices.Delete(e.tiles, i, i+1)
+	case value == nil:
+	case found:
+		var buf []byte
+		if !shared {
+			// In place: Window.Get hands out copies, and Fetch's
+			// values are only valid during the call.
+			buf = e.tiles[i].value
+		}
+		e.tiles[i].value = copyInto(buf, value)
+	default:
+		e.tiles = slices.Insert(e.tiles, i, cachedTile{start: start, value: copyInto(nil, value)})
+	}
+}
