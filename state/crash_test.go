@@ -170,23 +170,29 @@ func TestRestoreAfterCrashResumesFromTheSurvivingCheckpoint(t *testing.T) {
 	logs := []state.Changelog{{Store: "s", Topic: topic, Partition: 0}}
 	ctx := context.Background()
 	// Record i (at offset i) sets key-(i%keys) to value-i, padded so
-	// that each round fills several memtables and flushes what the
-	// previous rounds committed, checkpoints included.
-	const rounds, keys = 4, 5_000
-	const records = rounds * keys
+	// that the restores fill several memtables and flushes carry
+	// checkpoints to disk: large rounds, then small ones, as after a
+	// wipe and then a standby's tails.
+	const keys = 5_000
+	rounds := []int{keys, keys, keys, keys}
+	for range 12 {
+		rounds = append(rounds, 400)
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	must(t, err)
 	defer cl.Close()
 	pad := strings.Repeat("x", 200)
 	fs := vfs.NewCrashableMem()
 	db := openSmall(t, fs)
-	for i := 0; i < records; i++ {
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("key-%d", i%keys)), Value: []byte(fmt.Sprintf("value-%d-%s", i, pad))}, nil)
-		if (i+1)%keys == 0 {
-			must(t, cl.Flush(ctx))
-			_, err = state.Restore(ctx, db, logs, opts)
-			must(t, err)
+	records := 0
+	for _, n := range rounds {
+		for i := records; i < records+n; i++ {
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("key-%d", i%keys)), Value: []byte(fmt.Sprintf("value-%d-%s", i, pad))}, nil)
 		}
+		records += n
+		must(t, cl.Flush(ctx))
+		_, err = state.Restore(ctx, db, logs, opts)
+		must(t, err)
 	}
 	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
 	must(t, db.Close())
@@ -195,8 +201,8 @@ func TestRestoreAfterCrashResumesFromTheSurvivingCheckpoint(t *testing.T) {
 	defer db.Close()
 	cp, _, err := db.Checkpoint("s")
 	must(t, err)
-	if cp == 0 {
-		t.Fatal("nothing survived the crash: the test checked only an empty DB")
+	if cp <= int64(4*keys) {
+		t.Fatalf("checkpoint %d after the crash: the test meant the later rounds to flush checkpoints past %d", cp, 4*keys)
 	}
 	// Every key written below the checkpoint holds that write or a later
 	// one (a batch committed within a fetch may have made it, unclaimed).
@@ -212,11 +218,12 @@ func TestRestoreAfterCrashResumesFromTheSurvivingCheckpoint(t *testing.T) {
 	// The next restore reads from there and completes it.
 	n, err := state.Restore(ctx, db, logs, opts)
 	must(t, err)
-	if n["s"].Records != records-cp {
-		t.Errorf("second restore read %d records, want the %d after the checkpoint", n["s"].Records, records-cp)
+	if n["s"].Records != int64(records)-cp {
+		t.Errorf("second restore read %d records, want the %d after the checkpoint", n["s"].Records, int64(records)-cp)
 	}
 	for k := 0; k < keys; k++ {
-		want := fmt.Sprintf("value-%d-%s", records-keys+k, pad)
+		last := k + (records-1-k)/keys*keys
+		want := fmt.Sprintf("value-%d-%s", last, pad)
 		if got := get(t, kv, fmt.Sprintf("key-%d", k)); got != want {
 			t.Fatalf("after the second restore key-%d = %.20q, want %.20q", k, got, want)
 		}
