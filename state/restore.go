@@ -67,8 +67,8 @@ const (
 // each key is written: the earlier ones would be overwritten in the same
 // batch anyway. Changelogs are compacted only now and then, and a store
 // like the profiles rewrites a whole value per update, so most bytes are
-// superseded; writing them cost Pebble a copy into the batch, the WAL, the
-// memtable and a flush each.
+// superseded; writing them cost Pebble a copy into the batch and the
+// memtable and a flush each (and, while the DB had one, the WAL).
 //
 // Progress is committed into db with a checkpoint at the end of every
 // fetch, so an interrupted restore resumes where it stopped. Batches
@@ -270,8 +270,8 @@ func (w *restoreWriter) write(prefix, key, value []byte) error {
 }
 
 // commit writes the checkpoints (store → next changelog offset) into the
-// batch and commits it without sync: a process crash keeps what reached
-// the OS, and a machine crash loses at most the tail, which the next
+// batch and commits it, without sync as the DB has no WAL (see Open): a
+// crash loses what was not flushed, checkpoints included, which the next
 // restore reads again from the checkpoint that survived.
 func (w *restoreWriter) commit(checkpoints map[string]int64) error {
 	if err := w.db.writeCheckpoints(w.b, checkpoints); err != nil {
