@@ -68,6 +68,10 @@ type Result struct {
 	// it.
 	RestoreReadySeconds       float64 `json:"restore_ready_seconds,omitempty"`
 	RestoreReadyRecordsPerSec float64 `json:"restore_ready_records_per_sec,omitempty"`
+	// RestoreCPUSeconds is the restarted process's CPU time (user plus
+	// system, all threads) from its start to ready: less sensitive than
+	// the wall times to other processes sharing the cores.
+	RestoreCPUSeconds float64 `json:"restore_cpu_seconds,omitempty"`
 	// RSSPeakBytes is the processing process's peak resident set (VmHWM).
 	RSSPeakBytes int64 `json:"rss_peak_bytes"`
 	// DiskBytesPerProfile is the state directory's size after a clean

@@ -7,13 +7,15 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Options configures a DB. The zero value is valid: on-disk files, a 64 MiB
-// block cache, a 16 MiB memtable and a 4 MiB read cache.
+// block cache, a 16 MiB memtable, a 4 MiB read cache and a 30 s bound on
+// Close's flush.
 type Options struct {
 	// FS overrides the file system, the default being the operating
 	// system's. The test driver uses vfs.NewMem().
@@ -32,6 +34,12 @@ type Options struct {
 	// to 96 MiB with the default. When full, it evicts with a CLOCK; an
 	// entry larger than an eighth of the bound is not kept.
 	ReadCacheSize int64
+	// CloseFlushTimeout bounds how long Close waits for the memtables to
+	// reach disk, overriding the default 30 s. A flush that has not ended
+	// by then (Pebble retries a failing one until the DB closes) is given
+	// up: the DB closes without it and loses the writes since the last
+	// flush, which the next restore reads again from the changelog.
+	CloseFlushTimeout time.Duration
 }
 
 func (o *Options) ensureDefaults() {
@@ -46,6 +54,9 @@ func (o *Options) ensureDefaults() {
 	}
 	if o.ReadCacheSize == 0 {
 		o.ReadCacheSize = defaultReadCacheSize
+	}
+	if o.CloseFlushTimeout <= 0 {
+		o.CloseFlushTimeout = 30 * time.Second
 	}
 }
 
@@ -65,6 +76,7 @@ type DB struct {
 	pdb          *pebble.DB
 	dir          string
 	memTableSize uint64
+	flushTimeout time.Duration
 
 	// pending holds the writes since the last Commit or Discard. It is an
 	// indexed batch so that reads see the task's own uncommitted writes.
@@ -93,6 +105,23 @@ const (
 )
 
 // Open opens (creating if needed) the DB in dir.
+//
+// The DB has no write-ahead log: writes live in the memtables until a
+// flush writes them to an SSTable, and Close flushes. A crash loses the
+// writes since the last flush, and with them their checkpoints, so the
+// next restore reads them again from the changelog (as Kafka Streams does
+// with RocksDB's WAL disabled). A WAL left by a version that wrote one is
+// still replayed when the DB opens.
+//
+// INVARIANT: after a crash the DB holds a prefix of its committed batches,
+// and each store's checkpoint is the one committed with the last batch of
+// that prefix, so it never claims data the DB lacks. This holds because
+// each commit (Commit, and the restore's) writes its data and checkpoints
+// in one batch; a batch is applied to one memtable (or, when large, becomes
+// a memtable of its own) in commit order; and memtables are flushed
+// oldest first, each flush recorded in the MANIFEST, which Pebble syncs,
+// only after its SSTable is synced. The changelog, written before the
+// commit, holds everything the DB lost.
 func Open(dir string, opts Options) (*DB, error) {
 	opts.ensureDefaults()
 	cache := pebble.NewCache(opts.CacheSize)
@@ -103,12 +132,15 @@ func Open(dir string, opts Options) (*DB, error) {
 		MemTableSize:       opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             quietLogger{},
+		// The changelog is the log: a WAL would write every value a
+		// second time, synchronously on the committing goroutine.
+		DisableWAL: true,
 	}
 	pdb, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("opening pebble in %s: %w", dir, err)
 	}
-	db := &DB{pdb: pdb, dir: dir, memTableSize: opts.MemTableSize, stores: make(map[string]Store),
+	db := &DB{pdb: pdb, dir: dir, memTableSize: opts.MemTableSize, flushTimeout: opts.CloseFlushTimeout, stores: make(map[string]Store),
 		cache: newReadCache(opts.ReadCacheSize)}
 	db.pending = pdb.NewIndexedBatch()
 	return db, nil
@@ -201,8 +233,9 @@ func (db *DB) Commit(offsets map[string]int64) error {
 	if db.pending.Empty() {
 		return nil
 	}
-	// NoSync: a process crash keeps what reached the OS; a machine crash
-	// loses at most the tail, which restore brings back from the changelog.
+	// NoSync, as there is no WAL to sync (see Open): a crash loses the
+	// writes since the last flush, which restore brings back from the
+	// changelog.
 	if err := db.pending.Commit(pebble.NoSync); err != nil {
 		// The batch may or may not have been applied: what the cache
 		// holds is no longer known to match.
@@ -269,8 +302,16 @@ func (db *DB) Acquire() (release func(), ok bool) {
 	return db.readers.RUnlock, true
 }
 
-// Close discards pending writes and closes the DB, after the readers that
-// Acquired it have released it. It is idempotent.
+// Close discards pending writes, flushes the committed ones to disk and
+// closes the DB, after the readers that Acquired it have released it. It is
+// idempotent.
+//
+// Without a WAL (see Open), a DB closed without a flush would lose every
+// write since the last one and restore them all again on the next start.
+// When the flush fails or outlasts Options.CloseFlushTimeout, Close still
+// closes the DB and returns the error: the DB on disk is then what the
+// last successful flush left, a consistent prefix that the next restore
+// completes from the changelog.
 func (db *DB) Close() error {
 	db.readers.Lock()
 	defer db.readers.Unlock()
@@ -280,12 +321,31 @@ func (db *DB) Close() error {
 	}
 	db.pending.Close()
 	db.cache.clear()
+	ferr := db.flush()
 	err := db.pdb.Close()
 	db.pdb = nil
 	if err != nil {
-		return fmt.Errorf("closing pebble in %s: %w", db.dir, err)
+		err = fmt.Errorf("closing pebble in %s: %w", db.dir, err)
 	}
-	return nil
+	return errors.Join(ferr, err)
+}
+
+// flush writes the memtables to disk, waiting at most db.flushTimeout:
+// Pebble's Flush does not return when a flush fails, it retries until the
+// DB closes.
+func (db *DB) flush() error {
+	done, err := db.pdb.AsyncFlush()
+	if err != nil {
+		return fmt.Errorf("flushing pebble in %s: %w", db.dir, err)
+	}
+	t := time.NewTimer(db.flushTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("flushing pebble in %s: not done after %s", db.dir, db.flushTimeout)
+	}
 }
 
 // getFrom reads key from r, copying the value; nil when absent.

@@ -67,8 +67,8 @@ const (
 // each key is written: the earlier ones would be overwritten in the same
 // batch anyway. Changelogs are compacted only now and then, and a store
 // like the profiles rewrites a whole value per update, so most bytes are
-// superseded; writing them cost Pebble a copy into the batch, the WAL, the
-// memtable and a flush each.
+// superseded; writing them cost Pebble a copy into the batch and the
+// memtable and a flush each (and, while the DB had one, the WAL).
 //
 // Progress is committed into db with a checkpoint at the end of every
 // fetch, so an interrupted restore resumes where it stopped. Batches
@@ -133,6 +133,13 @@ func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions)
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(restoreFetchBytes),
 		kgo.FetchMaxPartitionBytes(restoreFetchPartitionBytes),
+		// The consumer lives for one restore pass, a task's every
+		// restart and a standby's every second: a broker that
+		// subscribes clients to metrics (KIP-714) gets little from
+		// its pushes, and each costs compressing them (2.4 % of the
+		// hub's CPU samples while it restored, on the final push at
+		// Close).
+		kgo.DisableClientMetrics(),
 	)
 	cl, err := kgo.NewClient(copts...)
 	if err != nil {
@@ -266,8 +273,8 @@ func (w *restoreWriter) write(prefix, key, value []byte) error {
 }
 
 // commit writes the checkpoints (store → next changelog offset) into the
-// batch and commits it without sync: a process crash keeps what reached
-// the OS, and a machine crash loses at most the tail, which the next
+// batch and commits it, without sync as the DB has no WAL (see Open): a
+// crash loses what was not flushed, checkpoints included, which the next
 // restore reads again from the checkpoint that survived.
 func (w *restoreWriter) commit(checkpoints map[string]int64) error {
 	if err := w.db.writeCheckpoints(w.b, checkpoints); err != nil {

@@ -133,7 +133,7 @@ func printBench(w io.Writer, r *bench.Result) {
 	if r.RestoreRecords > 0 {
 		row("restore", "%d records (%d MiB) in %.2f s, %.0f records/s, %.0f MiB/s", r.RestoreRecords, r.RestoreBytes>>20,
 			r.RestoreSeconds, r.RestoreRecordsPerSec, r.RestoreBytesPerSec/(1<<20))
-		row("ready", "%.2f s from start to ready, %.0f records/s over it", r.RestoreReadySeconds, r.RestoreReadyRecordsPerSec)
+		row("ready", "%.2f s from start to ready, %.0f records/s over it, %.2f CPU s", r.RestoreReadySeconds, r.RestoreReadyRecordsPerSec, r.RestoreCPUSeconds)
 	}
 	row("memory", "%d MiB peak RSS", r.RSSPeakBytes>>20)
 	if r.DiskBytesPerProfile > 0 {
