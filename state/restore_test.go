@@ -212,8 +212,13 @@ func TestRestoreClearsTheReadCache(t *testing.T) {
 	db, err := state.Open(filepath.Join(t.TempDir(), "0_0"), state.Options{})
 	must(t, err)
 	defer db.Close()
-	_, err = state.Restore(ctx, db, logs, opts)
+	res, err := state.Restore(ctx, db, logs, opts)
 	must(t, err)
+	// Said apart from the values, so that a failure tells a restore that
+	// read too little from a stale read.
+	if res["s"].Records != 2 {
+		t.Fatalf("the first restore read %d records, want 2", res["s"].Records)
+	}
 	kv := db.KeyValue("s")
 	// Cached: a value, and an absence.
 	if got := get(t, kv, "key-1") + "," + get(t, kv, "key-2"); got != "value-1," {
