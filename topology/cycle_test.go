@@ -116,10 +116,8 @@ func runSlow(t *testing.T, g topology.Guarantee, proc slowCounter, n int, wantBl
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	done, cancel := runInBackground(rt)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
 
 	h.produce(0, n)
 	h.awaitOutput(n)
@@ -221,10 +219,8 @@ func TestCycleEndsWhenInputDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	done, cancel := runInBackground(rt)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
 
 	const rounds, perRound = 3, 40
 	for i := range rounds {
@@ -239,4 +235,13 @@ func TestCycleEndsWhenInputDrains(t *testing.T) {
 		t.Fatalf("runtime stopped with %v", err)
 	}
 	h.checkCommittedOffsets()
+}
+
+// runInBackground runs rt until the returned cancel, sending Run's result
+// on the returned channel.
+func runInBackground(rt *topology.Runtime) (<-chan error, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	return done, cancel
 }
