@@ -99,14 +99,10 @@ type readCache struct {
 	win   map[string]*cacheEntry
 	// ring holds every entry at its slot for the CLOCK; free lists the
 	// empty slots.
-	ring []*cacheEntry
-	free []int
-	hand int
-	// uncached names the stores not cached: those used both as a KeyValue
-	// and as a Window, whose entries would describe one key in two ways,
-	// and those a KeyValue.NoCache named.
-	uncached map[string]bool
-	stats    CacheStats
+	ring  []*cacheEntry
+	free  []int
+	hand  int
+	stats CacheStats
 }
 
 func newReadCache(limit int64) *readCache {
@@ -247,13 +243,9 @@ func (c *readCache) clear() {
 	c.stats.Clears++
 }
 
-// stopCaching drops the entries of the store with key prefix prefix and
-// keeps none from now on.
-func (c *readCache) stopCaching(name, prefix string) {
-	if c.uncached == nil {
-		c.uncached = make(map[string]bool)
-	}
-	c.uncached[name] = true
+// dropPrefix drops the entries whose key begins with prefix: a store's,
+// when it stops being cached.
+func (c *readCache) dropPrefix(prefix string) {
 	for _, e := range c.ring {
 		if e != nil && strings.HasPrefix(e.key, prefix) {
 			c.remove(e)

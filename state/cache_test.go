@@ -426,10 +426,14 @@ func TestReadCacheEdges(t *testing.T) {
 				var tileKey []byte
 				must(t, raw.Range(nil, nil, func(k, _ []byte) error { tileKey = bytes.Clone(k); return nil }))
 				get(t, raw, string(tileKey))
+				// The raw handle, which read the tile, sees a write
+				// through the window.
+				must(t, w.Put([]byte("k"), 1000, []byte("win")))
+				seen := get(t, raw, string(tileKey))
 				must(t, raw.Put(tileKey, []byte("raw")))
-				return fetchAll(t, w, "k") + " " + fetchAll(t, db.Window("w"), "k")
+				return seen + " " + fetchAll(t, w, "k") + " " + fetchAll(t, db.Window("w"), "k")
 			},
-			want: "1000=raw 1000=raw",
+			want: "win 1000=raw 1000=raw",
 		},
 		{
 			name: "the committed views bypass a warm cache",

@@ -180,10 +180,19 @@ func (db *DB) Window(name string) *Window {
 // from then on: a write through one handle would not update the other
 // kind's entries.
 func (db *DB) replaceStore(name string, s Store) {
-	if _, ok := db.stores[name]; ok && db.cache != nil {
-		db.cache.stopCaching(name, string(storePrefix(name)))
+	if old, ok := db.stores[name]; ok {
+		handleOf(old).stopCaching()
+		handleOf(s).uncached = true
 	}
 	db.stores[name] = s
+}
+
+// handleOf returns the key-value handle under store s.
+func handleOf(s Store) *KeyValue {
+	if w, ok := s.(*Window); ok {
+		return &w.kv
+	}
+	return s.(*KeyValue)
 }
 
 func storePrefix(name string) []byte {

@@ -19,6 +19,9 @@ type KeyValue struct {
 	// committed makes reads skip the pending writes and refuses writes:
 	// a view that other goroutines may use while the task runs.
 	committed bool
+	// uncached keeps the handle's reads and writes away from the read
+	// cache: NoCache, or the store also opened as the other kind.
+	uncached bool
 	// bounds holds Range's iterator bounds while ranging is false; a Range
 	// inside a Range's fn allocates its own, since the running iterator
 	// still reads them.
@@ -46,7 +49,7 @@ func (s *KeyValue) reader() reader {
 // is not cached.
 func (s *KeyValue) cache() *readCache {
 	c := s.db.cache
-	if c == nil || s.committed || (len(c.uncached) > 0 && c.uncached[s.name]) {
+	if c == nil || s.committed || s.uncached {
 		return nil
 	}
 	return c
@@ -137,9 +140,18 @@ func (s *KeyValue) Delete(key []byte) error {
 // checked for duplicates: there an entry would cost a copy and a map
 // insertion per key and serve no read. It holds for every handle of the
 // store in the DB.
-func (s *KeyValue) NoCache() {
-	if c := s.db.cache; c != nil && !c.uncached[s.name] {
-		c.stopCaching(s.name, string(s.prefix))
+func (s *KeyValue) NoCache() { s.stopCaching() }
+
+// stopCaching keeps this handle's store out of the read cache and drops
+// its entries. A handle of the other kind that the DB makes later starts
+// uncached (DB.replaceStore).
+func (s *KeyValue) stopCaching() {
+	if s.uncached {
+		return
+	}
+	s.uncached = true
+	if c := s.db.cache; c != nil {
+		c.dropPrefix(string(s.prefix))
 	}
 }
 

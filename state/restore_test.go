@@ -39,31 +39,28 @@ func cluster(t testing.TB, topic string, partitions int32) (*kfake.Cluster, *kad
 // one transaction, committed or aborted.
 func produceTxn(t testing.TB, c *kfake.Cluster, topic string, p int32, first, n int, commit bool) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID(fmt.Sprintf("txn-%v", commit)),
-		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx := context.Background()
-	if err := cl.BeginTransaction(); err != nil {
-		t.Fatal(err)
-	}
+	recs := make([]*kgo.Record, 0, n)
 	for i := first; i < first+n; i++ {
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: p, Key: []byte(fmt.Sprintf("key-%d", i%1000)), Value: []byte(fmt.Sprintf("value-%d", i))}, nil)
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte(fmt.Sprintf("key-%d", i%1000)), Value: []byte(fmt.Sprintf("value-%d", i))})
 	}
-	if err := cl.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
-		t.Fatal(err)
-	}
+	transact(t, c, fmt.Sprintf("txn-%v", commit), commit, recs)
 }
 
 // produceTombstones deletes keys in partition p, in one transaction.
 func produceTombstones(t testing.TB, c *kfake.Cluster, topic string, p int32, keys ...string) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("txn-tombstones"),
+	recs := make([]*kgo.Record, 0, len(keys))
+	for _, k := range keys {
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte(k)})
+	}
+	transact(t, c, "txn-tombstones", true, recs)
+}
+
+// transact produces recs (to their own partitions) in one transaction of
+// transactional id txid, committed or aborted.
+func transact(t testing.TB, c *kfake.Cluster, txid string, commit bool, recs []*kgo.Record) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID(txid),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
 	if err != nil {
 		t.Fatal(err)
@@ -73,13 +70,13 @@ func produceTombstones(t testing.TB, c *kfake.Cluster, topic string, p int32, ke
 	if err := cl.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range keys {
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: p, Key: []byte(k)}, nil)
+	for _, r := range recs {
+		cl.Produce(ctx, r, nil)
 	}
 	if err := cl.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -70,11 +70,11 @@ type Config struct {
 	// poll then finds nothing new commits once MinCommitInterval (or
 	// twice its recent commits' duration, if more: a slow broker makes
 	// commits dear) has passed since it began, without waiting out
-	// CommitInterval. Under
-	// exactly-once an output is readable only after its transaction
-	// commits, and a record that crosses both sub-topologies waits for
-	// two commits in series, so waiting out a 100ms interval on an idle
-	// input puts ~200ms of pure waiting into every event's latency.
+	// CommitInterval. Under exactly-once an output is readable only
+	// after its transaction commits, and a record that crosses both
+	// sub-topologies waits for two commits in series: with cycles that
+	// always lasted 100ms, the bench's median at 1,100 events/s was
+	// 185-190ms, nearly all of it that waiting.
 	// Under load a poll always finds records and cycles last the full
 	// CommitInterval, so throughput keeps its batching; the extra
 	// transactions cost only while the input is light. Default 20ms; a

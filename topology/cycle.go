@@ -427,8 +427,8 @@ func (r *Runtime) processPending(c *cycle) error {
 // punctuations may start: past it (once one has run) they wait for the
 // next cycle. Records queue behind punctuations, so this bounds what
 // punctuations add to a record's latency (plus one punctuation's run); it
-// was half the interval, and the profile stage's sweeps of twelve tasks,
-// all due at once, held records back 50ms.
+// was half the interval, so the profile stage's sweeps of twelve tasks,
+// all due at once, could hold records back 50ms.
 const punctuationShare = 10
 
 // punctuateWallClock runs the wall-clock punctuations that are due, one

@@ -62,9 +62,8 @@ const (
 	// sweepBudget bounds the wall time of one sweep: it visits slices of
 	// profileSweepBatch profiles until the budget is spent, and the next
 	// sweep resumes after them. A sweep runs on the processing loop, so
-	// records wait behind it; one of 2,000 profiles took tens of
-	// milliseconds, the whole of the at-least-once p99 target, and one
-	// ran every second on every task.
+	// records wait behind it; it used to visit 2,000 profiles at once,
+	// every second on every task, however long that took.
 	sweepBudget = 4 * time.Millisecond
 	// expireEvery is how much stream time passes between the sweep rounds
 	// that expire tiles. Expiry only reclaims space (values are right
