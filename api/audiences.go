@@ -226,6 +226,10 @@ func (a *Audiences) localCount(rule string, now time.Time) (Preview, error) {
 			}
 		}
 	}
+	var predict func(*profile.Profile) (map[string]any, map[string]any)
+	if a.models != nil {
+		predict = a.models.RuleEnv
+	}
 	var mu sync.Mutex // guards out
 	out := Preview{Sample: []string{}}
 	err = a.rt.ScanParallel(profileGroup, identity.ProfilesStore, func(_ topology.TaskID, db *state.DB) error {
@@ -242,7 +246,7 @@ func (a *Audiences) localCount(rule string, now time.Time) (Preview, error) {
 				return err
 			}
 			part.Scanned++
-			env, err := a.env(p, needs, taskSet, window, now)
+			env, err := identity.RuleEnv(p, needs, taskSet, window, now, predict)
 			if err != nil {
 				return err
 			}
@@ -266,40 +270,4 @@ func (a *Audiences) localCount(rule string, now time.Time) (Preview, error) {
 		return err
 	})
 	return out, err
-}
-
-// env is what a rule sees of p, as the profile stage builds it, limited
-// to what needs names.
-func (a *Audiences) env(p *profile.Profile, needs audience.Needs, set *features.Set, window *state.Window, now time.Time) (*audience.Env, error) {
-	env := &audience.Env{Traits: map[string]any{}, Features: map[string]any{}, Predictions: map[string]any{}, RFM: map[string]any{}, Events: map[string]any{}}
-	switch {
-	case needs.TraitNames != nil:
-		for _, k := range needs.TraitNames {
-			if v, ok := p.Traits[k].Decode(); ok {
-				env.Traits[k] = v
-			}
-		}
-	case needs.Traits:
-		for k, t := range p.Traits {
-			if v, ok := t.Decode(); ok {
-				env.Traits[k] = v
-			}
-		}
-	}
-	if needs.Events {
-		for k, n := range p.Counts {
-			env.Events[k] = n
-		}
-	}
-	if set != nil && needs.Features {
-		vals, err := set.Values(window, []byte(p.ID), now)
-		if err != nil {
-			return nil, err
-		}
-		env.Features = vals
-	}
-	if a.models != nil && (needs.Predictions || needs.RFM) {
-		env.Predictions, env.RFM = a.models.RuleEnv(p)
-	}
-	return env, nil
 }

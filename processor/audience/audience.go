@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/expr-lang/expr"
@@ -99,6 +100,9 @@ type Set struct {
 	// routes are the destinations each audience and trigger names, by
 	// name; names without any are absent.
 	routes map[string][]string
+	// needs is what the audiences' rules read, all of them together;
+	// triggerNeeds the same of the triggers' (of the profile: traits).
+	needs, triggerNeeds Needs
 }
 
 func compileRule(name, rule string, env any) (*vm.Program, error) {
@@ -159,6 +163,16 @@ func Compile(audiences []Definition, triggers []Trigger) (*Set, error) {
 	for _, t := range s.triggers {
 		s.triggerDefs = append(s.triggerDefs, t.def)
 	}
+	rules := make([]string, len(s.audiences))
+	for i, a := range s.audiences {
+		rules[i] = a.def.Rule
+	}
+	s.needs = NeedsOfAll(rules)
+	rules = rules[:0]
+	for _, t := range s.triggers {
+		rules = append(rules, t.def.Rule)
+	}
+	s.triggerNeeds = NeedsOfAll(rules)
 	s.routes = make(map[string][]string)
 	for _, a := range s.audiences {
 		if len(a.def.Destinations) > 0 {
@@ -273,14 +287,70 @@ type Needs struct {
 	TraitNames, FeatureNames []string
 }
 
+// Everything needs every part of the environment.
+var Everything = Needs{true, true, true, true, true, nil, nil}
+
+// Needs returns what the audiences' rules read, all of them together:
+// evaluating them needs only that much of a profile's environment.
+func (s *Set) Needs() Needs { return s.needs }
+
+// TriggerNeeds returns what the triggers' rules read of the profile
+// (traits; an EventEnv has no other part of it), all of them together.
+func (s *Set) TriggerNeeds() Needs { return s.triggerNeeds }
+
+// Watches reports whether some trigger looks at events called event (a
+// track name, "" for other calls): when none does, Fired is empty and the
+// event's environment need not be built.
+func (s *Set) Watches(event string) bool {
+	for _, t := range s.triggers {
+		if t.def.Event == "" || t.def.Event == event {
+			return true
+		}
+	}
+	return false
+}
+
+// NeedsOfAll is what a set of rules reads together: a root any of them
+// reads, and the names of traits and features when every rule that reads
+// the root reads it by name only.
+func NeedsOfAll(rules []string) Needs {
+	var out Needs
+	var traits, feats []string
+	allTraits, allFeatures := false, false
+	for _, r := range rules {
+		n := NeedsOf(r)
+		out.Traits = out.Traits || n.Traits
+		out.Features = out.Features || n.Features
+		out.Predictions = out.Predictions || n.Predictions
+		out.RFM = out.RFM || n.RFM
+		out.Events = out.Events || n.Events
+		if n.Traits {
+			allTraits = allTraits || n.TraitNames == nil
+			traits = append(traits, n.TraitNames...)
+		}
+		if n.Features {
+			allFeatures = allFeatures || n.FeatureNames == nil
+			feats = append(feats, n.FeatureNames...)
+		}
+	}
+	if out.Traits && !allTraits {
+		slices.Sort(traits)
+		out.TraitNames = slices.Compact(traits)
+	}
+	if out.Features && !allFeatures {
+		slices.Sort(feats)
+		out.FeatureNames = slices.Compact(feats)
+	}
+	return out
+}
+
 // NeedsOf parses rule and reports which of the environment's roots it
 // names. A rule that does not parse needs everything (compiling it
 // reports the error).
 func NeedsOf(rule string) Needs {
-	all := Needs{true, true, true, true, true, nil, nil}
 	tree, err := parser.Parse(rule)
 	if err != nil {
-		return all
+		return Everything
 	}
 	v := needsVisitor{named: map[string][]string{}, uses: map[string]int{}}
 	ast.Walk(&tree.Node, &v)

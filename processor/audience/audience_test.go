@@ -97,6 +97,54 @@ func TestNeedsOf(t *testing.T) {
 	}
 }
 
+// TestNeedsOfAll: the profile stage builds, for each event, only what its
+// audiences read together; a root any rule reads whole is needed whole.
+func TestNeedsOfAll(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		rules []string
+		want  Needs
+	}{
+		{"none", nil, Needs{}},
+		{"names united, sorted, once",
+			[]string{`features.orders_30d >= 3`, `features.revenue_30d > 10 && features.orders_30d == 0`, `traits.plan == "pro"`},
+			Needs{Traits: true, Features: true, TraitNames: []string{"plan"}, FeatureNames: []string{"orders_30d", "revenue_30d"}}},
+		{"one rule reads every feature",
+			[]string{`features.orders_30d >= 3`, `len(features) > 2`},
+			Needs{Features: true}},
+		{"a rule without traits leaves the names of the others",
+			[]string{`traits.plan == "pro"`, `events["Signed Up"] > 0`},
+			Needs{Traits: true, Events: true, TraitNames: []string{"plan"}}},
+		{"predictions and rfm",
+			[]string{`predictions.p_alive > 0.5`, `rfm.segment == "Champions"`},
+			Needs{Predictions: true, RFM: true}},
+		{"a rule that does not parse needs everything", []string{`traits.plan ==`, `true`}, Everything},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := NeedsOfAll(tc.rules); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("NeedsOfAll(%q) = %+v, want %+v", tc.rules, got, tc.want)
+			}
+		})
+	}
+	set, err := Compile([]Definition{
+		{Name: "a", Rule: `features.orders_30d >= 3`},
+		{Name: "b", Rule: `traits.plan == "pro" && features.page_views_7d > 1`},
+	}, []Trigger{{Name: "t", Event: "Order Completed", Rule: `properties.revenue > 5 && traits.tier == "gold"`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := set.TriggerNeeds(); fmt.Sprint(got) != fmt.Sprint(Needs{Traits: true, TraitNames: []string{"tier"}}) {
+		t.Errorf("Set.TriggerNeeds() = %+v, want the trait tier", got)
+	}
+	if !set.Watches("Order Completed") || set.Watches("Product Viewed") || set.Watches("") {
+		t.Error("Watches: the trigger watches Order Completed only")
+	}
+	want := Needs{Traits: true, Features: true, TraitNames: []string{"plan"}, FeatureNames: []string{"orders_30d", "page_views_7d"}}
+	if got := set.Needs(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Set.Needs() = %+v, want %+v (triggers read events, not profiles)", got, want)
+	}
+}
+
 // TestEventsOfUnseenEventsCountZero: events["X"] of an event the profile
 // never had is 0, so "fewer than" rules match it.
 func TestEventsOfUnseenEventsCountZero(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"github.com/expr-lang/expr/types"
 	"github.com/expr-lang/expr/vm"
 	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/valyala/fastjson"
 )
 
@@ -115,10 +116,10 @@ func (r *filterRun) match(p *filterProg, typ, event any, props *fastjson.Value) 
 	r.env["event"] = event
 	r.env["type"] = typ
 	for _, n := range p.names {
-		r.env[n] = toAny(props.Get(n))
+		r.env[n] = profile.ValueOf(props.Get(n))
 	}
 	if p.whole {
-		m, ok := toAny(props).(map[string]any)
+		m, ok := profile.ValueOf(props).(map[string]any)
 		if !ok {
 			m = map[string]any{}
 		}

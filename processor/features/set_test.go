@@ -17,6 +17,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/tessera-cdp/tessera/state"
 	"github.com/valyala/fastjson"
 )
@@ -594,7 +595,7 @@ func TestCanonicalOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want := toAny(fastjson.MustParse(v)); !reflect.DeepEqual(back, want) && v != "-0" {
+		if want := profile.ValueOf(fastjson.MustParse(v)); !reflect.DeepEqual(back, want) && v != "-0" {
 			t.Errorf("%s decodes to %#v, want %#v", v, back, want)
 		}
 	}

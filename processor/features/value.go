@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/tessera-cdp/tessera/processor/profile"
 	"github.com/valyala/fastjson"
 )
 
@@ -97,44 +98,9 @@ func decodeCanonical(b []byte) (any, error) {
 		if err != nil {
 			return nil, fmt.Errorf("decoding JSON value: %v: %w", err, ErrCorruptTile)
 		}
-		return toAny(v), nil
+		return profile.ValueOf(v), nil
 	}
 	return nil, fmt.Errorf("canonical value tag %#x: %w", b[0], ErrCorruptTile)
-}
-
-// toAny converts a JSON value to the Go values expr and the profile API
-// use: nil, bool, float64, string, map[string]any, []any.
-func toAny(v *fastjson.Value) any {
-	if v == nil {
-		return nil
-	}
-	switch v.Type() {
-	case fastjson.TypeTrue:
-		return true
-	case fastjson.TypeFalse:
-		return false
-	case fastjson.TypeNumber:
-		x, err := v.Float64()
-		if err != nil {
-			return string(v.MarshalTo(nil))
-		}
-		return x
-	case fastjson.TypeString:
-		return string(v.GetStringBytes())
-	case fastjson.TypeArray:
-		a, _ := v.Array()
-		out := make([]any, len(a))
-		for i, e := range a {
-			out[i] = toAny(e)
-		}
-		return out
-	case fastjson.TypeObject:
-		o, _ := v.Object()
-		out := make(map[string]any, o.Len())
-		o.Visit(func(k []byte, e *fastjson.Value) { out[string(k)] = toAny(e) })
-		return out
-	}
-	return nil
 }
 
 // numberOf returns v as a finite number: a JSON number, or a string that

@@ -2,10 +2,13 @@ package identity
 
 import (
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/tessera-cdp/tessera/processor/audience"
+	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/profile"
+	"github.com/tessera-cdp/tessera/state"
 	"github.com/tessera-cdp/tessera/topology"
 	"github.com/valyala/fastjson"
 )
@@ -25,41 +28,89 @@ func (pr *profiler) audiences() *audience.Set {
 	return pr.o.Audiences()
 }
 
-// env builds what audience rules see of the profile as of now.
-func (s *step) env(now time.Time) (*audience.Env, map[string]any, error) {
+// RuleEnv builds what a rule that reads needs sees of p as of now, and
+// nothing more: decoding every trait, reading every feature's tiles and
+// scoring predictions cost more than most rules' match. set must hold
+// the features needs names (features.Set.Select), or all of them when
+// needs.FeatureNames is nil; window is the features store; predict may be
+// nil. Parts the rule does not read are nil maps.
+func RuleEnv(p *profile.Profile, needs audience.Needs, set *features.Set, window *state.Window, now time.Time,
+	predict func(*profile.Profile) (predictions, rfm map[string]any)) (*audience.Env, error) {
+	env := &audience.Env{Traits: traitsFor(p, needs)}
+	if needs.Events {
+		env.Events = make(map[string]any, len(p.Counts))
+		for k, n := range p.Counts {
+			env.Events[k] = n
+		}
+	}
+	if needs.Features {
+		env.Features = map[string]any{}
+		if set != nil {
+			vals, err := set.Values(window, []byte(p.ID), now)
+			if err != nil {
+				return nil, err
+			}
+			env.Features = vals
+		}
+	}
+	if needs.Predictions || needs.RFM {
+		env.Predictions, env.RFM = map[string]any{}, map[string]any{}
+		if predict != nil {
+			preds, rfm := predict(p)
+			if preds != nil {
+				env.Predictions = preds
+			}
+			if rfm != nil {
+				env.RFM = rfm
+			}
+		}
+	}
+	return env, nil
+}
+
+// ruleEnv builds what the audiences of set read of the profile as of now.
+func (s *step) ruleEnv(set *audience.Set, now time.Time) (*audience.Env, error) {
+	feats, err := s.pr.ruleFeatures(set)
+	if err != nil {
+		return nil, err
+	}
+	return RuleEnv(&s.r.P, set.Needs(), feats, s.ctx.Window(FeaturesStore), now, s.pr.o.Predict)
+}
+
+// ruleFeatures returns the features the audiences of set read: a Set of
+// only those, cached for the pair of sets in force.
+func (pr *profiler) ruleFeatures(set *audience.Set) (*features.Set, error) {
+	all := pr.features()
+	if all == nil || !set.Needs().Features {
+		return nil, nil
+	}
+	if pr.ruleOf.features == all && pr.ruleOf.audiences == set {
+		return pr.ruleSet, nil
+	}
+	sel := all
+	if names := set.Needs().FeatureNames; names != nil {
+		var err error
+		if sel, err = all.Select(names); err != nil {
+			return nil, fmt.Errorf("selecting the audiences' features: %w", err)
+		}
+	}
+	pr.ruleOf.features, pr.ruleOf.audiences, pr.ruleSet = all, set, sel
+	return sel, nil
+}
+
+// snapshot is the profile as activations carry it, as of now: every
+// trait, feature, prediction and score, whatever the rules read.
+func (s *step) snapshot(now time.Time) (map[string]any, error) {
 	p := &s.r.P
-	env := &audience.Env{
-		Traits:      traitsOf(p),
-		Features:    map[string]any{},
-		Predictions: map[string]any{},
-		RFM:         map[string]any{},
-		Events:      map[string]any{},
+	env, err := RuleEnv(p, audience.Everything, s.pr.features(), s.ctx.Window(FeaturesStore), now, s.pr.o.Predict)
+	if err != nil {
+		return nil, err
 	}
-	for k, n := range p.Counts {
-		env.Events[k] = n
-	}
-	if set := s.pr.features(); set != nil {
-		vals, err := set.Values(s.ctx.Window(FeaturesStore), []byte(s.id), now)
-		if err != nil {
-			return nil, nil, err
-		}
-		env.Features = vals
-	}
-	if s.pr.o.Predict != nil {
-		preds, rfm := s.pr.o.Predict(p)
-		if preds != nil {
-			env.Predictions = preds
-		}
-		if rfm != nil {
-			env.RFM = rfm
-		}
-	}
-	snapshot := map[string]any{
+	return map[string]any{
 		"id": p.ID, "identifiers": identViews(p.Identifiers), "traits": env.Traits, "features": env.Features,
 		"predictions": env.Predictions, "rfm": env.RFM, "first_seen": millis(p.FirstSeen), "last_seen": millis(p.LastSeen),
 		"consent": ConsentView(p),
-	}
-	return env, snapshot, nil
+	}, nil
 }
 
 // ConsentView is a profile's consent as the API and activations show it:
@@ -72,7 +123,23 @@ func ConsentView(p *profile.Profile) map[string]bool {
 	return out
 }
 
-func traitsOf(p *profile.Profile) map[string]any {
+// traitsFor decodes the traits of p that needs reads: those it names, or
+// all of them; nil when it reads none.
+func traitsFor(p *profile.Profile, needs audience.Needs) map[string]any {
+	if !needs.Traits {
+		return nil
+	}
+	if needs.TraitNames != nil {
+		out := make(map[string]any, len(needs.TraitNames))
+		for _, k := range needs.TraitNames {
+			if t, ok := p.Traits[k]; ok {
+				if v, ok := t.Decode(); ok {
+					out[k] = v
+				}
+			}
+		}
+		return out
+	}
 	out := make(map[string]any, len(p.Traits))
 	for k, t := range p.Traits {
 		if v, ok := t.Decode(); ok {
@@ -109,7 +176,7 @@ func (s *step) evaluate(now time.Time, cause string) (bool, error) {
 	if len(auds) == 0 && len(s.r.Audiences) == 0 {
 		return false, nil
 	}
-	env, snapshot, err := s.env(now)
+	env, err := s.ruleEnv(set, now)
 	if err != nil {
 		return false, err
 	}
@@ -162,6 +229,10 @@ func (s *step) evaluate(now time.Time, cause string) (bool, error) {
 	if len(out) == 0 {
 		return changed, nil
 	}
+	snapshot, err := s.snapshot(now)
+	if err != nil {
+		return changed, err
+	}
 	names := make([]string, 0, len(s.r.Audiences))
 	for n := range s.r.Audiences {
 		names = append(names, n)
@@ -185,18 +256,23 @@ func (s *step) triggers(v *fastjson.Value, raw []byte, now time.Time) error {
 	if set == nil || len(set.Triggers()) == 0 {
 		return nil
 	}
-	env := &audience.EventEnv{
-		Event: string(v.GetStringBytes("event")), Type: string(v.GetStringBytes("type")),
-		Properties: map[string]any{}, Traits: traitsOf(&s.r.P),
+	name := v.GetStringBytes("event")
+	if !set.Watches(string(name)) {
+		return nil
 	}
-	if props := v.Get("properties"); props != nil {
-		_ = json.Unmarshal(props.MarshalTo(nil), &env.Properties)
+	env := &audience.EventEnv{Event: string(name), Type: string(v.GetStringBytes("type"))}
+	env.Properties, _ = profile.ValueOf(v.Get("properties")).(map[string]any)
+	if env.Properties == nil {
+		env.Properties = map[string]any{}
+	}
+	if needs := set.TriggerNeeds(); needs.Traits {
+		env.Traits = traitsFor(&s.r.P, needs)
 	}
 	fired := set.Fired(env)
 	if len(fired) == 0 {
 		return nil
 	}
-	_, snapshot, err := s.env(now)
+	snapshot, err := s.snapshot(now)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,9 @@ import (
 func TestAudiencesEnterAndLeaveWithTime(t *testing.T) {
 	fs, err := features.Compile([]config.Feature{
 		{Name: "orders_1h", Event: "Order Completed", Agg: "count", Window: "1h"},
+		// No rule reads it: the rules are evaluated without it, and the
+		// activations still carry it.
+		{Name: "revenue_1h", Event: "Order Completed", Agg: "sum", Property: "revenue", Window: "1h"},
 	}, features.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -24,7 +27,10 @@ func TestAudiencesEnterAndLeaveWithTime(t *testing.T) {
 	as, err := audience.Compile([]audience.Definition{
 		{Name: "active_buyers", Rule: `features.orders_1h >= 2`},
 		{Name: "pro", Rule: `traits.plan == "pro"`},
-	}, []audience.Trigger{{Name: "big_order", Event: "Order Completed", Rule: `properties.revenue > 500`}})
+	}, []audience.Trigger{
+		{Name: "big_order", Event: "Order Completed", Rule: `properties.revenue > 500`},
+		{Name: "pro_from_fall", Event: "Signed Up", Rule: `traits.plan == "pro" && properties.source.campaign == "fall"`},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +41,7 @@ func TestAudiencesEnterAndLeaveWithTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	profiles := map[string]string{} // "type name" → the profile it carried
 	activations := func() []string {
 		var out []string
 		for _, r := range h.d.Output("t.activations") {
@@ -43,6 +50,7 @@ func TestAudiencesEnterAndLeaveWithTime(t *testing.T) {
 				t.Fatal(err)
 			}
 			out = append(out, a.Type+" "+a.Name)
+			profiles[a.Type+" "+a.Name] = string(a.Profile)
 		}
 		return out
 	}
@@ -54,6 +62,18 @@ func TestAudiencesEnterAndLeaveWithTime(t *testing.T) {
 	send(`{"type":"track","userId":"u1","event":"Order Completed","properties":{"revenue":900},"messageId":"3","timestamp":"2026-03-01T10:20:00Z"}`)
 	if got := fmt.Sprint(activations()); got != "[event_triggered big_order audience_entered active_buyers]" {
 		t.Fatalf("after the second order: %s", got)
+	}
+	for _, act := range []string{"event_triggered big_order", "audience_entered active_buyers"} {
+		var p struct {
+			Traits   map[string]any `json:"traits"`
+			Features map[string]any `json:"features"`
+		}
+		if err := json.Unmarshal([]byte(profiles[act]), &p); err != nil {
+			t.Fatalf("%s: profile %q: %v", act, profiles[act], err)
+		}
+		if got := fmt.Sprint(p.Features, p.Traits); got != "map[orders_1h:2 revenue_1h:920] map[plan:pro]" {
+			t.Errorf("%s carried features and traits %s, want every feature and trait", act, got)
+		}
 	}
 	// Other customers' later events move stream time past u1's window;
 	// the sweep evaluates u1 with no event of its own. Every task sees a
@@ -70,6 +90,13 @@ func TestAudiencesEnterAndLeaveWithTime(t *testing.T) {
 	}
 	if got := fmt.Sprint(activations()); got != "[audience_exited active_buyers]" {
 		t.Fatalf("after time passed: %s", got)
+	}
+	// A trigger reads the profile's traits and nested properties.
+	send(`{"type":"track","userId":"u1","event":"Signed Up","properties":{"source":{"campaign":"spring"}},"messageId":"s1","timestamp":"2026-03-01T12:40:00Z"}`)
+	send(`{"type":"track","userId":"u2","event":"Signed Up","properties":{"source":{"campaign":"fall"}},"messageId":"s2","timestamp":"2026-03-01T12:41:00Z"}`)
+	send(`{"type":"track","userId":"u1","event":"Signed Up","properties":{"source":{"campaign":"fall"}},"messageId":"s3","timestamp":"2026-03-01T12:42:00Z"}`)
+	if got := fmt.Sprint(activations()); got != "[event_triggered pro_from_fall]" {
+		t.Fatalf("after three sign-ups, only u1's in the fall campaign fires: %s", got)
 	}
 	s := h.state()
 	if p := s.profileOf("user_id:u1"); p == nil {

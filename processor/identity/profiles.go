@@ -27,6 +27,13 @@ type profiler struct {
 	// only caches one-feature Sets of the Set in force, by feature key.
 	onlyOf *features.Set
 	only   map[string]*features.Set
+	// ruleSet is the Set of the features the audiences read, for the
+	// feature and audience sets in ruleOf (ruleFeatures).
+	ruleOf struct {
+		features  *features.Set
+		audiences *audience.Set
+	}
+	ruleSet *features.Set
 	// sweepFrom is where the next maintenance sweep resumes, nil between
 	// rounds.
 	sweepFrom []byte

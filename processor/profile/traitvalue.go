@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+
+	"github.com/valyala/fastjson"
 )
 
 // Decode returns the trait's value as encoding/json would decode it into
@@ -35,4 +37,42 @@ func (t Trait) Decode() (any, bool) {
 		return nil, false
 	}
 	return out, true
+}
+
+// ValueOf converts a parsed JSON value to the Go values encoding/json
+// decodes into an any, which expr rules and the profile API use: nil,
+// bool, float64, string, map[string]any, []any. It reads the value
+// without reflection, for the hot path. A number beyond float64 stays
+// its JSON text.
+func ValueOf(v *fastjson.Value) any {
+	if v == nil {
+		return nil
+	}
+	switch v.Type() {
+	case fastjson.TypeTrue:
+		return true
+	case fastjson.TypeFalse:
+		return false
+	case fastjson.TypeNumber:
+		x, err := v.Float64()
+		if err != nil {
+			return string(v.MarshalTo(nil))
+		}
+		return x
+	case fastjson.TypeString:
+		return string(v.GetStringBytes())
+	case fastjson.TypeArray:
+		a, _ := v.Array()
+		out := make([]any, len(a))
+		for i, e := range a {
+			out[i] = ValueOf(e)
+		}
+		return out
+	case fastjson.TypeObject:
+		o, _ := v.Object()
+		out := make(map[string]any, o.Len())
+		o.Visit(func(k []byte, e *fastjson.Value) { out[string(k)] = ValueOf(e) })
+		return out
+	}
+	return nil
 }
