@@ -101,7 +101,7 @@ func NewDriver(topo *Topology, opts DriverOptions) (*Driver, error) {
 func (d *Driver) clock() time.Time { return d.now }
 
 // produce keeps the record as output of its topic, in order.
-func (d *Driver) produce(r *kgo.Record, onOffset func(int64, error)) {
+func (d *Driver) produce(r *kgo.Record) {
 	off := d.offset[r.Topic]
 	d.offset[r.Topic] = off + 1
 	hs := make([]Header, len(r.Headers))
@@ -121,8 +121,8 @@ func (d *Driver) produce(r *kgo.Record, onOffset func(int64, error)) {
 	} else {
 		d.output[r.Topic] = append(d.output[r.Topic], rec)
 	}
-	if onOffset != nil {
-		onOffset(off, nil)
+	if c, ok := r.Context.(*changelog); ok {
+		c.produced(off, nil)
 	}
 }
 

@@ -67,6 +67,8 @@ type Runtime struct {
 	restoreSlots chan struct{}
 	phase        restorePhase
 	prodErr      errSlot
+	// promise is onProduced as a func value, made once.
+	promise func(*kgo.Record, error)
 
 	mu sync.Mutex
 	// tasks are the tasks assigned to this instance. REQUIRES: r.mu.
@@ -146,6 +148,7 @@ func NewRuntime(topo *Topology, cfg Config) (*Runtime, error) {
 		standbyBox:      &standbyAssignment{},
 		standbys:        make(map[TaskID]*standbyTask),
 	}
+	r.promise = r.onProduced
 	for gi, g := range topo.groups {
 		for _, s := range g.sources {
 			r.topicGroup[s] = gi
@@ -721,27 +724,31 @@ func (r *Runtime) updateTaskGaugesLocked() {
 	r.metrics.tasks.WithLabelValues("standby").Set(float64(len(r.standbys)))
 }
 
-// produce sends a record in the current cycle; onOffset, if non-nil, learns
-// its offset. A failed record fails the whole cycle.
-func (r *Runtime) produce(rec *kgo.Record, onOffset func(int64, error)) {
-	promise := func(rec *kgo.Record, err error) {
-		if err != nil {
-			r.metrics.produceErrors.Inc()
-			r.prodErr.set(fmt.Errorf("producing to %s: %w", rec.Topic, err))
-		}
-		if onOffset != nil {
-			onOffset(rec.Offset, err)
-		}
-	}
+// produce sends a record in the current cycle. A failed record fails the
+// whole cycle.
+func (r *Runtime) produce(rec *kgo.Record) {
 	if r.sess != nil {
 		if err := r.beginTxn(); err != nil {
-			promise(rec, err)
+			r.promise(rec, err)
 			return
 		}
-		r.sess.Produce(context.Background(), rec, promise)
+		r.sess.Produce(context.Background(), rec, r.promise)
 		return
 	}
-	r.cl.Produce(context.Background(), rec, promise)
+	r.cl.Produce(context.Background(), rec, r.promise)
+}
+
+// onProduced is the promise of every record the runtime produces (kept in
+// Runtime.promise, so that passing it allocates nothing): it fails the
+// cycle on an error and tells a changelog its record's offset.
+func (r *Runtime) onProduced(rec *kgo.Record, err error) {
+	if err != nil {
+		r.metrics.produceErrors.Inc()
+		r.prodErr.set(fmt.Errorf("producing to %s: %w", rec.Topic, err))
+	}
+	if c, ok := rec.Context.(*changelog); ok {
+		c.produced(rec.Offset, err)
+	}
 }
 
 // shutdown leaves the group (closing every task through the revoke
