@@ -158,7 +158,7 @@ func (pr *profiler) forget(ctx *topology.Context, now time.Time) error {
 		if raw == nil {
 			continue
 		}
-		r, err := decodeRecord(raw)
+		r, err := decodeRecord(raw, nil)
 		if err != nil {
 			return fmt.Errorf("profile %s: %w", m.id, err)
 		}

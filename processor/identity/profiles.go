@@ -34,6 +34,8 @@ type profiler struct {
 		audiences *audience.Set
 	}
 	ruleSet *features.Set
+	// names interns the names in the records this task decodes.
+	names interner
 	// sweepFrom is where the next maintenance sweep resumes, nil between
 	// rounds.
 	sweepFrom []byte
@@ -154,7 +156,7 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 	}
 	w := ctx.Window(FeaturesStore)
 	for _, it := range batch {
-		r, err := decodeRecord(it.value)
+		r, err := decodeRecord(it.value, pr.names)
 		if err != nil {
 			return err
 		}
@@ -227,7 +229,7 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 	}
 	r := &record{}
 	if raw != nil {
-		if r, err = decodeRecord(raw); err != nil {
+		if r, err = decodeRecord(raw, pr.names); err != nil {
 			return fmt.Errorf("profile %s: %w", o.Profile, err)
 		}
 	}

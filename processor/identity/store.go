@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"sort"
+	"slices"
 
 	"github.com/tessera-cdp/tessera/processor/profile"
 )
@@ -112,7 +112,33 @@ func (r *record) encode() []byte {
 	return b
 }
 
-func decodeRecord(b []byte) (*record, error) {
+// interner gives one string for equal byte strings, so that decoding a
+// record allocates no string for the audience and feature names of its
+// sets, which every profile repeats. It belongs to one goroutine; a nil
+// interner allocates each string.
+type interner map[string]string
+
+// maxInterned bounds an interner: names come from definitions, which are
+// few, but redefinitions add new ones for as long as the process runs.
+const maxInterned = 4096
+
+func (in interner) str(b []byte) string {
+	if in == nil {
+		return string(b)
+	}
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(in) < maxInterned {
+		in[s] = s
+	}
+	return s
+}
+
+// decodeRecord decodes a profiles store value; in, if not nil, interns
+// the names of its sets.
+func decodeRecord(b []byte, in interner) (*record, error) {
 	if len(b) == 0 || b[0] < 1 || b[0] > recordVersion {
 		return nil, fmt.Errorf("decoding profile record: unknown version")
 	}
@@ -178,7 +204,7 @@ func decodeRecord(b []byte) (*record, error) {
 			if err != nil {
 				return nil, err
 			}
-			(*dst)[string(v)] = true
+			(*dst)[in.str(v)] = true
 		}
 	}
 	n, k := binary.Uvarint(b)
@@ -203,13 +229,14 @@ func decodeRecord(b []byte) (*record, error) {
 
 // appendSet appends a set of strings, sorted so equal sets encode equally.
 func appendSet(b []byte, set map[string]bool) []byte {
-	keys := make([]string, 0, len(set))
+	var small [16]string // sets are a few names: no allocation for them
+	keys := small[:0]
 	for k, in := range set {
 		if in {
 			keys = append(keys, k)
 		}
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		b = binary.AppendUvarint(b, uint64(len(k)))

@@ -119,7 +119,7 @@ func Add(b *topology.Builder, o Options) error {
 		AddSink("resolve-links", t.Links, "resolve").
 		AddSink("resolve-invalid", t.Invalid, "resolve")
 	b.AddSource("ops", t.Ops, o.Partitions).
-		AddProcessor("profile", func() topology.Processor { return &profiler{o: o, c: c, t: t} }, "ops").
+		AddProcessor("profile", func() topology.Processor { return &profiler{o: o, c: c, t: t, names: interner{}} }, "ops").
 		AddStore(ProfilesStore, topology.KeyValueStore, "profile").
 		AddStore(FeaturesStore, topology.WindowStore, "profile").
 		AddStore(TimelineStore, topology.KeyValueStore, "profile").
@@ -132,7 +132,7 @@ func Add(b *topology.Builder, o Options) error {
 // LoadProfile reads a profile from a profiles store value, following
 // nothing: it returns the redirect target when the profile was merged.
 func LoadProfile(value []byte) (p *profile.Profile, mergedInto string, err error) {
-	r, err := decodeRecord(value)
+	r, err := decodeRecord(value, nil)
 	if err != nil {
 		return nil, "", err
 	}
@@ -155,7 +155,7 @@ func LoadOwner(value []byte) (string, error) {
 // Busy reports whether a profiles store value is waiting in the merge
 // protocol (offering, absorbing, or a stub with queued messages).
 func Busy(value []byte) (bool, error) {
-	r, err := decodeRecord(value)
+	r, err := decodeRecord(value, nil)
 	if err != nil {
 		return false, err
 	}
@@ -164,7 +164,7 @@ func Busy(value []byte) (bool, error) {
 
 // LoadAudiences reads the audiences a profiles store value is in, sorted.
 func LoadAudiences(value []byte) ([]string, error) {
-	r, err := decodeRecord(value)
+	r, err := decodeRecord(value, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,83 @@
+package identity
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/tessera-cdp/tessera/processor/profile"
+)
+
+func sampleRecord() *record {
+	return &record{
+		P: profile.Profile{
+			ID: "p1", Created: 1700000000000,
+			Identifiers: []profile.Ident{{Type: "user_id", Value: "u1"}, {Type: "email", Value: "a@x"}},
+			Traits:      map[string]profile.Trait{"plan": {Value: []byte(`"pro"`), At: 5}},
+			Counts:      map[string]int64{"Order Completed": 3},
+		},
+		Computed:  map[string]bool{"f1": true},
+		Audiences: map[string]bool{"big_spenders": true, "pro_plan": true},
+		Evaluated: map[string]bool{"k1": true, "k2": true, "k3": true, "k4": true, "k5": true},
+		Timeline:  7,
+	}
+}
+
+// TestRecordRoundTrip: a record decodes to what was encoded, with and
+// without an interner, and the interner hands out one string per name.
+func TestRecordRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   interner
+	}{{"allocating", nil}, {"interning", interner{}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			want := sampleRecord()
+			b := want.encode()
+			for range 2 {
+				got, err := decodeRecord(b, tc.in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Empty and nil collections encode alike: compare the
+				// encodings, and the sets the interner fills.
+				if string(got.encode()) != string(b) {
+					t.Fatalf("decoded %+v, want %+v", got, want)
+				}
+				sets := []map[string]bool{got.Computed, got.Audiences, got.Evaluated}
+				if !reflect.DeepEqual(sets, []map[string]bool{want.Computed, want.Audiences, want.Evaluated}) {
+					t.Fatalf("decoded sets %v", sets)
+				}
+			}
+			if tc.in != nil && len(tc.in) != 8 {
+				t.Errorf("interned %d names, want the 8 of the sets: %v", len(tc.in), tc.in)
+			}
+		})
+	}
+	full := interner{}
+	for i := range maxInterned + 10 {
+		full.str([]byte{byte(i), byte(i >> 8)})
+	}
+	if len(full) != maxInterned {
+		t.Errorf("an interner holds %d names, want at most %d", len(full), maxInterned)
+	}
+}
+
+// BenchmarkRecord is the profile stage's decode and encode of a profile
+// record, once per op, with the stage's interner and without one.
+func BenchmarkRecord(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		in   interner
+	}{{"interning", interner{}}, {"allocating", nil}} {
+		b.Run(bc.name, func(b *testing.B) {
+			enc := sampleRecord().encode()
+			b.ReportAllocs()
+			for b.Loop() {
+				r, err := decodeRecord(enc, bc.in)
+				if err != nil {
+					b.Fatal(err)
+				}
+				enc = r.encode()
+			}
+		})
+	}
+}
