@@ -285,10 +285,15 @@ type Needs struct {
 	// also reads them some other way (len(traits), a computed key), and
 	// then it needs them all.
 	TraitNames, FeatureNames []string
+	// Properties says a trigger's rule reads the event's properties, and
+	// PropertyNames which ones by name (nil: the whole map, as above).
+	// Audience rules have no properties.
+	Properties    bool
+	PropertyNames []string
 }
 
 // Everything needs every part of the environment.
-var Everything = Needs{true, true, true, true, true, nil, nil}
+var Everything = Needs{Traits: true, Features: true, Predictions: true, RFM: true, Events: true, Properties: true}
 
 // Needs returns what the audiences' rules read, all of them together:
 // evaluating them needs only that much of a profile's environment.
@@ -315,8 +320,8 @@ func (s *Set) Watches(event string) bool {
 // the root reads it by name only.
 func NeedsOfAll(rules []string) Needs {
 	var out Needs
-	var traits, feats []string
-	allTraits, allFeatures := false, false
+	var traits, feats, props []string
+	allTraits, allFeatures, allProps := false, false, false
 	for _, r := range rules {
 		n := NeedsOf(r)
 		out.Traits = out.Traits || n.Traits
@@ -332,6 +337,11 @@ func NeedsOfAll(rules []string) Needs {
 			allFeatures = allFeatures || n.FeatureNames == nil
 			feats = append(feats, n.FeatureNames...)
 		}
+		out.Properties = out.Properties || n.Properties
+		if n.Properties {
+			allProps = allProps || n.PropertyNames == nil
+			props = append(props, n.PropertyNames...)
+		}
 	}
 	if out.Traits && !allTraits {
 		slices.Sort(traits)
@@ -340,6 +350,10 @@ func NeedsOfAll(rules []string) Needs {
 	if out.Features && !allFeatures {
 		slices.Sort(feats)
 		out.FeatureNames = slices.Compact(feats)
+	}
+	if out.Properties && !allProps {
+		slices.Sort(props)
+		out.PropertyNames = slices.Compact(props)
 	}
 	return out
 }
@@ -363,6 +377,9 @@ func NeedsOf(rule string) Needs {
 	if len(v.named["features"]) == v.uses["features"] {
 		n.FeatureNames = v.named["features"]
 	}
+	if len(v.named["properties"]) == v.uses["properties"] {
+		n.PropertyNames = v.named["properties"]
+	}
 	return n
 }
 
@@ -377,7 +394,7 @@ func (v *needsVisitor) Visit(node *ast.Node) {
 	case *ast.MemberNode:
 		root, ok := n.Node.(*ast.IdentifierNode)
 		prop, isName := n.Property.(*ast.StringNode)
-		if ok && isName && (root.Value == "traits" || root.Value == "features") {
+		if ok && isName && (root.Value == "traits" || root.Value == "features" || root.Value == "properties") {
 			v.named[root.Value] = append(v.named[root.Value], prop.Value)
 		}
 	case *ast.IdentifierNode:
@@ -393,6 +410,8 @@ func (v *needsVisitor) Visit(node *ast.Node) {
 			v.n.RFM = true
 		case "events":
 			v.n.Events = true
+		case "properties":
+			v.n.Properties = true
 		}
 	}
 }

@@ -77,7 +77,7 @@ func TestSetDestinations(t *testing.T) {
 }
 
 func TestNeedsOf(t *testing.T) {
-	all := Needs{true, true, true, true, true, nil, nil}
+	all := Everything
 	for _, tc := range []struct {
 		rule string
 		want Needs
@@ -119,6 +119,10 @@ func TestNeedsOfAll(t *testing.T) {
 			[]string{`predictions.p_alive > 0.5`, `rfm.segment == "Champions"`},
 			Needs{Predictions: true, RFM: true}},
 		{"a rule that does not parse needs everything", []string{`traits.plan ==`, `true`}, Everything},
+		{"properties by name, nested and optional",
+			[]string{`properties.source.campaign == "fall"`, `properties?.revenue > 5`, `properties["coupon"] != nil`},
+			Needs{Properties: true, PropertyNames: []string{"coupon", "revenue", "source"}}},
+		{"a rule that reads every property", []string{`properties.revenue > 5`, `"coupon" in properties`}, Needs{Properties: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := NeedsOfAll(tc.rules); fmt.Sprint(got) != fmt.Sprint(tc.want) {
@@ -133,8 +137,8 @@ func TestNeedsOfAll(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := set.TriggerNeeds(); fmt.Sprint(got) != fmt.Sprint(Needs{Traits: true, TraitNames: []string{"tier"}}) {
-		t.Errorf("Set.TriggerNeeds() = %+v, want the trait tier", got)
+	if got := set.TriggerNeeds(); fmt.Sprint(got) != fmt.Sprint(Needs{Traits: true, TraitNames: []string{"tier"}, Properties: true, PropertyNames: []string{"revenue"}}) {
+		t.Errorf("Set.TriggerNeeds() = %+v, want the trait tier and the property revenue", got)
 	}
 	if !set.Watches("Order Completed") || set.Watches("Product Viewed") || set.Watches("") {
 		t.Error("Watches: the trigger watches Order Completed only")

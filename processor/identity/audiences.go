@@ -123,6 +123,26 @@ func ConsentView(p *profile.Profile) map[string]bool {
 	return out
 }
 
+// propertiesFor converts the event properties props that needs reads: those
+// it names, or all of them; an empty map when it reads none, or props is
+// not an object.
+func propertiesFor(props *fastjson.Value, needs audience.Needs) map[string]any {
+	if !needs.Properties || props == nil || props.Type() != fastjson.TypeObject {
+		return map[string]any{}
+	}
+	if needs.PropertyNames == nil {
+		m, _ := profile.ValueOf(props).(map[string]any)
+		return m
+	}
+	out := make(map[string]any, len(needs.PropertyNames))
+	for _, k := range needs.PropertyNames {
+		if p := props.Get(k); p != nil {
+			out[k] = profile.ValueOf(p)
+		}
+	}
+	return out
+}
+
 // traitsFor decodes the traits of p that needs reads: those it names, or
 // all of them; nil when it reads none.
 func traitsFor(p *profile.Profile, needs audience.Needs) map[string]any {
@@ -260,14 +280,9 @@ func (s *step) triggers(v *fastjson.Value, raw []byte, now time.Time) error {
 	if !set.Watches(string(name)) {
 		return nil
 	}
-	env := &audience.EventEnv{Event: string(name), Type: string(v.GetStringBytes("type"))}
-	env.Properties, _ = profile.ValueOf(v.Get("properties")).(map[string]any)
-	if env.Properties == nil {
-		env.Properties = map[string]any{}
-	}
-	if needs := set.TriggerNeeds(); needs.Traits {
-		env.Traits = traitsFor(&s.r.P, needs)
-	}
+	needs := set.TriggerNeeds()
+	env := &audience.EventEnv{Event: string(name), Type: string(v.GetStringBytes("type")),
+		Properties: propertiesFor(v.Get("properties"), needs), Traits: traitsFor(&s.r.P, needs)}
 	fired := set.Fired(env)
 	if len(fired) == 0 {
 		return nil
