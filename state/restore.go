@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -70,6 +71,13 @@ const (
 // superseded; writing them cost Pebble a copy into the batch and the
 // memtable and a flush each (and, while the DB had one, the WAL).
 //
+// A transaction still open on a changelog holds its last stable offset
+// back, even once it is committed: the commit markers are written after
+// EndTxn returns. Reading only to that offset would leave the task's store
+// behind the input offsets the same transaction committed. Restore
+// therefore reads to a stable end past everything written when it started
+// (see stableEnds).
+//
 // Progress is committed into db with a checkpoint at the end of every
 // fetch, so an interrupted restore resumes where it stopped. Batches
 // written within a fetch carry no checkpoint: a restore interrupted there
@@ -87,12 +95,9 @@ func Restore(ctx context.Context, db *DB, logs []Changelog, opts RestoreOptions)
 	for _, l := range logs {
 		topics = append(topics, l.Topic)
 	}
-	ends, err := opts.Admin.ListCommittedOffsets(ctx, topics...)
+	ends, err := stableEnds(ctx, opts.Admin, logs, topics)
 	if err != nil {
-		return nil, fmt.Errorf("listing changelog end offsets: %w", err)
-	}
-	if err := ends.Error(); err != nil {
-		return nil, fmt.Errorf("listing changelog end offsets: %w", err)
+		return nil, err
 	}
 
 	type cursor struct {
@@ -294,4 +299,52 @@ func (w *restoreWriter) commit(checkpoints map[string]int64) error {
 func (w *restoreWriter) close() {
 	w.b.Close()
 	w.db.cache.clear()
+}
+
+// stableEnds returns, for every changelog partition of logs, an end offset
+// that no open transaction holds back: a last stable offset at or past the
+// high watermark listed first. Until then, a transaction that was open
+// when Restore started is still deciding (or writing its markers); it ends
+// within the transaction timeout, committed or aborted, since its producer
+// either commits or is fenced. Transactions begun later hold the last
+// stable offset only above that high watermark, so the wait is bounded.
+func stableEnds(ctx context.Context, adm *kadm.Client, logs []Changelog, topics []string) (kadm.ListedOffsets, error) {
+	high, err := adm.ListEndOffsets(ctx, topics...)
+	if err == nil {
+		err = high.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listing changelog high watermarks: %w", err)
+	}
+	wait := 2 * time.Millisecond
+	for {
+		ends, err := adm.ListCommittedOffsets(ctx, topics...)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing changelog end offsets: %w", err)
+		}
+		stable := true
+		for _, l := range logs {
+			h, ok := high.Lookup(l.Topic, l.Partition)
+			e, ok2 := ends.Lookup(l.Topic, l.Partition)
+			if !ok || !ok2 {
+				return nil, fmt.Errorf("listing end offset of %s[%d]: partition missing", l.Topic, l.Partition)
+			}
+			if e.Offset < h.Offset {
+				stable = false
+				break
+			}
+		}
+		if stable {
+			return ends, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // cluster starts an embedded broker with a compacted changelog topic.
@@ -226,5 +227,67 @@ func TestRestoreClearsTheReadCache(t *testing.T) {
 	must(t, err)
 	if got := get(t, kv, "key-1") + "," + get(t, kv, "key-2"); got != "value-1001,value-1002" {
 		t.Errorf("after the second restore: %q, want the restored values", got)
+	}
+}
+
+// TestRestoreWaitsForAnOpenTransaction pins that a restore which starts
+// while a transaction is open on its changelog (the task's previous owner
+// committing its last cycle) reads that transaction once it is decided,
+// instead of stopping at the last stable offset the open transaction held
+// back.
+func TestRestoreWaitsForAnOpenTransaction(t *testing.T) {
+	const topic = "app.s-changelog"
+	c, adm := cluster(t, topic, 1)
+	opts := state.RestoreOptions{Client: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, Admin: adm}
+	logs := []state.Changelog{{Store: "s", Topic: topic, Partition: 0}}
+	ctx := context.Background()
+	produceTxn(t, c, topic, 0, 0, 3, true) // key-0..2 = value-0..2
+
+	// The owner's last transaction: produced, flushed, not yet ended.
+	owner, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID("owner"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	must(t, err)
+	defer owner.Close()
+	must(t, owner.BeginTransaction())
+	for i := 1; i <= 2; i++ {
+		k := fmt.Sprintf("key-%d", i)
+		must(t, owner.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(k), Value: []byte("last-" + k)}).FirstErr())
+	}
+
+	// The restore's first read-committed ListOffsets sees the open
+	// transaction; only then does the owner commit.
+	listed := make(chan struct{}, 1)
+	c.ControlKey(kmsg.ListOffsets.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if req.(*kmsg.ListOffsetsRequest).IsolationLevel == 1 {
+			select {
+			case listed <- struct{}{}:
+			default:
+			}
+		}
+		return nil, nil, false
+	})
+	db, err := state.Open(filepath.Join(t.TempDir(), "0_0"), state.Options{})
+	must(t, err)
+	defer db.Close()
+	type result struct {
+		n   map[string]state.RestoreResult
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := state.Restore(ctx, db, logs, opts)
+		done <- result{n, err}
+	}()
+	<-listed
+	must(t, owner.EndTransaction(ctx, kgo.TryCommit))
+	res := <-done
+	must(t, res.err)
+	if res.n["s"].Records != 5 {
+		t.Errorf("restored %d records, want 5 (3 committed before, 2 in the open transaction)", res.n["s"].Records)
+	}
+	kv := db.KeyValue("s")
+	if got := get(t, kv, "key-0") + "," + get(t, kv, "key-1") + "," + get(t, kv, "key-2"); got != "value-0,last-key-1,last-key-2" {
+		t.Errorf("restored %q, want the open transaction's values", got)
 	}
 }
