@@ -560,9 +560,20 @@ func (r *Runtime) startRestoreLocked(id TaskID) *assigned {
 
 // restore opens task a's store and brings it to the end of its changelogs.
 // It runs in its own goroutine, never in a rebalance callback and never on
-// the poll loop, once it has one of the Config.RestoreConcurrency slots.
+// the poll loop. The store opens at once; reading the changelogs waits for
+// one of the Config.RestoreConcurrency slots.
 func (r *Runtime) restore(ctx context.Context, a *assigned) *restoreDone {
 	res := &restoreDone{restored: make(map[string]state.RestoreResult)}
+	// Opening a store reads its manifest and checkpoints from disk, which
+	// costs no Kafka fetch and little CPU: done before taking a slot, it
+	// overlaps the restores that hold the slots instead of adding to the
+	// queue behind them.
+	db, err := state.Open(filepath.Join(r.cfg.StateDir, a.id.String()), state.Options{})
+	if err != nil {
+		res.err = fmt.Errorf("opening store of task %s: %w", a.id, err)
+		return res
+	}
+	res.db = db
 	select {
 	case r.restoreSlots <- struct{}{}:
 		defer func() { <-r.restoreSlots }()
@@ -572,12 +583,6 @@ func (r *Runtime) restore(ctx context.Context, a *assigned) *restoreDone {
 	}
 	start := time.Now()
 	defer func() { res.took = time.Since(start) }()
-	db, err := state.Open(filepath.Join(r.cfg.StateDir, a.id.String()), state.Options{})
-	if err != nil {
-		res.err = fmt.Errorf("opening store of task %s: %w", a.id, err)
-		return res
-	}
-	res.db = db
 	var logs []state.Changelog
 	for _, s := range r.topo.groups[a.id.Group].stores {
 		logs = append(logs, state.Changelog{Store: s, Topic: ChangelogTopic(r.cfg.App, s), Partition: a.id.Partition})
