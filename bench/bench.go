@@ -62,8 +62,9 @@ type Options struct {
 	// Pprof, if set, is where the hub serves /debug/pprof/ (host:port).
 	Pprof string
 	// CPUProfile, if set, is a file the hub's CPU profile over the first
-	// ProfileSeconds of processing is written to (throughput and restore
-	// modes; needs Pprof).
+	// ProfileSeconds of the measured phase is written to: processing
+	// (throughput), sending (latency), or from the restart (restore).
+	// Needs Pprof; the run lasts at least ProfileSeconds.
 	CPUProfile     string
 	ProfileSeconds int
 	// Timeout bounds each wait (readiness, processing, activations).

@@ -115,6 +115,7 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 			}
 		}()
 	}
+	profiled := h.startCPUProfile(true)
 	sendDone := make(chan time.Time, 1)
 	go func() {
 		for b := range nBatches {
@@ -176,6 +177,9 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 	}
 	cpu1, err := h.readHub(res)
 	if err != nil {
+		return err
+	}
+	if err := <-profiled; err != nil {
 		return err
 	}
 	slices.Sort(lat)

@@ -24,6 +24,9 @@ func (h *harness) restore(ctx context.Context, res *Result) error {
 	if err := h.startHub(ctx); err != nil {
 		return err
 	}
+	// The hub serves pprof before it restores (startHub returns once
+	// its HTTP API listens, which starts after pprof).
+	profiled := h.startCPUProfile(true)
 	if err := h.waitReady(ctx, nil); err != nil {
 		return err
 	}
@@ -61,6 +64,9 @@ func (h *harness) restore(ctx context.Context, res *Result) error {
 	h.progress("restored %d changelog records (%d MB) in %.2fs: %.0f records/s, %.0f MB/s; %.2fs from start to ready (%.0f records/s end to end)",
 		res.RestoreRecords, res.RestoreBytes>>20, res.RestoreSeconds, res.RestoreRecordsPerSec, res.RestoreBytesPerSec/(1<<20),
 		res.RestoreReadySeconds, res.RestoreReadyRecordsPerSec)
+	if err := <-profiled; err != nil {
+		return err
+	}
 	if err := h.hub.stop(time.Minute); err != nil {
 		return err
 	}

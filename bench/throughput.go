@@ -35,7 +35,7 @@ func (h *harness) throughput(ctx context.Context, res *Result) error {
 	}
 	t0 := time.Now()
 	h.progress("hub ready after %s; processing", t0.Sub(h.hubStart).Round(time.Millisecond))
-	profiled := h.startCPUProfile()
+	profiled := h.startCPUProfile(h.o.Mode == Throughput)
 	t1, err := h.waitCaughtUp(ctx)
 	if err != nil {
 		return err
@@ -74,11 +74,12 @@ func (h *harness) throughput(ctx context.Context, res *Result) error {
 }
 
 // startCPUProfile fetches the hub's CPU profile over the next
-// ProfileSeconds into CPUProfile, if asked; the channel yields the
-// outcome.
-func (h *harness) startCPUProfile() <-chan error {
+// ProfileSeconds into CPUProfile, if asked and if measured says that the
+// phase starting is the one the mode measures (restore mode processes
+// first, and profiles the restart); the channel yields the outcome.
+func (h *harness) startCPUProfile(measured bool) <-chan error {
 	done := make(chan error, 1)
-	if h.o.CPUProfile == "" {
+	if h.o.CPUProfile == "" || !measured {
 		done <- nil
 		return done
 	}

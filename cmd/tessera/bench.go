@@ -110,7 +110,7 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 	f.StringVar(&o.Dir, "dir", "", "work directory (config, state, logs); default a temporary one, removed afterwards")
 	f.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory")
 	f.StringVar(&o.Pprof, "pprof", "", "serve the hub's /debug/pprof/ on this host:port")
-	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write the hub's CPU profile over the first --profile-seconds of processing to this file (needs --pprof)")
+	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write the hub's CPU profile over the first --profile-seconds of the measured phase (processing, sending, or the restart) to this file (needs --pprof)")
 	f.IntVar(&o.ProfileSeconds, "profile-seconds", o.ProfileSeconds, "length of the CPU profile")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on each wait (readiness, processing, activations)")
 	return cmd

@@ -2,7 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 
 	"github.com/tessera-cdp/tessera/bench"
@@ -24,8 +27,11 @@ func TestBenchModes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode, func(t *testing.T) {
+			// Every mode can profile the hub's measured phase.
+			profile := filepath.Join(t.TempDir(), "cpu.pprof")
 			args := append([]string{"bench", "--mode", tt.mode, "--guarantee", tt.guarantee,
 				"--events", "2000", "--customers", "300", "--partitions", "4", "--timeout", "60s",
+				"--pprof", freeAddr(t), "--cpuprofile", profile, "--profile-seconds", "1",
 				"--json", "--quiet"}, tt.extra...)
 			cmd := exec.Command(bin, args...)
 			out, err := cmd.Output()
@@ -108,6 +114,21 @@ func TestBenchModes(t *testing.T) {
 			if tt.mode == "restore" && (r.RestoreRecords < 1 || r.RestoreRecordsPerSec <= 0) {
 				t.Errorf("restore_records %d, restore_records_per_sec %g: want records restored", r.RestoreRecords, r.RestoreRecordsPerSec)
 			}
+			// A CPU profile is gzip-compressed protocol buffers.
+			if b, err := os.ReadFile(profile); err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+				t.Errorf("--cpuprofile in %s mode wrote %d bytes (%v), want a gzip-compressed profile", tt.mode, len(b), err)
+			}
 		})
 	}
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
