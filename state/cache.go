@@ -103,6 +103,9 @@ type readCache struct {
 	free  []int
 	hand  int
 	stats CacheStats
+	// absent holds the filter of each window store that has one, by
+	// store name (absent.go); clear drops them with the entries.
+	absent map[string]*absentFilter
 }
 
 func newReadCache(limit int64) *readCache {
@@ -110,9 +113,10 @@ func newReadCache(limit int64) *readCache {
 		return nil
 	}
 	return &readCache{
-		limit: limit,
-		kv:    make(map[string]*cacheEntry),
-		win:   make(map[string]*cacheEntry),
+		limit:  limit,
+		kv:     make(map[string]*cacheEntry),
+		win:    make(map[string]*cacheEntry),
+		absent: make(map[string]*absentFilter),
 	}
 }
 
@@ -235,6 +239,7 @@ func (c *readCache) clear() {
 	}
 	clear(c.kv)
 	clear(c.win)
+	clear(c.absent)
 	clear(c.ring)
 	c.ring = c.ring[:0]
 	c.free = c.free[:0]

@@ -152,6 +152,7 @@ func (s *KeyValue) stopCaching() {
 	s.uncached = true
 	if c := s.db.cache; c != nil {
 		c.dropPrefix(string(s.prefix))
+		delete(c.absent, s.name)
 	}
 }
 

@@ -81,6 +81,9 @@ func (w *Window) Put(key []byte, start int64, value []byte) error {
 			e.putTile(start, value)
 			c.resized(e)
 		}
+		if f := c.absent[w.kv.name]; f != nil && value != nil {
+			f.add(full[:len(full)-8])
+		}
 	}
 	return nil
 }
@@ -161,6 +164,19 @@ func (w *Window) fetch(key []byte, from, to int64, fn func(start int64, value []
 // keep, which its slot says.
 func (w *Window) tiles(c *readCache, prefix []byte) (*cacheEntry, error) {
 	if e := c.lookup(c.win, prefix); e != nil {
+		return e, nil
+	}
+	f := c.absent[w.kv.name]
+	if f == nil {
+		var err error
+		if f, err = newAbsentFilter(w.kv.reader(), w.kv.prefix); err != nil {
+			return nil, err
+		}
+		c.absent[w.kv.name] = f
+	}
+	if f.absent(prefix) {
+		e := &cacheEntry{key: string(prefix), window: true, slot: -1}
+		c.insert(e)
 		return e, nil
 	}
 	w.hbuf = appendPrefixEnd(w.hbuf[:0], prefix)
