@@ -47,6 +47,9 @@ type Options struct {
 	Guarantee string
 	// Partitions is the partition count of the hub's topics.
 	Partitions int
+	// Threads, if positive, sets processing.threads of the hub; 0 keeps
+	// the hub's default.
+	Threads int
 	// Workload is the synthetic workload.
 	Workload Workload
 	// Dir is the work directory (configuration, state, logs); empty makes
@@ -96,6 +99,9 @@ func (o Options) validate() error {
 	if o.Guarantee != "exactly_once" && o.Guarantee != "at_least_once" {
 		return fmt.Errorf("guarantee must be exactly_once or at_least_once, got %q", o.Guarantee)
 	}
+	if o.Threads < 0 || o.Threads > 64 {
+		return fmt.Errorf("threads must be between 0 (the hub's default) and 64, got %d", o.Threads)
+	}
 	if o.Partitions < 1 || o.Partitions > 10000 {
 		return fmt.Errorf("partitions must be between 1 and 10000, got %d", o.Partitions)
 	}
@@ -118,7 +124,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer h.close()
-	res := &Result{Mode: o.Mode, Guarantee: o.Guarantee, Partitions: o.Partitions, Customers: o.Workload.Customers,
+	res := &Result{Mode: o.Mode, Guarantee: o.Guarantee, Partitions: o.Partitions, Threads: o.Threads, Customers: o.Workload.Customers,
 		Machine: describeMachine()}
 	switch o.Mode {
 	case Throughput:
@@ -237,7 +243,7 @@ func (h *harness) stateDir() string { return filepath.Join(h.dir, "hub", h.app) 
 func (h *harness) startHub(ctx context.Context) error {
 	cfg := hubConfig{
 		App: h.app, Data: filepath.Join(h.dir, "hub"), Partitions: h.o.Partitions, Guarantee: h.o.Guarantee,
-		WriteKey: writeKey, WebhookURL: h.hook.url, RecentEvents: h.o.RecentEvents,
+		WriteKey: writeKey, WebhookURL: h.hook.url, RecentEvents: h.o.RecentEvents, Threads: h.o.Threads,
 	}
 	path := filepath.Join(h.dir, "tessera.yaml")
 	if err := os.WriteFile(path, []byte(cfg.yaml()), 0o644); err != nil {

@@ -19,6 +19,8 @@ type hubConfig struct {
 	WebhookURL string
 	// RecentEvents, if not negative, sets profiles.recent_events.
 	RecentEvents int
+	// Threads, if positive, sets processing.threads.
+	Threads int
 }
 
 // TriggerName is the benchmark's event trigger: it fires for each marked
@@ -38,11 +40,12 @@ kafka:
   partitions: %d
 processing:
   guarantee: %s
+  threads: %d
 log:
   level: warn
 ingest:
   write_keys: [%s]
-`, h.App, h.Data, h.Partitions, h.Guarantee, h.WriteKey)
+`, h.App, h.Data, h.Partitions, h.Guarantee, h.Threads, h.WriteKey)
 	if h.RecentEvents >= 0 {
 		fmt.Fprintf(&b, "profiles:\n  recent_events: %d\n", h.RecentEvents)
 	}

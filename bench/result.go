@@ -17,6 +17,9 @@ type Result struct {
 	Mode       string `json:"mode"`
 	Guarantee  string `json:"guarantee"`
 	Partitions int    `json:"partitions"`
+	// Threads is the hub's processing.threads as the run set it; 0 is
+	// the hub's default.
+	Threads int `json:"threads"`
 	// Customers is the workload's customer count; Profiles how many of
 	// them sent events (the live profiles once merges are done).
 	Customers int `json:"customers"`

@@ -120,6 +120,10 @@ type Processing struct {
 	// changelogs at once, from 1 to 64. Default 0: the engine's choice, the
 	// CPU count clamped to 2–8 (more at once only contend for the cores).
 	RestoreConcurrency int `yaml:"restore_concurrency"`
+	// Threads is how many goroutines of an instance process records, each
+	// taking whole tasks (partitions), from 1 to 64. Default 0: the engine's
+	// choice, the CPU count, at most 8.
+	Threads int `yaml:"threads"`
 	// HeartbeatInterval is how often an instance heartbeats to the group; it
 	// must be below session_timeout. Default 0: a third of session_timeout,
 	// at most 3s.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/tessera-cdp/tessera/topology"
 )
 
 // load runs the CLI's order: defaults, file, environment, flags, validation.
@@ -94,6 +96,7 @@ func TestBadFiles(t *testing.T) {
 		{"replication_zero", `replication_zero.bad.yml:2:23: kafka.replication_factor: must be at least 1, got 0`},
 		{"standby_replicas", `standby_replicas.bad.yml:2:21: processing.standby_replicas: must be between 0 and 10, got 11`},
 		{"restore_concurrency", `restore_concurrency.bad.yml:2:24: processing.restore_concurrency: must be between 0 (the engine's choice) and 64, got 65`},
+		{"threads", `threads.bad.yml:2:12: processing.threads: must be between 0 (the engine's choice) and 64, got 65`},
 		{"heartbeat_interval", `heartbeat_interval.bad.yml:2:23: processing.heartbeat_interval: must be 0 (a third of session_timeout) or below session_timeout (10s), got 10s`},
 		{"bad_guarantee", `bad_guarantee.bad.yml:2:14: processing.guarantee: must be exactly_once or at_least_once, got "exactly-once"`},
 		{"negative_duration", `negative_duration.bad.yml:2:22: processing.rebalance_timeout: must be positive, got -30s`},
@@ -317,5 +320,13 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load("testdata/missing.yml")
 	if err == nil || !strings.HasPrefix(err.Error(), "reading config: open testdata/missing.yml") {
 		t.Errorf("got %v", err)
+	}
+}
+
+// TestThreadsBoundIsTheEngines: processing.threads is refused above the
+// bound the engine itself enforces, so a config that validates also starts.
+func TestThreadsBoundIsTheEngines(t *testing.T) {
+	if maxThreads != topology.MaxThreads {
+		t.Errorf("processing.threads is bounded at %d, the engine at %d", maxThreads, topology.MaxThreads)
 	}
 }

@@ -23,6 +23,9 @@ const maxStandbyReplicas = 10
 // restoring task holds a fetch and a write batch in memory.
 const maxRestoreConcurrency = 64
 
+// maxThreads bounds processing.threads, as topology.MaxThreads does.
+const maxThreads = 64
+
 // Validate checks every setting and returns all the problems it finds, one per line, each
 // naming the key path and where its value came from. The commit interval must be shorter
 // than the transaction timeout under exactly-once only, since at-least-once has no
@@ -80,6 +83,9 @@ func (c Config) Validate() error {
 	}
 	if p.RestoreConcurrency < 0 || p.RestoreConcurrency > maxRestoreConcurrency {
 		check("processing.restore_concurrency", fmt.Errorf("must be between 0 (the engine's choice) and %d, got %d", maxRestoreConcurrency, p.RestoreConcurrency))
+	}
+	if p.Threads < 0 || p.Threads > maxThreads {
+		check("processing.threads", fmt.Errorf("must be between 0 (the engine's choice) and %d, got %d", maxThreads, p.Threads))
 	}
 	if p.HeartbeatInterval < 0 || (p.HeartbeatInterval > 0 && p.HeartbeatInterval >= p.SessionTimeout) {
 		check("processing.heartbeat_interval", fmt.Errorf("must be 0 (a third of session_timeout) or below session_timeout (%s), got %s", p.SessionTimeout, p.HeartbeatInterval))

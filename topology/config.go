@@ -114,6 +114,15 @@ type Config struct {
 	// MiB). On 2 cores, 24 tasks restored 600 MB of changelogs in about
 	// half the time with 2 at once as with all 24.
 	RestoreConcurrency int
+	// Threads is how many goroutines process the records of one poll,
+	// each taking whole tasks, so that an instance uses more than one
+	// core for processing (Kafka Streams' num.stream.threads, inside one
+	// consumer and one transaction). A task's records are processed in
+	// order by one goroutine at a time, as with one thread; the loop
+	// still polls, punctuates and commits alone. Default GOMAXPROCS, at
+	// most 8: in `tessera bench` on 2 cores, two threads processed
+	// 100,000 events in about two thirds of the wall time of one.
+	Threads int
 	// StandbyReplicas is how many other instances keep a warm copy of
 	// each task's stores, so that a failover restores only the tail of
 	// the changelogs (see standby.go); default 0, none. The group
@@ -150,6 +159,9 @@ func (c *Config) ensureDefaults() {
 	if c.RestoreConcurrency <= 0 {
 		c.RestoreConcurrency = min(max(runtime.GOMAXPROCS(0), 2), 8)
 	}
+	if c.Threads <= 0 {
+		c.Threads = min(runtime.GOMAXPROCS(0), 8)
+	}
 	if c.Partitions <= 0 {
 		c.Partitions = 12
 	}
@@ -164,6 +176,10 @@ func (c *Config) ensureDefaults() {
 	}
 }
 
+// MaxThreads bounds Config.Threads: a task is the unit of parallelism,
+// and an instance with more threads than tasks leaves the rest idle.
+const MaxThreads = 64
+
 func (c *Config) validate() error {
 	var errs []error
 	if c.App == "" {
@@ -177,6 +193,9 @@ func (c *Config) validate() error {
 	}
 	if c.StandbyReplicas < 0 {
 		errs = append(errs, fmt.Errorf("StandbyReplicas %d must not be negative", c.StandbyReplicas))
+	}
+	if c.Threads > MaxThreads {
+		errs = append(errs, fmt.Errorf("Threads %d must be at most %d", c.Threads, MaxThreads))
 	}
 	if c.HeartbeatInterval >= c.SessionTimeout {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v must be below SessionTimeout %v", c.HeartbeatInterval, c.SessionTimeout))

@@ -44,7 +44,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -364,7 +366,9 @@ func fetchErr(fs kgo.Fetches) error {
 }
 
 // processPending runs the pending records through their tasks, in order,
-// until none is left or the cycle is due.
+// until none is left or the cycle is due. With Config.Threads above one and
+// records of several tasks pending, the tasks run on that many goroutines
+// at once (processParallel).
 func (r *Runtime) processPending(c *cycle) error {
 	if len(c.pending) == 0 {
 		return nil
@@ -374,53 +378,208 @@ func (r *Runtime) processPending(c *cycle) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.cfg.Threads > 1 {
+		return r.processParallel(c)
+	}
 	for len(c.pending) > 0 {
 		if c.due(time.Now()) {
 			return nil
 		}
 		fp := &c.pending[0]
-		gi := r.topicGroup[fp.Topic]
-		a := r.tasks[TaskID{Group: gi, Partition: fp.Partition}]
-		if a == nil || a.t == nil {
-			// INVARIANT: a restoring task's partitions are paused from
-			// before their first fetch, and no rebalance runs while
-			// records are pending, so this cannot happen; if it did,
-			// processing would skip records, so fail loudly instead.
-			return fmt.Errorf("records for %s[%d] arrived for a task that is not running", fp.Topic, fp.Partition)
+		t, err := r.taskOf(fp)
+		if err != nil {
+			return err
 		}
 		start := time.Now()
-		n, due := 0, false
-		for n < len(fp.Records) && !due {
-			kr := fp.Records[n]
-			rec := Record{Key: kr.Key, Value: kr.Value, Timestamp: kr.Timestamp, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset}
-			if len(kr.Headers) > 0 {
-				rec.Headers = make([]Header, len(kr.Headers))
-				for i, h := range kr.Headers {
-					rec.Headers[i] = Header{Key: h.Key, Value: h.Value}
-				}
-			}
-			if err := a.t.process(rec); err != nil {
-				return err
-			}
-			n++
-			// Checked after each record, so a cycle always
-			// processes at least one, even after punctuations
-			// took its whole interval.
-			due = !time.Now().Before(c.deadline)
+		n, err := runPartition(t, fp, c.deadline)
+		r.noteProcessed(c, fp, n, time.Since(start))
+		if err != nil {
+			return err
 		}
-		done := fp.Records[:n]
-		c.processed(done)
-		r.metrics.processed.WithLabelValues(fp.Topic).Add(float64(n))
-		r.metrics.latency.Observe(time.Since(start).Seconds() / float64(n))
-		last := done[n-1].Offset
-		r.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-last-1, 0)))
-		fp.Records = fp.Records[n:]
 		if len(fp.Records) == 0 {
 			c.pending = c.pending[1:]
 		}
 	}
 	c.pending = nil // release the polled batch
 	return nil
+}
+
+// taskOf returns the running task that processes the records of fp.
+// REQUIRES: r.mu.
+func (r *Runtime) taskOf(fp *kgo.FetchTopicPartition) (*task, error) {
+	a := r.tasks[TaskID{Group: r.topicGroup[fp.Topic], Partition: fp.Partition}]
+	if a == nil || a.t == nil {
+		// INVARIANT: a restoring task's partitions are paused from
+		// before their first fetch, and no rebalance runs while
+		// records are pending, so this cannot happen; if it did,
+		// processing would skip records, so fail loudly instead.
+		return nil, fmt.Errorf("records for %s[%d] arrived for a task that is not running", fp.Topic, fp.Partition)
+	}
+	return a.t, nil
+}
+
+// runPartition processes fp's records through t, in order, until none is
+// left or deadline has passed, and returns how many it processed. It
+// processes at least one: the deadline is checked after each record, so a
+// cycle always makes progress, even after punctuations took its whole
+// interval. It touches only t and fp, so tasks run it in parallel.
+func runPartition(t *task, fp *kgo.FetchTopicPartition, deadline time.Time) (int, error) {
+	n := 0
+	for n < len(fp.Records) {
+		kr := fp.Records[n]
+		rec := Record{Key: kr.Key, Value: kr.Value, Timestamp: kr.Timestamp, Topic: kr.Topic, Partition: kr.Partition, Offset: kr.Offset}
+		if len(kr.Headers) > 0 {
+			rec.Headers = make([]Header, len(kr.Headers))
+			for i, h := range kr.Headers {
+				rec.Headers[i] = Header{Key: h.Key, Value: h.Value}
+			}
+		}
+		if err := t.process(rec); err != nil {
+			return n, err
+		}
+		n++
+		if !time.Now().Before(deadline) {
+			break
+		}
+	}
+	return n, nil
+}
+
+// noteProcessed records that the first n pending records of fp were
+// processed, in took, and drops them from fp. It runs on the loop.
+func (r *Runtime) noteProcessed(c *cycle, fp *kgo.FetchTopicPartition, n int, took time.Duration) {
+	if n == 0 {
+		return
+	}
+	done := fp.Records[:n]
+	c.processed(done)
+	r.metrics.processed.WithLabelValues(fp.Topic).Add(float64(n))
+	r.metrics.latency.Observe(took.Seconds() / float64(n))
+	last := done[n-1].Offset
+	r.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-last-1, 0)))
+	fp.Records = fp.Records[n:]
+}
+
+// taskWork is one task's share of a poll in processParallel: its pending
+// partitions, in poll order, and what became of them.
+type taskWork struct {
+	t       *task
+	parts   []int // indexes into the cycle's pending partitions
+	records int   // pending records over parts, to balance the threads
+	// n and took are, for each of parts, how many records were processed
+	// and in how long; err is what stopped the task, if anything.
+	n    []int
+	took []time.Duration
+	err  error
+}
+
+// processParallel is processPending on Config.Threads goroutines. The
+// tasks with pending records are dealt to the threads, the largest first,
+// each to the thread with the fewest records so far; each thread runs its
+// tasks one after another, and each task its partitions in poll order,
+// until it is done or the cycle is due. The loop waits for every thread,
+// then accounts for what they processed, in poll order, as the serial loop
+// does.
+//
+// INVARIANT: while the threads run, each task, its store and its
+// processors are used by one thread only, and the threads share only
+// what is safe for concurrent use: the Kafka client (Produce), the
+// metrics, and the read-only topology. The transaction of an exactly-once
+// cycle has begun before they start, since beginning it is the loop's.
+// REQUIRES: r.mu, held by the loop throughout.
+func (r *Runtime) processParallel(c *cycle) error {
+	var works []*taskWork
+	byTask := make(map[*task]*taskWork)
+	for i := range c.pending {
+		fp := &c.pending[i]
+		t, err := r.taskOf(fp)
+		if err != nil {
+			return err
+		}
+		w := byTask[t]
+		if w == nil {
+			w = &taskWork{t: t}
+			byTask[t] = w
+			works = append(works, w)
+		}
+		w.parts = append(w.parts, i)
+		w.records += len(fp.Records)
+	}
+	if c.due(time.Now()) {
+		return nil
+	}
+	if r.sess != nil {
+		if err := r.beginTxn(); err != nil {
+			return err
+		}
+	}
+	threads := make([][]*taskWork, min(r.cfg.Threads, len(works)))
+	loads := make([]int, len(threads))
+	sorted := slices.Clone(works)
+	slices.SortStableFunc(sorted, func(a, b *taskWork) int { return b.records - a.records })
+	for _, w := range sorted {
+		i := slices.Index(loads, slices.Min(loads))
+		threads[i] = append(threads[i], w)
+		loads[i] += w.records
+	}
+	// A cycle that has processed records may end before a thread's next
+	// partition; one that has not must process at least one record, which
+	// runPartition does.
+	progressed := c.records > 0
+	var wg sync.WaitGroup
+	for _, ws := range threads[1:] {
+		wg.Go(func() { r.runThread(c, ws, progressed) })
+	}
+	r.runThread(c, threads[0], progressed)
+	wg.Wait()
+
+	var first error
+	for _, w := range works {
+		for j, i := range w.parts {
+			r.noteProcessed(c, &c.pending[i], w.n[j], w.took[j])
+		}
+		if first == nil {
+			first = w.err
+		}
+	}
+	left := c.pending[:0]
+	for _, fp := range c.pending {
+		if len(fp.Records) > 0 {
+			left = append(left, fp)
+		}
+	}
+	clear(c.pending[len(left):]) // release the processed batches
+	c.pending = left
+	if len(c.pending) == 0 {
+		c.pending = nil
+	}
+	return first
+}
+
+// runThread runs one thread's tasks of processParallel. progressed says
+// the cycle had processed records before, so it may stop at its deadline
+// before a partition's first record. It reads c only for the deadline and
+// the pending records of its own tasks' partitions.
+func (r *Runtime) runThread(c *cycle, ws []*taskWork, progressed bool) {
+	stopped := false
+	for _, w := range ws {
+		w.n = make([]int, len(w.parts))
+		w.took = make([]time.Duration, len(w.parts))
+		for j, i := range w.parts {
+			if stopped || progressed && !time.Now().Before(c.deadline) {
+				stopped = true
+				continue
+			}
+			start := time.Now()
+			n, err := runPartition(w.t, &c.pending[i], c.deadline)
+			w.n[j], w.took[j] = n, time.Since(start)
+			progressed = progressed || n > 0
+			if err != nil {
+				w.err = err
+				stopped = true
+			}
+		}
+	}
 }
 
 // punctuationShare is the part of a cycle's interval in which wall-clock

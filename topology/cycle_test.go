@@ -38,6 +38,12 @@ type slowCounter struct {
 	blockCalls  int
 	calls       int
 	blockedDone *atomic.Int64 // blocking calls finished, over all tasks
+	// inflight counts the Process calls running, over all tasks, and
+	// mostInflight is its highest value; busy is this task's own count,
+	// and reentered is set if it ever exceeded one.
+	inflight, mostInflight *atomic.Int64
+	busy                   int32
+	reentered              *atomic.Bool
 }
 
 func (s *slowCounter) Init(ctx *topology.Context) error {
@@ -59,6 +65,14 @@ func (s *slowCounter) Init(ctx *topology.Context) error {
 }
 
 func (s *slowCounter) Process(ctx *topology.Context, r topology.Record) error {
+	if atomic.AddInt32(&s.busy, 1) > 1 {
+		s.reentered.Store(true)
+	}
+	defer atomic.AddInt32(&s.busy, -1)
+	n := s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	for m := s.mostInflight.Load(); n > m && !s.mostInflight.CompareAndSwap(m, n); m = s.mostInflight.Load() {
+	}
 	time.Sleep(s.delay) // slow processing
 	return counter{}.Process(ctx, r)
 }
@@ -86,6 +100,14 @@ func TestCommitCycleEndsByTime(t *testing.T) {
 	t.Run("slow records at_least_once", func(t *testing.T) {
 		runSlow(t, topology.AtLeastOnce, slowCounter{delay: 10 * time.Millisecond}, 480, 0, 10)
 	})
+	t.Run("slow records on four threads exactly_once", func(t *testing.T) {
+		// Each thread stops at the deadline in the middle of its
+		// partitions; what it left is the next cycle's.
+		runSlowThreads(t, 4, topology.ExactlyOnce, slowCounter{delay: 10 * time.Millisecond}, 1440, 0, 10)
+	})
+	t.Run("slow records on four threads at_least_once", func(t *testing.T) {
+		runSlowThreads(t, 4, topology.AtLeastOnce, slowCounter{delay: 10 * time.Millisecond}, 1440, 0, 10)
+	})
 	t.Run("slow punctuations exactly_once", func(t *testing.T) {
 		// Every task's punctuation comes due at once, and one round
 		// of them takes 12 × 250ms = 3s: one cycle each.
@@ -98,8 +120,14 @@ func TestCommitCycleEndsByTime(t *testing.T) {
 // checks the output, the stores, the committed offsets and that at least
 // wantCycles cycles committed and none aborted.
 func runSlow(t *testing.T, g topology.Guarantee, proc slowCounter, n int, wantBlocked int64, wantCycles float64) {
+	runSlowThreads(t, 1, g, proc, n, wantBlocked, wantCycles)
+}
+
+// runSlowThreads is runSlow with Config.Threads threads.
+func runSlowThreads(t *testing.T, threads int, g topology.Guarantee, proc slowCounter, n int, wantBlocked int64, wantCycles float64) {
 	h := newHarness(t, false)
 	proc.blockedDone = new(atomic.Int64)
+	proc.inflight, proc.mostInflight, proc.reentered = new(atomic.Int64), new(atomic.Int64), new(atomic.Bool)
 	reg := prometheus.NewRegistry()
 	dir := t.TempDir()
 	rt, err := topology.NewRuntime(slowCounting(proc), topology.Config{
@@ -110,6 +138,7 @@ func runSlow(t *testing.T, g topology.Guarantee, proc slowCounter, n int, wantBl
 		SessionTimeout:     3 * time.Second,
 		RebalanceTimeout:   10 * time.Second,
 		TransactionTimeout: slowTxnTimeout,
+		Threads:            threads,
 		Registerer:         reg,
 		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -135,6 +164,15 @@ func runSlow(t *testing.T, g topology.Guarantee, proc slowCounter, n int, wantBl
 	}
 	checkStores(t, dir, n)
 	h.checkCommittedOffsets()
+
+	// The threads ran tasks at once, never more than threads of them,
+	// and never one task on two of them.
+	if most := proc.mostInflight.Load(); most > int64(threads) || threads > 1 && most < 2 {
+		t.Errorf("at most %d records were processed at once, want 2 to %d", most, threads)
+	}
+	if proc.reentered.Load() {
+		t.Error("a task processed two records at once")
+	}
 
 	committed := counterValue(t, reg, "tessera_transactions_total", "committed")
 	aborted := counterValue(t, reg, "tessera_transactions_total", "aborted")

@@ -28,7 +28,10 @@ import (
 // # Threads and locks
 //
 // One goroutine, the loop of Run, polls, processes and commits (cycle.go
-// describes its commit cycles). Rebalance callbacks run on the client's
+// describes its commit cycles). To process a poll's records it may hand
+// whole tasks to Config.Threads goroutines and wait for them
+// (processParallel), while it holds r.mu; each task is used by one of them
+// at a time. Rebalance callbacks run on the client's
 // group goroutine, but only while the loop allows it
 // (kgo.BlockRebalanceOnPoll): between the end of a commit cycle that left
 // no polled record unprocessed and the return of the next poll, so never

@@ -61,8 +61,9 @@ func TestMain(m *testing.M) {
 func runChild() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), childConfig(
-		strings.Split(os.Getenv("TESSERA_TEST_BROKERS"), ","), os.Getenv("TESSERA_TEST_STATE")))
+	cfg := childConfig(strings.Split(os.Getenv("TESSERA_TEST_BROKERS"), ","), os.Getenv("TESSERA_TEST_STATE"))
+	cfg.Threads, _ = strconv.Atoi(os.Getenv("TESSERA_TEST_THREADS"))
+	rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -87,7 +88,10 @@ func childConfig(brokers []string, stateDir string) topology.Config {
 }
 
 type harness struct {
-	t       *testing.T
+	t *testing.T
+	// threads is the instances' Config.Threads: tests that check exact
+	// results run tasks on several threads too.
+	threads int
 	cluster *kfake.Cluster
 	brokers []string
 	dataDir string
@@ -267,7 +271,9 @@ type instance struct {
 
 func (h *harness) start(dir string) *instance {
 	h.t.Helper()
-	rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), childConfig(h.brokers, dir))
+	cfg := childConfig(h.brokers, dir)
+	cfg.Threads = h.threads
+	rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), cfg)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -326,7 +332,9 @@ func TestExactlyOnceUnderCrash(t *testing.T) {
 	dirA, dirB := t.TempDir(), t.TempDir()
 	child := func(dir string) *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "TESSERA_TEST_CHILD=1",
+		// Four threads: the crash hits transactions whose records
+		// several goroutines produced.
+		cmd.Env = append(os.Environ(), "TESSERA_TEST_CHILD=1", "TESSERA_TEST_THREADS=4",
 			"TESSERA_TEST_BROKERS="+strings.Join(h.brokers, ","), "TESSERA_TEST_STATE="+dir)
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
@@ -379,6 +387,7 @@ func (h *harness) awaitProgress(n int64) {
 
 func TestScaleOneToThreeToOne(t *testing.T) {
 	h := newHarness(t, false)
+	h.threads = 3 // tasks move between instances that each run several threads
 	first := h.start(t.TempDir())
 	awaitTasks(t, first)
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 
@@ -106,6 +107,7 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 	f.Float64Var(&o.Workload.LateShare, "late-share", o.Workload.LateShare, "share of events back-dated 1-72 hours")
 	f.Float64Var(&o.Workload.MarkShare, "mark-share", o.Workload.MarkShare, "share of events that fire the event trigger (one activation each); latency mode default 0.1")
 	f.Uint64Var(&o.Workload.Seed, "seed", o.Workload.Seed, "random seed of the workload")
+	f.IntVar(&o.Threads, "threads", o.Threads, "processing.threads of the hub (goroutines processing tasks at once); 0 keeps the default")
 	f.IntVar(&o.RecentEvents, "recent-events", o.RecentEvents, "profiles.recent_events of the hub (events kept inline per profile); negative keeps the default")
 	f.StringVar(&o.Dir, "dir", "", "work directory (config, state, logs); default a temporary one, removed afterwards")
 	f.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory")
@@ -119,7 +121,7 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 func printBench(w io.Writer, r *bench.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
-	row("mode", "%s (%s, %d partitions)", r.Mode, r.Guarantee, r.Partitions)
+	row("mode", "%s (%s, %d partitions, threads %s)", r.Mode, r.Guarantee, r.Partitions, threadsOf(r.Threads))
 	row("machine", "%d cores, %s; load %s → %s", r.Machine.Cores, r.Machine.CPU, r.Machine.LoadBefore, r.Machine.LoadAfter)
 	row("events", "%d (%d processed, %d B each), %d profiles", r.Events, r.EventsProcessed, r.EventBytes, r.Profiles)
 	row("wall", "%.2f s, %.0f events/s", r.Seconds, r.EventsPerSec)
@@ -175,4 +177,12 @@ func newBenchBaselineCmd() *cobra.Command {
 		_ = cmd.MarkFlagRequired(n)
 	}
 	return cmd
+}
+
+// threadsOf shows a run's processing.threads, 0 being the hub's default.
+func threadsOf(n int) string {
+	if n == 0 {
+		return "default"
+	}
+	return strconv.Itoa(n)
 }

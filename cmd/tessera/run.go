@@ -247,6 +247,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		RebalanceTimeout:   time.Duration(cfg.Processing.RebalanceTimeout),
 		StandbyReplicas:    cfg.Processing.StandbyReplicas,
 		RestoreConcurrency: cfg.Processing.RestoreConcurrency,
+		Threads:            cfg.Processing.Threads,
 		HeartbeatInterval:  time.Duration(cfg.Processing.HeartbeatInterval),
 		MaxPollRecords:     cfg.Processing.MaxPollRecords,
 		Partitions:         int32(cfg.Kafka.Partitions),

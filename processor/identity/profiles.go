@@ -24,6 +24,10 @@ type profiler struct {
 	// history, leaving p's value (the event in hand) intact.
 	hp fastjson.Parser
 
+	// set is this task's clone of the Set in force, setOf: a Set keeps
+	// scratch buffers, and tasks may run on several threads at once
+	// (topology.Config.Threads).
+	setOf, set *features.Set
 	// only caches one-feature Sets of the Set in force, by feature key.
 	onlyOf *features.Set
 	only   map[string]*features.Set
@@ -209,12 +213,21 @@ func (pr *profiler) onlyFeature(set *features.Set, key string) (*features.Set, e
 	return o, nil
 }
 
-// features returns the feature set in force, or nil.
+// features returns the task's own copy of the feature set in force, or
+// nil. The copy stays the same until the definitions change, so callers
+// may cache what they derive from it by its pointer.
 func (pr *profiler) features() *features.Set {
 	if pr.o.Features == nil {
 		return nil
 	}
-	return pr.o.Features()
+	s := pr.o.Features()
+	if s == nil {
+		return nil
+	}
+	if s != pr.setOf {
+		pr.setOf, pr.set = s, s.Clone()
+	}
+	return pr.set
 }
 
 func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
