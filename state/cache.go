@@ -61,6 +61,9 @@ type CacheStats struct {
 	// Clears counts the times the whole cache was dropped (Discard,
 	// Restore).
 	Clears int64
+	// Filtered counts the misses that the absent-key filters answered
+	// without reading Pebble (absent.go).
+	Filtered int64
 	// Bytes and Entries are what the cache holds now.
 	Bytes   int64
 	Entries int
@@ -103,9 +106,9 @@ type readCache struct {
 	free  []int
 	hand  int
 	stats CacheStats
-	// absent holds the filter of each window store that has one, by
-	// store name (absent.go); clear drops them with the entries.
-	absent map[string]*absentFilter
+	// filters are the stores' absent-key filters (absent.go); clear
+	// drops them with the entries.
+	filters filters
 }
 
 func newReadCache(limit int64) *readCache {
@@ -113,10 +116,10 @@ func newReadCache(limit int64) *readCache {
 		return nil
 	}
 	return &readCache{
-		limit:  limit,
-		kv:     make(map[string]*cacheEntry),
-		win:    make(map[string]*cacheEntry),
-		absent: make(map[string]*absentFilter),
+		limit:   limit,
+		kv:      make(map[string]*cacheEntry),
+		win:     make(map[string]*cacheEntry),
+		filters: filters{m: make(map[string]*storeFilter)},
 	}
 }
 
@@ -239,7 +242,7 @@ func (c *readCache) clear() {
 	}
 	clear(c.kv)
 	clear(c.win)
-	clear(c.absent)
+	c.filters.drop()
 	clear(c.ring)
 	c.ring = c.ring[:0]
 	c.free = c.free[:0]

@@ -182,7 +182,11 @@ func (db *DB) Window(name string) *Window {
 func (db *DB) replaceStore(name string, s Store) {
 	if old, ok := db.stores[name]; ok {
 		handleOf(old).stopCaching()
-		handleOf(s).uncached = true
+		handleOf(old).mixed = true
+		handleOf(s).uncached, handleOf(s).mixed = true, true
+		if db.cache != nil {
+			db.cache.filters.forget(name)
+		}
 	}
 	db.stores[name] = s
 }
@@ -240,6 +244,7 @@ func (db *DB) Commit(offsets map[string]int64) error {
 		return err
 	}
 	if db.pending.Empty() {
+		db.startFilters()
 		return nil
 	}
 	// NoSync, as there is no WAL to sync (see Open): a crash loses the
@@ -252,7 +257,17 @@ func (db *DB) Commit(offsets map[string]int64) error {
 		return fmt.Errorf("committing batch: %w", err)
 	}
 	db.resetPending()
+	db.startFilters()
 	return nil
+}
+
+// startFilters starts the absent-key filter builds that are due: right
+// after a commit, when the pending batch holds nothing the committed data
+// lacks (absent.go).
+func (db *DB) startFilters() {
+	if db.cache != nil {
+		db.cache.filters.start(db.pdb)
+	}
 }
 
 // pendingRetain bounds the buffer that the pending batch keeps from one
@@ -324,6 +339,7 @@ func (db *DB) CacheStats() CacheStats {
 		return CacheStats{}
 	}
 	st := c.stats
+	st.Filtered = c.filters.absents
 	st.Bytes = c.size
 	st.Entries = len(c.kv) + len(c.win)
 	return st
@@ -370,6 +386,10 @@ func (db *DB) Close() error {
 	}
 	db.pending.Close()
 	db.cache.clear()
+	if db.cache != nil {
+		// Each build holds an iterator, which must close first.
+		db.cache.filters.builds.Wait()
+	}
 	ferr := db.flush()
 	err := db.pdb.Close()
 	db.pdb = nil

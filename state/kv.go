@@ -20,8 +20,12 @@ type KeyValue struct {
 	// a view that other goroutines may use while the task runs.
 	committed bool
 	// uncached keeps the handle's reads and writes away from the read
-	// cache: NoCache, or the store also opened as the other kind.
+	// cache: NoCache, or the store also opened as the other kind (mixed).
 	uncached bool
+	// mixed says the store is also opened as the other kind of store,
+	// whose writes this handle would not see: it has no read cache and no
+	// absent-key filter.
+	mixed bool
 	// bounds holds Range's iterator bounds while ranging is false; a Range
 	// inside a Range's fn allocates its own, since the running iterator
 	// still reads them.
@@ -55,6 +59,28 @@ func (s *KeyValue) cache() *readCache {
 	return c
 }
 
+// filters returns the DB's absent-key filters for this handle (absent.go):
+// nil for a committed view, when the DB has no read cache, or when the
+// store is mixed. A NoCache store has a filter: its keys are each read
+// about once, and nearly all of those reads find nothing.
+func (s *KeyValue) filters() *filters {
+	c := s.db.cache
+	if c == nil || s.committed || s.mixed {
+		return nil
+	}
+	return &c.filters
+}
+
+// written adds k, a key (or for a window store a key's prefix) just
+// written, to the store's filter, if it has one.
+func (s *KeyValue) written(k []byte) {
+	if fs := s.filters(); fs != nil {
+		if sf := fs.m[s.name]; sf != nil {
+			sf.add(k)
+		}
+	}
+}
+
 // errReadOnly is returned by writes to a committed view.
 var errReadOnly = errors.New("state: committed views are read-only")
 
@@ -81,6 +107,12 @@ func (s *KeyValue) Get(key []byte) ([]byte, error) {
 		if e := c.lookup(c.kv, k); e != nil {
 			return bytes.Clone(e.value), nil
 		}
+	}
+	if fs := s.filters(); fs != nil && fs.of(s.name, false, s.prefix).absent(k) {
+		// Not cached as absent: the filter answers as fast, and
+		// the key is often written next.
+		fs.absents++
+		return nil, nil
 	}
 	v, err := getFrom(s.reader(), k)
 	if err != nil {
@@ -109,7 +141,9 @@ func (s *KeyValue) Put(key, value []byte) error {
 	if err := s.db.pending.Set(k, value, nil); err != nil {
 		return fmt.Errorf("putting %q into %s: %w", key, s.name, err)
 	}
-	s.cached(k, value)
+	if !s.cached(k, value) {
+		s.written(k)
+	}
 	if s.db.logger != nil {
 		s.db.logger.LogChange(s.name, key, value)
 	}
@@ -152,22 +186,26 @@ func (s *KeyValue) stopCaching() {
 	s.uncached = true
 	if c := s.db.cache; c != nil {
 		c.dropPrefix(string(s.prefix))
-		delete(c.absent, s.name)
 	}
 }
 
 // cached writes value (nil: deleted) of the Pebble key k through to its
 // cache entry, if k has one: a write does not create an entry, since keys
-// that are only written (the timeline's) would push out the read ones.
-func (s *KeyValue) cached(k, value []byte) {
+// that are only written (the timeline's) would push out the read ones. It
+// reports whether the entry said k was present before: then k is in the
+// store's absent-key filter already (absent.go), since every key the task
+// can read is.
+func (s *KeyValue) cached(k, value []byte) (present bool) {
 	c := s.cache()
 	if c == nil {
-		return
+		return false
 	}
 	if e := c.kv[string(k)]; e != nil {
+		present = e.value != nil
 		e.setValue(value)
 		c.resized(e)
 	}
+	return present
 }
 
 // Range calls fn for each entry with start <= key < end in key order (a nil

@@ -294,28 +294,48 @@ func TestRestoreWaitsForAnOpenTransaction(t *testing.T) {
 }
 
 // TestRestoreRebuildsTheAbsentFilter pins that a restore into an open DB
-// drops the filter of window keys without tiles, which it writes around:
-// a key read as having no tiles before the restore has the restored ones
-// after it.
+// drops the absent-key filters, which it writes around: a window key read
+// as having no tiles, and a key read as absent, before the restore have
+// the restored tiles and value after it.
 func TestRestoreRebuildsTheAbsentFilter(t *testing.T) {
 	const topic = "app.w-changelog"
 	c, adm := cluster(t, topic, 1)
 	opts := state.RestoreOptions{Client: []kgo.Opt{kgo.SeedBrokers(c.ListenAddrs()...)}, Admin: adm}
-	logs := []state.Changelog{{Store: "w", Topic: topic, Partition: 0}}
+	const kvTopic = "app.kv-changelog"
+	compact := "compact"
+	if _, err := adm.CreateTopic(context.Background(), 1, 1, map[string]*string{"cleanup.policy": &compact}, kvTopic); err != nil {
+		t.Fatal(err)
+	}
+	logs := []state.Changelog{{Store: "w", Topic: topic, Partition: 0}, {Store: "kv", Topic: kvTopic, Partition: 0}}
 	db, err := state.Open(filepath.Join(t.TempDir(), "0_0"), state.Options{})
 	must(t, err)
 	defer db.Close()
 	w := db.Window("w")
+	kv := db.KeyValue("kv")
 	if got := fetchAll(t, w, "k"); got != "" {
 		t.Fatalf("before the restore: %q, want no tiles", got)
+	}
+	if got := get(t, kv, "k"); got != "" {
+		t.Fatalf("before the restore: %q, want no value", got)
+	}
+	// The reads asked for filters, which a commit builds.
+	must(t, db.Commit(nil))
+	state.AwaitFilters(db)
+	// Keys not read yet, so not in the read cache: the filters answer.
+	if got := fetchAll(t, w, "x") + get(t, kv, "x"); got != "" || db.CacheStats().Filtered != 2 {
+		t.Fatalf("before the restore: %q, %d reads answered by the filters; want nothing, 2", got, db.CacheStats().Filtered)
 	}
 	// The changelog key of a tile, as Window writes it: uvarint(len(key)),
 	// key, big-endian start.
 	tile := binary.BigEndian.AppendUint64(append(binary.AppendUvarint(nil, 1), 'k'), 5000)
-	transact(t, c, "owner", true, []*kgo.Record{{Topic: topic, Partition: 0, Key: tile, Value: []byte("v")}})
+	transact(t, c, "owner", true, []*kgo.Record{{Topic: topic, Partition: 0, Key: tile, Value: []byte("v")},
+		{Topic: kvTopic, Partition: 0, Key: []byte("k"), Value: []byte("kv")}})
 	_, err = state.Restore(context.Background(), db, logs, opts)
 	must(t, err)
 	if got := fetchAll(t, w, "k"); got != "5000=v" {
 		t.Errorf("after the restore: %q, want the restored tile", got)
+	}
+	if got := get(t, kv, "k"); got != "kv" {
+		t.Errorf("after the restore: %q, want the restored value", got)
 	}
 }

@@ -76,14 +76,18 @@ func (w *Window) Put(key []byte, start int64, value []byte) error {
 	if err := w.kv.write(full, value); err != nil {
 		return err
 	}
+	// present: the key had tiles, so its prefix is in the store's
+	// absent-key filter already (see KeyValue.cached).
+	present := false
 	if c := w.kv.cache(); c != nil {
 		if e := c.win[string(full[:len(full)-8])]; e != nil {
+			present = len(e.tiles) > 0
 			e.putTile(start, value)
 			c.resized(e)
 		}
-		if f := c.absent[w.kv.name]; f != nil && value != nil {
-			f.add(full[:len(full)-8])
-		}
+	}
+	if value != nil && !present {
+		w.kv.written(full[:len(full)-8])
 	}
 	return nil
 }
@@ -166,15 +170,8 @@ func (w *Window) tiles(c *readCache, prefix []byte) (*cacheEntry, error) {
 	if e := c.lookup(c.win, prefix); e != nil {
 		return e, nil
 	}
-	f := c.absent[w.kv.name]
-	if f == nil {
-		var err error
-		if f, err = newAbsentFilter(w.kv.reader(), w.kv.prefix); err != nil {
-			return nil, err
-		}
-		c.absent[w.kv.name] = f
-	}
-	if f.absent(prefix) {
+	if c.filters.of(w.kv.name, true, w.kv.prefix).absent(prefix) {
+		c.filters.absents++
 		e := &cacheEntry{key: string(prefix), window: true, slot: -1}
 		c.insert(e)
 		return e, nil
