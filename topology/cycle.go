@@ -392,7 +392,9 @@ func (r *Runtime) processPending(c *cycle) error {
 		}
 		start := time.Now()
 		n, err := runPartition(t, fp, c.deadline)
-		r.noteProcessed(c, fp, n, time.Since(start))
+		took := time.Since(start)
+		r.metrics.busy[0].Add(took.Seconds())
+		r.noteProcessed(c, fp, n, took)
 		if err != nil {
 			return err
 		}
@@ -526,12 +528,16 @@ func (r *Runtime) processParallel(c *cycle) error {
 	// partition; one that has not must process at least one record, which
 	// runPartition does.
 	progressed := c.records > 0
+	busy := make([]time.Duration, len(threads))
 	var wg sync.WaitGroup
-	for _, ws := range threads[1:] {
-		wg.Go(func() { r.runThread(c, ws, progressed) })
+	for i, ws := range threads[1:] {
+		wg.Go(func() { busy[i+1] = r.runThread(c, ws, progressed) })
 	}
-	r.runThread(c, threads[0], progressed)
+	busy[0] = r.runThread(c, threads[0], progressed)
 	wg.Wait()
+	for i, d := range busy {
+		r.metrics.busy[i].Add(d.Seconds())
+	}
 
 	var first error
 	for _, w := range works {
@@ -556,11 +562,12 @@ func (r *Runtime) processParallel(c *cycle) error {
 	return first
 }
 
-// runThread runs one thread's tasks of processParallel. progressed says
-// the cycle had processed records before, so it may stop at its deadline
-// before a partition's first record. It reads c only for the deadline and
-// the pending records of its own tasks' partitions.
-func (r *Runtime) runThread(c *cycle, ws []*taskWork, progressed bool) {
+// runThread runs one thread's tasks of processParallel and returns how
+// long it was busy. progressed says the cycle had processed records
+// before, so it may stop at its deadline before a partition's first
+// record. It reads c only for the deadline and the pending records of its
+// own tasks' partitions.
+func (r *Runtime) runThread(c *cycle, ws []*taskWork, progressed bool) (busy time.Duration) {
 	stopped := false
 	for _, w := range ws {
 		w.n = make([]int, len(w.parts))
@@ -573,6 +580,7 @@ func (r *Runtime) runThread(c *cycle, ws []*taskWork, progressed bool) {
 			start := time.Now()
 			n, err := runPartition(w.t, &c.pending[i], c.deadline)
 			w.n[j], w.took[j] = n, time.Since(start)
+			busy += w.took[j]
 			progressed = progressed || n > 0
 			if err != nil {
 				w.err = err
@@ -580,6 +588,7 @@ func (r *Runtime) runThread(c *cycle, ws []*taskWork, progressed bool) {
 			}
 		}
 	}
+	return busy
 }
 
 // punctuationShare is the part of a cycle's interval in which wall-clock

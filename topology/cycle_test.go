@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -172,6 +173,12 @@ func runSlowThreads(t *testing.T, threads int, g topology.Guarantee, proc slowCo
 	}
 	if proc.reentered.Load() {
 		t.Error("a task processed two records at once")
+	}
+	// Each thread that ran records counted its time.
+	for i := range min(threads, 2) {
+		if busy := counterValue(t, reg, "tessera_thread_busy_seconds_total", strconv.Itoa(i)); busy <= 0 {
+			t.Errorf("thread %d was busy %vs, want some time", i, busy)
+		}
 	}
 
 	committed := counterValue(t, reg, "tessera_transactions_total", "committed")

@@ -1,6 +1,8 @@
 package topology
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,6 +24,9 @@ type metrics struct {
 	punctuations   *prometheus.CounterVec // type
 	produceErrors  prometheus.Counter     //
 	standby        *prometheus.CounterVec // store
+	// busy is each processing thread's tessera_thread_busy_seconds_total,
+	// by thread index.
+	busy []prometheus.Counter
 }
 
 // standbyRecords counts n changelog records applied to a standby of store.
@@ -31,7 +36,11 @@ func (m *metrics) standbyRecords(store string, n int64) {
 	}
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, threads int) *metrics {
+	busy := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tessera_thread_busy_seconds_total",
+		Help: "Seconds each processing thread spent running records through tasks, by thread; its rate is the thread's utilisation, and threads far apart mean a busy task.",
+	}, []string{"thread"})
 	m := &metrics{
 		processed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_records_processed_total",
@@ -98,7 +107,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.processed, m.latency, m.lag, m.commitLatency, m.transactions,
-			m.restored, m.restoredBytes, m.restoreSeconds, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors, m.standby)
+			m.restored, m.restoredBytes, m.restoreSeconds, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors, m.standby, busy)
+	}
+	for i := range threads {
+		m.busy = append(m.busy, busy.WithLabelValues(strconv.Itoa(i)))
 	}
 	return m
 }

@@ -141,7 +141,7 @@ func NewRuntime(topo *Topology, cfg Config) (*Runtime, error) {
 		topo:            topo,
 		cfg:             cfg,
 		log:             cfg.Logger.With("app", cfg.App, "instance", cfg.InstanceID),
-		metrics:         newMetrics(cfg.Registerer),
+		metrics:         newMetrics(cfg.Registerer, cfg.Threads),
 		topicGroup:      make(map[string]int),
 		restored:        make(chan struct{}, 1),
 		restoreSlots:    make(chan struct{}, cfg.RestoreConcurrency),
