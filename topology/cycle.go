@@ -158,6 +158,7 @@ func (r *Runtime) loop(ctx context.Context) error {
 	for {
 		if !c.open && len(c.pending) == 0 {
 			r.allowRebalance()
+			r.awaitAssignment(ctx)
 		}
 		if ctx.Err() != nil {
 			if c.open {
@@ -170,6 +171,15 @@ func (r *Runtime) loop(ctx context.Context) error {
 			var closed bool
 			if drained, closed = r.pollInto(ctx, c); closed {
 				return nil
+			}
+			if !c.open && r.isRejoining() {
+				// A revoke ran before this poll took its
+				// records (rebalances go first): hand them
+				// back unprocessed and wait for the
+				// assignment.
+				r.rewindAtLeastOnce(c)
+				c.pending = nil
+				continue
 			}
 		}
 		if err := r.adoptRestored(); err != nil {
@@ -191,6 +201,57 @@ func (r *Runtime) loop(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// rejoinWait bounds how long the loop waits for an assignment after a
+// revoke, beyond the rebalance and session timeouts: a join lasts at most
+// the rebalance timeout, when the coordinator gives up on members that do
+// not rejoin.
+const rejoinWait = 5 * time.Second
+
+// awaitAssignment waits, between cycles, while the member is joining the
+// group again (Runtime.rejoining): until the next assignment, ctx is done,
+// or longer than a join can last.
+//
+// Under exactly-once a cycle must not run then. Its commit (franz-go's
+// GroupTransactSession.End) waits for a heartbeat to confirm the member
+// is still in the group, and between the revoke and the next assignment
+// no heartbeat runs: the join waits for every member to rejoin, for up to
+// the rebalance timeout when one died during the rebalance. The commit
+// then outlasted its context, and the instance stopped with "ending
+// transaction: context deadline exceeded" (TestExactlyOnceUnderCrash,
+// when its victim was killed during a cooperative rebalance's second
+// join). Under at-least-once the offsets of such a cycle would be
+// refused by the coordinator anyway.
+func (r *Runtime) awaitAssignment(ctx context.Context) {
+	if !r.isRejoining() {
+		return
+	}
+	start := time.Now()
+	defer func() {
+		if took := time.Since(start); took > time.Second {
+			r.log.Info("processing waited for the group's next assignment", "took", took)
+		}
+	}()
+	bound := time.NewTimer(r.cfg.RebalanceTimeout + r.cfg.SessionTimeout + rejoinWait)
+	defer bound.Stop()
+	for r.isRejoining() {
+		select {
+		case <-r.assignedC:
+		case <-ctx.Done():
+			return
+		case <-bound.C:
+			r.log.Warn("no assignment after a revoke; processing again", "waited", r.cfg.RebalanceTimeout+r.cfg.SessionTimeout+rejoinWait)
+			return
+		}
+	}
+}
+
+// isRejoining reports whether the member is joining the group again.
+func (r *Runtime) isRejoining() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rejoining
 }
 
 // beginCycle opens a cycle if none is open. Under exactly-once its

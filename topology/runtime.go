@@ -86,6 +86,14 @@ type Runtime struct {
 	// topics exist. REQUIRES: r.mu.
 	partitions []int32
 
+	// rejoining says the group session ended (a revoke or a loss ran)
+	// and the next assignment has not come yet: the member is joining
+	// again, and the loop must not begin a cycle (awaitAssignment).
+	// REQUIRES: r.mu.
+	rejoining bool
+	// assignedC wakes the loop when an assignment ends a rejoin.
+	assignedC chan struct{}
+
 	// standbyBox receives the standbys of each sync; standbyGen is the
 	// generation syncStandbys last applied (the loop's alone).
 	standbyBox *standbyAssignment
@@ -144,6 +152,7 @@ func NewRuntime(topo *Topology, cfg Config) (*Runtime, error) {
 		metrics:         newMetrics(cfg.Registerer, cfg.Threads),
 		topicGroup:      make(map[string]int),
 		restored:        make(chan struct{}, 1),
+		assignedC:       make(chan struct{}, 1),
 		restoreSlots:    make(chan struct{}, cfg.RestoreConcurrency),
 		tasks:           make(map[TaskID]*assigned),
 		restoredRecords: make(map[TaskID]int64),
@@ -448,6 +457,11 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[stri
 	r.metrics.rebalances.WithLabelValues("assigned").Inc()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.rejoining = false
+	select {
+	case r.assignedC <- struct{}{}:
+	default:
+	}
 	if r.notReady != "" && strings.HasPrefix(r.notReady, "joining") {
 		r.notReady = ""
 	}
@@ -476,11 +490,21 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[stri
 func (r *Runtime) onRevoked(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 	r.metrics.rebalances.WithLabelValues("revoked").Inc()
 	r.dropTasks(cl, parts)
+	r.noteRejoin()
 }
 
 func (r *Runtime) onLost(ctx context.Context, cl *kgo.Client, parts map[string][]int32) {
 	r.metrics.rebalances.WithLabelValues("lost").Inc()
 	r.dropTasks(cl, parts)
+	r.noteRejoin()
+}
+
+// noteRejoin records that the group session ended: franz-go calls
+// onRevoked or onLost, then joins again and calls onAssigned.
+func (r *Runtime) noteRejoin() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rejoining = true
 }
 
 // dropTasks closes the tasks whose partitions were taken away. No commit

@@ -63,6 +63,13 @@ func runChild() int {
 	defer stop()
 	cfg := childConfig(strings.Split(os.Getenv("TESSERA_TEST_BROKERS"), ","), os.Getenv("TESSERA_TEST_STATE"))
 	cfg.Threads, _ = strconv.Atoi(os.Getenv("TESSERA_TEST_THREADS"))
+	// A child's log, the engine's and the Kafka client's, goes to the
+	// test's output, which go test shows only when the test fails.
+	name := filepath.Base(cfg.StateDir)
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo})).With("child", name)
+	cfg.ClientOpts = append(cfg.ClientOpts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, func() string {
+		return "child=" + name + " " + time.Now().Format("15:04:05.000") + " "
+	})))
 	rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
