@@ -169,6 +169,16 @@ func NewRuntime(topo *Topology, cfg Config) (*Runtime, error) {
 	return r, nil
 }
 
+// fetchMaxWait is how long the broker may hold a fetch that finds too
+// little data: the Java consumer's default, not franz-go's 5 s. A
+// partition resumed after its task restored joins the next fetch request
+// (ResumeFetchPartitions starts none while one is in flight), so behind a
+// fetch held for partitions with nothing new, such as the profile stage's
+// when its tasks restored first, it could wait the whole 5 s. That is the
+// likely cause of a few `tessera bench` runs that took about 5 s longer
+// at the usual CPU; they were too rare to reproduce on demand.
+const fetchMaxWait = 500 * time.Millisecond
+
 // instanceID reads the instance id persisted in dir, creating it on first
 // use.
 func instanceID(dir string) (string, error) {
@@ -311,6 +321,7 @@ func (r *Runtime) connect(ctx context.Context) error {
 		kgo.MaxBufferedRecords(1_000_000),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(fetchMaxWait),
 	)
 	if r.cfg.Guarantee == ExactlyOnce {
 		opts = append(opts,
