@@ -221,8 +221,8 @@ const rejoinWait = 5 * time.Second
 // then outlasted its context, and the instance stopped with "ending
 // transaction: context deadline exceeded" (TestExactlyOnceUnderCrash,
 // when its victim was killed during a cooperative rebalance's second
-// join). Under at-least-once the offsets of such a cycle would be
-// refused by the coordinator anyway.
+// join). At-least-once waits too: a cycle then would commit its offsets
+// in a generation that is ending.
 func (r *Runtime) awaitAssignment(ctx context.Context) {
 	if !r.isRejoining() {
 		return

@@ -17,14 +17,7 @@ import (
 // (TestExactlyOnceUnderCrash covers a whole rejoin, under load.) No broker is reachable: the callbacks only pause partitions on
 // the client, which needs none.
 func TestNoCycleWhileRejoining(t *testing.T) {
-	topo, err := NewBuilder().
-		AddSource("in", "in", 4).
-		AddProcessor("p", func() Processor { return nopProcessor{} }, "in").
-		AddStore("s", KeyValueStore, "p").
-		Build()
-	if err != nil {
-		t.Fatal(err)
-	}
+	topo := nopTopology(t)
 	// The waits that must end on an event have a bound (over a minute)
 	// longer than ended waits for them; the last has a short one.
 	runtime := func(rebalance time.Duration) *Runtime {

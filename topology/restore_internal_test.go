@@ -18,11 +18,10 @@ type nopProcessor struct{}
 func (nopProcessor) Init(*Context) error            { return nil }
 func (nopProcessor) Process(*Context, Record) error { return nil }
 
-// TestStoreOpensBeforeRestoreSlot pins that a task waiting for a restore
-// slot has already opened its store, and that cancelling the wait closes
-// it. No broker is reachable: a restore that got past the slot would fail,
-// so the test also shows that the wait itself touches no Kafka.
-func TestStoreOpensBeforeRestoreSlot(t *testing.T) {
+// nopTopology is one source of four partitions, a processor that does
+// nothing, and its key-value store "s": a runtime with tasks to assign.
+func nopTopology(t *testing.T) *Topology {
+	t.Helper()
 	topo, err := NewBuilder().
 		AddSource("in", "in", 4).
 		AddProcessor("p", func() Processor { return nopProcessor{} }, "in").
@@ -31,8 +30,16 @@ func TestStoreOpensBeforeRestoreSlot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return topo
+}
+
+// TestStoreOpensBeforeRestoreSlot pins that a task waiting for a restore
+// slot has already opened its store, and that cancelling the wait closes
+// it. No broker is reachable: a restore that got past the slot would fail,
+// so the test also shows that the wait itself touches no Kafka.
+func TestStoreOpensBeforeRestoreSlot(t *testing.T) {
 	dir := t.TempDir()
-	r, err := NewRuntime(topo, Config{
+	r, err := NewRuntime(nopTopology(t), Config{
 		App: "app", Brokers: []string{"127.0.0.1:1"}, StateDir: dir, RestoreConcurrency: 1,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
