@@ -52,6 +52,18 @@ func TestAudienceThroughTheAPI(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition
 	}
+	// a-2's event, sent last, may reach the hub in a later poll and so a
+	// later commit cycle than a-1's: the preview below counts both.
+	for {
+		code, body := getAuth(t, base+"/v1/profiles/user_id:a-2", "tok")
+		if code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a-2 never appeared: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition
+	}
 	code, body := postAuth(t, base+"/v1/audiences/preview", "tok", `{"rule":"features.orders_1d >= 1"}`)
 	var pv struct {
 		Count  int64
