@@ -177,7 +177,7 @@ func (r *Runtime) loop(ctx context.Context) error {
 				// records (rebalances go first): hand them
 				// back unprocessed and wait for the
 				// assignment.
-				r.rewindAtLeastOnce(c)
+				r.rewind(c)
 				c.pending = nil
 				continue
 			}
@@ -280,7 +280,7 @@ func (r *Runtime) endCycle(c *cycle, tryCommit bool) error {
 			"took", took, "transaction_timeout", r.cfg.TransactionTimeout, "commit_interval", r.cfg.CommitInterval)
 	}
 	if !committed && err == nil && r.sess == nil {
-		r.rewindAtLeastOnce(c)
+		r.rewind(c)
 	}
 	c.reset(!committed)
 	return err
@@ -297,12 +297,13 @@ func (r *Runtime) failCycle(c *cycle) {
 	}
 }
 
-// rewindAtLeastOnce moves the consumer back to the first record the
-// aborted cycle processed of each partition (or its first pending one), so
-// that at-least-once processes them again; the transact session does this
-// itself under exactly-once. Rebalances are blocked (the cycle follows a
-// poll), as SetOffsets requires.
-func (r *Runtime) rewindAtLeastOnce(c *cycle) {
+// rewind moves the consumer back to the first record the cycle processed
+// of each partition (or its first pending one), so that they are fetched
+// again: after an aborted at-least-once cycle (the transact session
+// rewinds itself under exactly-once), and for records polled after a
+// revoke, before any cycle began. Rebalances are blocked (a poll came
+// last), as SetOffsets requires.
+func (r *Runtime) rewind(c *cycle) {
 	to := make(map[string]map[int32]kgo.EpochOffset)
 	set := func(tp topicPartition, at kgo.EpochOffset) {
 		if to[tp.topic] == nil {
@@ -429,7 +430,7 @@ func fetchErr(fs kgo.Fetches) error {
 // processPending runs the pending records through their tasks, in order,
 // until none is left or the cycle is due. With Config.Threads above one and
 // records of several tasks pending, the tasks run on that many goroutines
-// at once (processParallel).
+// at once (processTasks).
 func (r *Runtime) processPending(c *cycle) error {
 	if len(c.pending) == 0 {
 		return nil
@@ -439,32 +440,7 @@ func (r *Runtime) processPending(c *cycle) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.cfg.Threads > 1 {
-		return r.processParallel(c)
-	}
-	for len(c.pending) > 0 {
-		if c.due(time.Now()) {
-			return nil
-		}
-		fp := &c.pending[0]
-		t, err := r.taskOf(fp)
-		if err != nil {
-			return err
-		}
-		start := time.Now()
-		n, err := runPartition(t, fp, c.deadline)
-		took := time.Since(start)
-		r.metrics.busy[0].Add(took.Seconds())
-		r.noteProcessed(c, fp, n, took)
-		if err != nil {
-			return err
-		}
-		if len(fp.Records) == 0 {
-			c.pending = c.pending[1:]
-		}
-	}
-	c.pending = nil // release the polled batch
-	return nil
+	return r.processTasks(c)
 }
 
 // taskOf returns the running task that processes the records of fp.
@@ -523,7 +499,7 @@ func (r *Runtime) noteProcessed(c *cycle, fp *kgo.FetchTopicPartition, n int, to
 	fp.Records = fp.Records[n:]
 }
 
-// taskWork is one task's share of a poll in processParallel: its pending
+// taskWork is one task's share of a poll in processTasks: its pending
 // partitions, in poll order, and what became of them.
 type taskWork struct {
 	t       *task
@@ -536,13 +512,14 @@ type taskWork struct {
 	err  error
 }
 
-// processParallel is processPending on Config.Threads goroutines. The
-// tasks with pending records are dealt to the threads, the largest first,
-// each to the thread with the fewest records so far; each thread runs its
-// tasks one after another, and each task its partitions in poll order,
-// until it is done or the cycle is due. The loop waits for every thread,
-// then accounts for what they processed, in poll order, as the serial loop
-// does.
+// processTasks runs the pending records on up to Config.Threads
+// goroutines, the loop's own being the first, so that one thread (or one
+// task pending) runs on the loop alone. The tasks with pending records are
+// dealt to the threads, the largest first, each to the thread with the
+// fewest records so far; each thread runs its tasks one after another, and
+// each task its partitions in poll order, until it is done or the cycle is
+// due. The loop waits for every thread, then accounts for what they
+// processed in poll order.
 //
 // INVARIANT: while the threads run, each task, its store and its
 // processors are used by one thread only, and the threads share only
@@ -550,7 +527,7 @@ type taskWork struct {
 // metrics, and the read-only topology. The transaction of an exactly-once
 // cycle has begun before they start, since beginning it is the loop's.
 // REQUIRES: r.mu, held by the loop throughout.
-func (r *Runtime) processParallel(c *cycle) error {
+func (r *Runtime) processTasks(c *cycle) error {
 	var works []*taskWork
 	byTask := make(map[*task]*taskWork)
 	for i := range c.pending {
@@ -623,7 +600,7 @@ func (r *Runtime) processParallel(c *cycle) error {
 	return first
 }
 
-// runThread runs one thread's tasks of processParallel and returns how
+// runThread runs one thread's tasks of processTasks and returns how
 // long it was busy. progressed says the cycle had processed records
 // before, so it may stop at its deadline before a partition's first
 // record. It reads c only for the deadline and the pending records of its

@@ -30,7 +30,7 @@ import (
 // One goroutine, the loop of Run, polls, processes and commits (cycle.go
 // describes its commit cycles). To process a poll's records it may hand
 // whole tasks to Config.Threads goroutines and wait for them
-// (processParallel), while it holds r.mu; each task is used by one of them
+// (processTasks), while it holds r.mu; each task is used by one of them
 // at a time. Rebalance callbacks run on the client's
 // group goroutine, but only while the loop allows it
 // (kgo.BlockRebalanceOnPoll): between the end of a commit cycle that left
