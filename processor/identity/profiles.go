@@ -40,6 +40,9 @@ type profiler struct {
 	ruleSet *features.Set
 	// names interns the names in the records this task decodes.
 	names interner
+	// buf holds the encoding of the record being written; store.Put
+	// copies it, so it is reused for the next.
+	buf []byte
 	// sweepFrom is where the next maintenance sweep resumes, nil between
 	// rounds.
 	sweepFrom []byte
@@ -189,7 +192,8 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 			return err
 		}
 		if changed || moved {
-			if err := store.Put(it.id, r.encode()); err != nil {
+			pr.buf = r.appendTo(pr.buf[:0])
+			if err := store.Put(it.id, pr.buf); err != nil {
 				return err
 			}
 		}
@@ -267,7 +271,8 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 	if r.Erased != 0 && s.erasedNow {
 		pr.markers = append(pr.markers, marker{id: o.Profile, erasedAt: time.UnixMilli(r.Erased)})
 	}
-	return store.Put([]byte(o.Profile), r.encode())
+	pr.buf = r.appendTo(pr.buf[:0])
+	return store.Put([]byte(o.Profile), pr.buf)
 }
 
 // step is the processing of one op (and the queue it releases) for one

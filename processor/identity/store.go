@@ -89,8 +89,14 @@ func (r *record) busy() bool { return r.Offering != "" || r.Absorbing != "" }
 
 const recordVersion = 5
 
-func (r *record) encode() []byte {
-	b := []byte{recordVersion}
+// encode returns the record's encoding in a new slice.
+func (r *record) encode() []byte { return r.appendTo(nil) }
+
+// appendTo appends the record's encoding to b. The profile stage encodes
+// every record it touches, once per op, into a buffer it reuses: Put
+// copies the value, so the buffer is free again when Put returns.
+func (r *record) appendTo(b []byte) []byte {
+	b = append(b, recordVersion)
 	for _, s := range []string{r.MergedInto, r.Offering, r.Absorbing} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)

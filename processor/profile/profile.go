@@ -296,11 +296,14 @@ func (p *Profile) AppendBinary(b []byte) []byte {
 		b = appendString(b, id.Type)
 		b = appendString(b, id.Value)
 	}
-	keys := make([]string, 0, len(p.Traits))
+	// A profile has a few dozen names per map at most: sort them in a
+	// stack array, not a new slice per encoding.
+	var small [32]string
+	keys := small[:0]
 	for k := range p.Traits {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		t := p.Traits[k]
@@ -315,7 +318,7 @@ func (p *Profile) AppendBinary(b []byte) []byte {
 	for k := range p.Counts {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		b = appendString(b, k)
@@ -329,7 +332,8 @@ func (p *Profile) AppendBinary(b []byte) []byte {
 	for _, m := range p.MergedFrom {
 		b = appendString(b, m)
 	}
-	days := make([]int32, 0, len(p.Purchases))
+	var smallDays [32]int32
+	days := smallDays[:0]
 	for d := range p.Purchases {
 		days = append(days, d)
 	}
@@ -343,7 +347,7 @@ func (p *Profile) AppendBinary(b []byte) []byte {
 	for k := range p.Consent {
 		keys = append(keys, k)
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	b = binary.AppendUvarint(b, uint64(len(keys)))
 	for _, k := range keys {
 		c := p.Consent[k]
