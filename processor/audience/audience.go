@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -245,9 +246,16 @@ func (s *Set) Members(env *Env) map[string]bool {
 	return out
 }
 
+// vms holds expression machines between runs: expr.Run makes a new one,
+// with its stack and variables, for every rule of every event. A VM
+// resets itself at the start of each run.
+var vms = sync.Pool{New: func() any { return new(vm.VM) }}
+
 // Match runs a compiled rule over env.
 func Match(p *vm.Program, env any) bool {
-	v, err := expr.Run(p, env)
+	m := vms.Get().(*vm.VM)
+	v, err := m.Run(p, env)
+	vms.Put(m)
 	if err != nil {
 		return false
 	}

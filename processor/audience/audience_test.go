@@ -3,6 +3,7 @@ package audience
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -167,6 +168,76 @@ func TestEventsOfUnseenEventsCountZero(t *testing.T) {
 		}
 		if got := Match(p, env); got != want {
 			t.Errorf("%s = %v, want %v", rule, got, want)
+		}
+	}
+}
+
+// TestMembersConcurrently runs a Set from many goroutines, as the
+// processing threads of one instance do, alternating profiles that match
+// with ones whose rules fail at run time: the pooled expression machines
+// must carry nothing from one run into the next.
+func TestMembersConcurrently(t *testing.T) {
+	s, err := Compile([]Definition{
+		{Name: "big_spenders", Rule: `features.spend_30d > 100`},
+		{Name: "pro", Rule: `let p = traits.plan; p == "pro"`},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				spend, plan := float64(50+100*((g+i)%2)), "free"
+				if i%3 == 0 {
+					plan = "pro"
+				}
+				env := &Env{Traits: map[string]any{"plan": plan}, Features: map[string]any{"spend_30d": spend}}
+				if i%5 == 0 {
+					env = &Env{} // every rule fails at run time
+				}
+				got := s.Members(env)
+				want := map[string]bool{
+					"big_spenders": env.Features != nil && spend > 100,
+					"pro":          env.Traits != nil && plan == "pro",
+				}
+				if got["big_spenders"] != want["big_spenders"] || got["pro"] != want["pro"] {
+					errs <- fmt.Sprintf("goroutine %d, run %d: members %v, want %v", g, i, got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
+
+// BenchmarkMembers evaluates the five audiences of tessera bench over one
+// profile, as the profile stage does for every event.
+func BenchmarkMembers(b *testing.B) {
+	s, err := Compile([]Definition{
+		{Name: "big_spenders", Rule: `features.revenue_30d > 1000`},
+		{Name: "frequent_buyers", Rule: `features.orders_30d >= 3`},
+		{Name: "window_shoppers", Rule: `features.products_viewed_7d >= 5 && features.orders_30d == 0`},
+		{Name: "pro_plan", Rule: `traits.plan == "pro"`},
+		{Name: "engaged_readers", Rule: `features.page_views_7d >= 10`},
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	env := &Env{
+		Traits: map[string]any{"plan": "pro", "email": "a@example.com"},
+		Features: map[string]any{"revenue_30d": 1200.0, "orders_30d": int64(4),
+			"products_viewed_7d": int64(7), "page_views_7d": int64(3)},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if m := s.Members(env); !m["big_spenders"] {
+			b.Fatal("big_spenders should match")
 		}
 	}
 }
