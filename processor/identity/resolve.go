@@ -55,7 +55,7 @@ func (r *resolver) Process(ctx *topology.Context, rec topology.Record) error {
 			}
 			ids = append(ids, id)
 		}
-		return r.resolve(ctx, rec, l.Event, nil, ids)
+		return r.resolve(ctx, rec, l.Event, nil, ids, l.Identifiers)
 	case linkClaim:
 		return r.claim(ctx, rec, l)
 	case linkRepoint:
@@ -79,13 +79,13 @@ func (r *resolver) event(ctx *topology.Context, rec topology.Record) error {
 	if len(ids) == 0 {
 		return r.invalid(ctx, rec, "event has no usable identifier (all are missing or blocked)")
 	}
-	routing := ids[0].String()
-	if topology.PartitionFor([]byte(routing), int(r.o.Partitions)) == ctx.Partition() {
-		return r.resolve(ctx, rec, rec.Value, v, ids)
-	}
 	strs := make([]string, len(ids))
 	for i, id := range ids {
 		strs[i] = id.String()
+	}
+	routing := strs[0]
+	if topology.PartitionFor([]byte(routing), int(r.o.Partitions)) == ctx.Partition() {
+		return r.resolve(ctx, rec, rec.Value, v, ids, strs)
 	}
 	b, err := r.c.encodeLink(link{Kind: linkResolve, Identifier: routing, Event: rec.Value, Identifiers: strs})
 	if err != nil {
@@ -109,8 +109,9 @@ func (r *resolver) invalid(ctx *topology.Context, rec topology.Record, reason st
 // routing identifier ids[0], and sends the event there. v is event parsed
 // by r.p, or nil to parse it here: the event is parsed once per stage, not
 // once per field read (fastjson.GetString parses the whole document).
-func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []byte, v *fastjson.Value, ids []profile.Ident) error {
-	routing := ids[0].String()
+// strs are ids as strings, strs[i] = ids[i].String().
+func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []byte, v *fastjson.Value, ids []profile.Ident, strs []string) error {
+	routing := strs[0]
 	if v == nil {
 		// A routed event was checked by the stage that routed it; one
 		// that does not parse reads as having no messageId and no
@@ -137,16 +138,12 @@ func (r *resolver) resolve(ctx *topology.Context, rec topology.Record, event []b
 			return err
 		}
 	}
-	ids_ := make([]string, len(ids))
-	for i, id := range ids {
-		ids_[i] = id.String()
-	}
 	store := ctx.KeyValue(IdentitiesStore)
 	cur, err := store.Get([]byte(routing))
 	if err != nil {
 		return err
 	}
-	o := op{Kind: opEvent, Identifiers: ids_, Event: event}
+	o := op{Kind: opEvent, Identifiers: strs, Event: event}
 	if cur == nil {
 		created := profile.ParseMillis(string(v.GetStringBytes("timestamp")))
 		if created == 0 {

@@ -14,6 +14,7 @@ import (
 	"math"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/valyala/fastjson"
 )
@@ -29,11 +30,13 @@ func (i Ident) String() string { return i.Type + ":" + i.Value }
 
 // ParseIdent parses "type:value".
 func ParseIdent(s string) (Ident, error) {
-	t, v, ok := bytes.Cut([]byte(s), []byte{':'})
-	if !ok || len(t) == 0 || len(v) == 0 {
+	// The parts share s's bytes: the profile stage parses every
+	// identifier of every op.
+	t, v, ok := strings.Cut(s, ":")
+	if !ok || t == "" || v == "" {
 		return Ident{}, fmt.Errorf("identifier %q is not type:value", s)
 	}
-	return Ident{Type: string(t), Value: string(v)}, nil
+	return Ident{Type: t, Value: v}, nil
 }
 
 // Trait is a trait value (JSON) and the timestamp of the event that set it.

@@ -164,3 +164,31 @@ func TestConsent(t *testing.T) {
 		t.Errorf("version 2 decoded as %+v, %v", o, err)
 	}
 }
+
+func TestParseIdent(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    Ident
+		wantErr bool
+	}{
+		{in: "email:a@example.com", want: Ident{Type: "email", Value: "a@example.com"}},
+		{in: "user_id:a:b", want: Ident{Type: "user_id", Value: "a:b"}}, // the first colon splits
+		{in: "email:", wantErr: true},
+		{in: ":a@example.com", wantErr: true},
+		{in: "email", wantErr: true},
+		{in: "", wantErr: true},
+	}
+	for _, tc := range tests {
+		got, err := ParseIdent(tc.in)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("ParseIdent(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.wantErr)
+		}
+		if err == nil && got.String() != tc.in {
+			t.Errorf("ParseIdent(%q).String() = %q", tc.in, got.String())
+		}
+	}
+	// The profile stage parses every identifier of every op.
+	if n := testing.AllocsPerRun(100, func() { _, _ = ParseIdent("email:a@example.com") }); n != 0 {
+		t.Errorf("ParseIdent allocates %v times, want 0", n)
+	}
+}
