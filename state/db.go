@@ -151,10 +151,10 @@ func Open(dir string, opts Options) (*DB, error) {
 		// (a profile's record, its current tiles), so each compaction
 		// of L0 into the base level rewrites most of that level. Letting
 		// l0CompactionFiles files gather before one compaction, rather
-		// than Pebble's 4, does a third as many of these rewrites, and
-		// drops more overwritten values on the way. The cost is reads
-		// that miss the caches looking through more L0 files, and some
-		// more disk until the next compaction.
+		// than Pebble's 4, means about a third as many of these
+		// rewrites, each dropping more overwritten values. The cost is
+		// reads that miss the caches looking through more L0 files, and
+		// more disk until the next compaction (see l0CompactionFiles).
 		L0CompactionThreshold: l0CompactionFiles,
 		L0StopWritesThreshold: l0StopWritesFiles,
 	}

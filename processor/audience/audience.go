@@ -239,23 +239,31 @@ func (s *Set) Triggers() []Trigger { return s.triggerDefs }
 // rule that fails at run time (a missing feature compared as a number)
 // counts as not matching.
 func (s *Set) Members(env *Env) map[string]bool {
+	m := vms.Get().(*vm.VM)
+	defer vms.Put(m)
 	out := make(map[string]bool, len(s.audiences))
 	for _, a := range s.audiences {
-		out[a.def.Name] = Match(a.prog, env)
+		out[a.def.Name] = match(m, a.prog, env)
 	}
 	return out
 }
 
-// vms holds expression machines between runs: expr.Run makes a new one,
+// vms holds expression machines between calls: expr.Run makes a new one,
 // with its stack and variables, for every rule of every event. A VM
-// resets itself at the start of each run.
+// resets itself at the start of each run, so one call runs all its rules
+// on one.
 var vms = sync.Pool{New: func() any { return new(vm.VM) }}
 
 // Match runs a compiled rule over env.
 func Match(p *vm.Program, env any) bool {
 	m := vms.Get().(*vm.VM)
+	defer vms.Put(m)
+	return match(m, p, env)
+}
+
+// match runs p over env on m; a run-time error is no match.
+func match(m *vm.VM, p *vm.Program, env any) bool {
 	v, err := m.Run(p, env)
-	vms.Put(m)
 	if err != nil {
 		return false
 	}
@@ -266,11 +274,16 @@ func Match(p *vm.Program, env any) bool {
 // Fired returns the triggers that env fires.
 func (s *Set) Fired(env *EventEnv) []Trigger {
 	var out []Trigger
+	var m *vm.VM
 	for _, t := range s.triggers {
 		if t.def.Event != "" && t.def.Event != env.Event {
 			continue
 		}
-		if Match(t.prog, env) {
+		if m == nil { // most events fire no trigger's event: no VM
+			m = vms.Get().(*vm.VM)
+			defer vms.Put(m)
+		}
+		if match(m, t.prog, env) {
 			out = append(out, t.def)
 		}
 	}

@@ -42,8 +42,8 @@ func timelinePrefix(id string) []byte {
 
 // timelineKey returns the key of event raw, at ms, of profile id. The
 // hash tells apart events of one millisecond and writes a repeated event
-// over itself. It was FNV-1a, which hashes a byte at a time: 2.5 % of the
-// hub's CPU in `tessera bench`, for a kilobyte per event. An event
+// over itself. It was FNV-1a, which hashes a byte at a time: 2.2–2.5 % of
+// the hub's CPU in `tessera bench`, for a kilobyte per event. An event
 // processed once before and once after that change (a redelivery across
 // the upgrade) has two entries.
 func timelineKey(id string, at int64, raw []byte) []byte {

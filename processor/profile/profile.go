@@ -299,8 +299,8 @@ func (p *Profile) AppendBinary(b []byte) []byte {
 		b = appendString(b, id.Type)
 		b = appendString(b, id.Value)
 	}
-	// A profile has a few dozen names per map at most: sort them in a
-	// stack array, not a new slice per encoding.
+	// Sort the names in a stack array, not a new slice per encoding;
+	// a map of more than 32 names spills to the heap.
 	var small [32]string
 	keys := small[:0]
 	for k := range p.Traits {
