@@ -45,6 +45,11 @@ type Result struct {
 	// Activations is how many activations the run produced on
 	// <app>.activations (latency: how many of the trigger's arrived).
 	Activations int64 `json:"activations,omitempty"`
+	// ChangelogOffsetsPerEvent is how far the hub's changelog topics
+	// advanced, over all of them, per event processed (throughput mode):
+	// the store writes it logged, plus under exactly-once a transaction
+	// marker per changelog partition and commit cycle.
+	ChangelogOffsetsPerEvent float64 `json:"changelog_offsets_per_event,omitempty"`
 	// LatencyMS are the percentiles of the time from an event's
 	// scheduled send to its activation being readable (latency mode).
 	LatencyMS *Percentiles `json:"latency_ms,omitempty"`

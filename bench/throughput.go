@@ -47,6 +47,11 @@ func (h *harness) throughput(ctx context.Context, res *Result) error {
 	if res.Activations, err = h.topicRecords(ctx, h.topics.Activations); err != nil {
 		return err
 	}
+	logged, err := h.changelogOffsets(ctx)
+	if err != nil {
+		return err
+	}
+	res.ChangelogOffsetsPerEvent = float64(logged) / float64(max(res.Events, 1))
 	res.Seconds = max(t1.Sub(t0).Seconds(), 0.001)
 	res.EventsPerSec = float64(res.Events) / res.Seconds
 	res.CPUSeconds = cpu.Seconds()
@@ -126,6 +131,26 @@ func (h *harness) topicRecords(ctx context.Context, topic string) (int64, error)
 			s, _ := starts.Lookup(e.Topic, p)
 			n += e.Offset - s.Offset
 		}
+	}
+	return n, nil
+}
+
+// changelogOffsets sums topicRecords over the hub's changelog topics.
+func (h *harness) changelogOffsets(ctx context.Context) (int64, error) {
+	topics, err := h.adm.ListTopics(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("listing topics: %w", err)
+	}
+	var n int64
+	for _, t := range topics.Names() {
+		if !strings.HasPrefix(t, h.app+".") || !strings.HasSuffix(t, "-changelog") {
+			continue
+		}
+		c, err := h.topicRecords(ctx, t)
+		if err != nil {
+			return 0, err
+		}
+		n += c
 	}
 	return n, nil
 }

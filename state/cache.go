@@ -13,10 +13,19 @@ import (
 // a tile rewrites it, and an iterator over the batch and the memtable steps
 // over all of those versions (bench/README.md, Profiling, item 3).
 //
-// It is a write-through cache: every write still goes to the pending batch
-// and the changelog exactly as before, and also updates the cached entry if
-// there is one. So Pebble, the changelog and the batch semantics are what
-// they were; only reads change.
+// It is a write-back cache for key-value entries and a write-through one
+// for window entries. A write to a key whose key-value entry is cached
+// changes the entry only and marks it dirty; DB.Flush, which the engine
+// calls at the end of every cycle before it ends the cycle's transaction,
+// writes each dirty entry to the pending batch and the changelog once. So
+// a key written many times in a cycle (a busy profile's record) costs one
+// batch write, one memtable insertion and one changelog record per cycle,
+// as Kafka Streams' record caches do. An entry leaving the cache (evicted,
+// outgrown, its store no longer cached) is written first; a scan of a
+// store writes the dirty entries in its range first, since it reads the
+// batch. Every other write, and every window write, goes to the pending
+// batch and the changelog at once, and updates the cached entry if there
+// is one.
 //
 // Two kinds of entries share one byte budget and one CLOCK:
 //
@@ -31,11 +40,14 @@ import (
 // keys such as the timeline's would only push the read ones out). A write
 // updates the entry when there is one.
 //
-// INVARIANT: every entry equals what a read of the pending batch would
-// return for its key. Every write through a store handle keeps it so;
-// whatever changes the batch or Pebble otherwise clears the cache: Discard
-// (the batch is dropped), Restore (it writes Pebble directly), a failed
-// Commit, and the use of one store as both a KeyValue and a Window.
+// INVARIANT: every clean entry equals what a read of the pending batch
+// would return for its key, and every dirty one what the read would return
+// once the entry is written to the batch. Every write through a store
+// handle keeps it so; whatever changes the batch or Pebble otherwise clears
+// the cache, dirty entries included: Discard (the batch is dropped, and
+// with it the cycle's writes), Restore (it writes Pebble directly), a
+// failed Commit, and the use of one store as both a KeyValue and a Window
+// (which writes the dirty entries of the store first).
 //
 // The cache belongs to the task's goroutine like the pending batch; the
 // committed views, which other goroutines read, never use it.
@@ -64,6 +76,12 @@ type CacheStats struct {
 	// Filtered counts the misses that the absent-key filters answered
 	// without reading Pebble (absent.go).
 	Filtered int64
+	// Absorbed counts the writes to a dirty key-value entry: each saved
+	// a batch write and a changelog record.
+	Absorbed int64
+	// WrittenBack counts the dirty entries written to the pending batch
+	// and the changelog.
+	WrittenBack int64
 	// Bytes and Entries are what the cache holds now.
 	Bytes   int64
 	Entries int
@@ -92,6 +110,12 @@ type cacheEntry struct {
 	// changing them in place, so that the iteration goes on over what it
 	// started with.
 	iterating int
+	// dirty says a key-value entry holds a write that neither the pending
+	// batch nor the changelog has yet; store names its store and plen is
+	// the length of its Pebble prefix, for writing it back.
+	dirty bool
+	plen  int
+	store string
 }
 
 // readCache is a DB's read cache. A nil *readCache is a disabled one.
@@ -109,6 +133,12 @@ type readCache struct {
 	// filters are the stores' absent-key filters (absent.go); clear
 	// drops them with the entries.
 	filters filters
+	// dirty lists the entries made dirty since the last flush, in the
+	// order they were; an entry written back since has dirty unset.
+	dirty []*cacheEntry
+	// writeBack writes a dirty entry to the pending batch and the
+	// changelog, and marks it clean (DB.writeBack).
+	writeBack func(e *cacheEntry)
 }
 
 func newReadCache(limit int64) *readCache {
@@ -216,9 +246,42 @@ func (c *readCache) drop(e *cacheEntry) {
 	}
 }
 
-// remove drops e from the cache.
+// markDirty records that e, a key-value entry of store (whose Pebble
+// prefix is plen bytes long), holds a write that is not yet written back.
+func (c *readCache) markDirty(e *cacheEntry, store string, plen int) {
+	if e.dirty {
+		c.stats.Absorbed++
+		return
+	}
+	e.dirty, e.store, e.plen = true, store, plen
+	c.dirty = append(c.dirty, e)
+}
+
+// flush writes back the dirty entries whose keys lie in [lo, hi) (a nil
+// hi: no upper bound), or every dirty entry when lo is nil too.
+func (c *readCache) flush(lo, hi []byte) {
+	all := lo == nil && hi == nil
+	kept := c.dirty[:0]
+	for _, e := range c.dirty {
+		if !e.dirty {
+			continue
+		}
+		if !all && (e.key < string(lo) || hi != nil && e.key >= string(hi)) {
+			kept = append(kept, e)
+			continue
+		}
+		c.writeBack(e)
+	}
+	clear(c.dirty[len(kept):])
+	c.dirty = kept
+}
+
+// remove drops e from the cache, writing it back first if it is dirty.
 // REQUIRES: e is in the cache.
 func (c *readCache) remove(e *cacheEntry) {
+	if e.dirty {
+		c.writeBack(e)
+	}
 	if e.window {
 		delete(c.win, e.key)
 	} else {
@@ -238,8 +301,11 @@ func (c *readCache) clear() {
 	for _, e := range c.ring {
 		if e != nil {
 			e.slot = -1 // a Fetch or a write may still hold it
+			e.dirty = false
 		}
 	}
+	clear(c.dirty)
+	c.dirty = c.dirty[:0]
 	clear(c.kv)
 	clear(c.win)
 	c.filters.drop()

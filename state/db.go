@@ -86,6 +86,11 @@ type DB struct {
 	// cache serves the stores' reads of recently read keys (cache.go); nil
 	// when disabled. Like pending, it is the task goroutine's.
 	cache *readCache
+	// wbuf holds the Pebble key of the entry being written back, and
+	// wbErr the first error of writing one back, which the next Flush
+	// returns: eviction, which writes entries back, cannot return one.
+	wbuf  []byte
+	wbErr error
 
 	// readers is held shared by readers on other goroutines (Acquire)
 	// and exclusively by Close, so a scan never meets a closed Pebble.
@@ -165,6 +170,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	db := &DB{pdb: pdb, dir: dir, memTableSize: opts.MemTableSize, flushTimeout: opts.CloseFlushTimeout, stores: make(map[string]Store),
 		cache: newReadCache(opts.ReadCacheSize)}
 	db.pending = pdb.NewIndexedBatch()
+	if db.cache != nil {
+		db.cache.writeBack = db.writeBack
+	}
 	return db, nil
 }
 
@@ -259,8 +267,8 @@ func (db *DB) Pending() int { return int(db.pending.Count()) }
 // store in offsets, the next changelog offset that the store now reflects.
 // Both land in one atomic Pebble batch.
 func (db *DB) Commit(offsets map[string]int64) error {
-	if db.pdb == nil {
-		return ErrClosed
+	if err := db.Flush(); err != nil {
+		return err
 	}
 	if err := db.writeCheckpoints(db.pending, offsets); err != nil {
 		return err
@@ -281,6 +289,47 @@ func (db *DB) Commit(offsets map[string]int64) error {
 	db.resetPending()
 	db.startFilters()
 	return nil
+}
+
+// Flush writes the writes that the read cache holds back (cache.go) to
+// the pending batch, logging each. The engine calls it at the end of every
+// cycle, before it ends the cycle's transaction or flushes its producer,
+// and before it reads the changelogs' offsets for the checkpoints: a
+// change must be logged in the cycle that made it. Commit flushes too, for
+// a DB without a changelog.
+func (db *DB) Flush() error {
+	if db.pdb == nil {
+		return ErrClosed
+	}
+	if db.cache != nil {
+		db.cache.flush(nil, nil)
+	}
+	err := db.wbErr
+	db.wbErr = nil
+	return err
+}
+
+// writeBack writes dirty entry e to the pending batch and the changelog,
+// and marks it clean.
+func (db *DB) writeBack(e *cacheEntry) {
+	e.dirty = false
+	db.cache.stats.WrittenBack++
+	db.wbuf = append(db.wbuf[:0], e.key...)
+	var err error
+	if e.value == nil {
+		err = db.pending.Delete(db.wbuf, nil)
+	} else {
+		err = db.pending.Set(db.wbuf, e.value, nil)
+	}
+	if err != nil {
+		if db.wbErr == nil {
+			db.wbErr = fmt.Errorf("writing back %q of %s: %w", db.wbuf[e.plen:], e.store, err)
+		}
+		return
+	}
+	if db.logger != nil {
+		db.logger.LogChange(e.store, db.wbuf[e.plen:], e.value)
+	}
 }
 
 // startFilters starts the absent-key filter builds that are due: right

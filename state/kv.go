@@ -138,6 +138,9 @@ func (s *KeyValue) Put(key, value []byte) error {
 		return errReadOnly
 	}
 	k := s.key(key)
+	if s.writeBack(k, value) {
+		return nil
+	}
 	if err := s.db.pending.Set(k, value, nil); err != nil {
 		return fmt.Errorf("putting %q into %s: %w", key, s.name, err)
 	}
@@ -159,6 +162,9 @@ func (s *KeyValue) Delete(key []byte) error {
 		return errReadOnly
 	}
 	k := s.key(key)
+	if s.writeBack(k, nil) {
+		return nil
+	}
 	if err := s.db.pending.Delete(k, nil); err != nil {
 		return fmt.Errorf("deleting %q from %s: %w", key, s.name, err)
 	}
@@ -187,6 +193,27 @@ func (s *KeyValue) stopCaching() {
 	if c := s.db.cache; c != nil {
 		c.dropPrefix(string(s.prefix))
 	}
+}
+
+// writeBack makes value (nil: deleted) the value of the Pebble key k in its
+// cache entry, if k has one, leaving the write to the pending batch and
+// the changelog to DB.Flush (cache.go). It reports whether it did.
+func (s *KeyValue) writeBack(k, value []byte) bool {
+	c := s.cache()
+	if c == nil {
+		return false
+	}
+	e := c.kv[string(k)]
+	if e == nil {
+		return false
+	}
+	if e.value == nil && value != nil {
+		s.written(k) // see cached
+	}
+	c.markDirty(e, s.name, len(s.prefix))
+	e.setValue(value)
+	c.resized(e)
+	return true
 }
 
 // cached writes value (nil: deleted) of the Pebble key k through to its
@@ -256,6 +283,10 @@ func (s *KeyValue) scan(start, end []byte, toStoreEnd, prefixed bool, fn func(ke
 	lower, upper := bounds[:n:n], bounds[n:]
 	if len(upper) == 0 {
 		upper = nil // no key is past the prefix: no upper bound
+	}
+	if c := s.cache(); c != nil && len(c.dirty) > 0 {
+		// The scan reads the batch, which lacks the dirty entries.
+		c.flush(lower, upper)
 	}
 	// Pebble copies the options (not the bounds), so the handle's serve
 	// nested scans too, and save an allocation per scan.

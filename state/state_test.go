@@ -54,7 +54,9 @@ func TestKeyValueSeesPendingWritesAndDiscardDropsThem(t *testing.T) {
 	if got := get(t, other, "k1"); got != "other" {
 		t.Fatalf("stores leak into each other: %q", got)
 	}
-	want := []string{"a:k1=v1", "b:k1=other", "a:k1=v2", "a:k1=<nil>"}
+	// The discarded cycle wrote only k1, which it had read: the read
+	// cache held those writes back, and Discard dropped them unlogged.
+	want := []string{"a:k1=v1", "b:k1=other"}
 	if fmt.Sprint(rec.changes) != fmt.Sprint(want) {
 		t.Errorf("logged %v, want %v", rec.changes, want)
 	}

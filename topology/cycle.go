@@ -681,6 +681,14 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RebalanceTimeout)
 	defer cancel()
+	if tryCommit {
+		// Before the transaction ends or the producer flushes: the
+		// stores' held-back writes produce their changelog records.
+		if err := r.flushAll(); err != nil {
+			r.log.Error("aborting cycle after a store flush error", "err", err)
+			tryCommit = false
+		}
+	}
 	if err := r.prodErr.take(); err != nil {
 		r.log.Error("aborting cycle after produce error", "err", err)
 		tryCommit = false
@@ -688,7 +696,7 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 	if r.sess != nil && !r.inTxn && c.records == 0 {
 		// Nothing produced and no offsets to commit: there is no
 		// transaction to end, and no store write waits (every write
-		// produces its changelog record). Ending an empty transaction
+		// has produced its changelog record by now: flushAll). Ending an empty transaction
 		// is not free: franz-go learns that the broker supports
 		// KIP-447 only from a TxnOffsetCommit, and without one holds
 		// its session lock for 500ms after the commit, delaying the
@@ -779,6 +787,22 @@ func (r *Runtime) checkCommitted(c *cycle) error {
 			// INVARIANT: the session records the TxnOffsetCommit as
 			// sent, which rewriteTxnOffsets set.
 			return fmt.Errorf("committing transaction: %s[%d] committed at %d, the cycle processed up to %d", tp.topic, tp.partition, got.Offset, rec.Offset)
+		}
+	}
+	return nil
+}
+
+// flushAll writes back what each running task's read cache holds back
+// (state.DB.Flush), producing the changelog records.
+func (r *Runtime) flushAll() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.tasks {
+		if a.t == nil {
+			continue
+		}
+		if err := a.db.Flush(); err != nil {
+			return fmt.Errorf("flushing stores of task %s: %w", a.id, err)
 		}
 	}
 	return nil

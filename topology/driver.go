@@ -127,6 +127,11 @@ func (d *Driver) produce(r *kgo.Record) {
 }
 
 func (d *Driver) commit(t *task) error {
+	// As the runtime does: the held-back writes are logged before the
+	// checkpoints are read.
+	if err := t.db.Flush(); err != nil {
+		return err
+	}
 	cps, err := t.checkpoints()
 	if err != nil {
 		return err

@@ -96,6 +96,11 @@ func TestBenchModes(t *testing.T) {
 				if r.Activations < 1 {
 					t.Errorf("activations = %d: the trigger and the audiences produced none", r.Activations)
 				}
+				// Every event logs its message id (dedupe) and its
+				// timeline entry at least; the stores are five.
+				if r.ChangelogOffsetsPerEvent < 2 || r.ChangelogOffsetsPerEvent > 20 {
+					t.Errorf("changelog_offsets_per_event = %g, want 2..20", r.ChangelogOffsetsPerEvent)
+				}
 				if r.LatencyMS != nil {
 					t.Errorf("latency_ms = %+v in %s mode", r.LatencyMS, tt.mode)
 				}
