@@ -13,19 +13,20 @@ import (
 // a tile rewrites it, and an iterator over the batch and the memtable steps
 // over all of those versions (bench/README.md, Profiling, item 3).
 //
-// It is a write-back cache for key-value entries and a write-through one
-// for window entries. A write to a key whose key-value entry is cached
-// changes the entry only and marks it dirty; DB.Flush, which the engine
+// It is a write-back cache. A write of a value to a key whose entry is
+// cached (a key-value entry, or the window entry holding the tile) changes
+// the entry only and marks the value dirty; DB.Flush, which the engine
 // calls at the end of every cycle before it ends the cycle's transaction,
-// writes each dirty entry to the pending batch and the changelog once. So
-// a key written many times in a cycle (a busy profile's record) costs one
-// batch write, one memtable insertion and one changelog record per cycle,
-// as Kafka Streams' record caches do. An entry leaving the cache (evicted,
-// outgrown, its store no longer cached) is written first; a scan of a
-// store writes the dirty entries in its range first, since it reads the
-// batch. Every other write, and every window write, goes to the pending
-// batch and the changelog at once, and updates the cached entry if there
-// is one.
+// writes each dirty value to the pending batch and the changelog once. So
+// a key written many times in a cycle (a busy profile's record, its
+// current tiles) costs one batch write, one memtable insertion and one
+// changelog record per cycle, as Kafka Streams' record caches do. An entry
+// leaving the cache (evicted, outgrown, its store no longer cached) is
+// written first; a scan of a key-value store writes the dirty entries in
+// its range first, since it reads the batch. Every other write goes to the
+// pending batch and the changelog at once, and updates the cached entry if
+// there is one: writes to keys not cached, and deletions of tiles (which
+// take their tile, and its dirty value, out of the entry).
 //
 // Two kinds of entries share one byte budget and one CLOCK:
 //
@@ -61,7 +62,7 @@ const defaultReadCacheSize = 4 << 20
 // small entries from going far past its bound.
 const (
 	entryOverhead = 160
-	tileOverhead  = 32
+	tileOverhead  = 40
 )
 
 // CacheStats counts what the read cache of a DB did since it was opened.
@@ -91,6 +92,8 @@ type CacheStats struct {
 type cachedTile struct {
 	start int64
 	value []byte // the cache's own copy
+	// dirty says the value is not yet in the pending batch.
+	dirty bool
 }
 
 // cacheEntry is one key-value or window entry.
@@ -111,8 +114,9 @@ type cacheEntry struct {
 	// started with.
 	iterating int
 	// dirty says a key-value entry holds a write that neither the pending
-	// batch nor the changelog has yet; store names its store and plen is
-	// the length of its Pebble prefix, for writing it back.
+	// batch nor the changelog has yet, or a window entry a dirty tile;
+	// store names its store and plen is the length of its Pebble prefix,
+	// for writing it back.
 	dirty bool
 	plen  int
 	store string
@@ -246,11 +250,10 @@ func (c *readCache) drop(e *cacheEntry) {
 	}
 }
 
-// markDirty records that e, a key-value entry of store (whose Pebble
-// prefix is plen bytes long), holds a write that is not yet written back.
+// markDirty records that e, an entry of store (whose Pebble prefix is
+// plen bytes long), holds a write that is not yet written back.
 func (c *readCache) markDirty(e *cacheEntry, store string, plen int) {
 	if e.dirty {
-		c.stats.Absorbed++
 		return
 	}
 	e.dirty, e.store, e.plen = true, store, plen
@@ -371,9 +374,10 @@ func startCmp(a, b int64) int {
 	return cmp.Compare(uint64(a), uint64(b))
 }
 
-// putTile sets the tile at start of window entry e to a copy of value, or
-// deletes it when value is nil.
-func (e *cacheEntry) putTile(start int64, value []byte) {
+// putTile sets the tile at start of window entry e to a copy of value,
+// dirty or not, or deletes it when value is nil. It reports whether the
+// tile it replaced was dirty.
+func (e *cacheEntry) putTile(start int64, value []byte, dirty bool) (wasDirty bool) {
 	// While a Fetch iterates over e.tiles, change a copy: the Fetch
 	// goes on over the tiles and values it started with.
 	shared := e.iterating > 0
@@ -381,6 +385,9 @@ func (e *cacheEntry) putTile(start int64, value []byte) {
 		e.tiles = slices.Clone(e.tiles)
 	}
 	i, found := e.search(start)
+	if found {
+		wasDirty = e.tiles[i].dirty
+	}
 	switch {
 	case value == nil && found:
 		e.tiles = slices.Delete(e.tiles, i, i+1)
@@ -393,7 +400,9 @@ func (e *cacheEntry) putTile(start int64, value []byte) {
 			buf = e.tiles[i].value
 		}
 		e.tiles[i].value = copyInto(buf, value)
+		e.tiles[i].dirty = dirty
 	default:
-		e.tiles = slices.Insert(e.tiles, i, cachedTile{start: start, value: copyInto(nil, value)})
+		e.tiles = slices.Insert(e.tiles, i, cachedTile{start: start, value: copyInto(nil, value), dirty: dirty})
 	}
+	return wasDirty
 }

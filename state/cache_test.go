@@ -575,6 +575,26 @@ func TestReadCacheEdges(t *testing.T) {
 			want: `[] [kv:k=v2] committed before "" after "v2" absorbed=2 written=1`,
 		},
 		{
+			name: "tile writes to a read key are logged once at Flush, deletions at once",
+			run: func(t *testing.T, db *state.DB) string {
+				rec := &recorder{}
+				db.SetChangeLogger(rec)
+				w := db.Window("w")
+				fetchAll(t, w, "k")
+				must(t, w.Put([]byte("k"), 1000, []byte("a")))
+				must(t, w.Put([]byte("k"), 1000, []byte("b")))
+				must(t, w.Put([]byte("k"), 2000, []byte("c")))
+				must(t, w.Put([]byte("k"), 2000, nil))
+				before := len(rec.changes)
+				must(t, db.Flush())
+				st := db.CacheStats()
+				return fmt.Sprintf("%d→%d %s absorbed=%d written=%d", before, len(rec.changes), fetchAll(t, w, "k"), st.Absorbed, st.WrittenBack)
+			},
+			// The deletion of 2000 is logged when made; the value of
+			// 1000 once, at the Flush.
+			want: "1→2 1000=b absorbed=1 written=1",
+		},
+		{
 			name:  "an evicted entry is written back first",
 			limit: 2 << 10,
 			run: func(t *testing.T, db *state.DB) string {

@@ -309,26 +309,43 @@ func (db *DB) Flush() error {
 	return err
 }
 
-// writeBack writes dirty entry e to the pending batch and the changelog,
-// and marks it clean.
+// writeBack writes dirty entry e (its value, or its dirty tiles) to the
+// pending batch and the changelog, and marks it clean.
 func (db *DB) writeBack(e *cacheEntry) {
 	e.dirty = false
-	db.cache.stats.WrittenBack++
 	db.wbuf = append(db.wbuf[:0], e.key...)
+	if !e.window {
+		db.writeBackValue(e, db.wbuf, e.value)
+		return
+	}
+	for i := range e.tiles {
+		t := &e.tiles[i]
+		if t.dirty {
+			t.dirty = false
+			db.wbuf = binary.BigEndian.AppendUint64(db.wbuf[:len(e.key)], uint64(t.start))
+			db.writeBackValue(e, db.wbuf, t.value)
+		}
+	}
+}
+
+// writeBackValue writes value (nil: a deletion) of the Pebble key k of
+// entry e's store to the pending batch and the changelog.
+func (db *DB) writeBackValue(e *cacheEntry, k, value []byte) {
+	db.cache.stats.WrittenBack++
 	var err error
-	if e.value == nil {
-		err = db.pending.Delete(db.wbuf, nil)
+	if value == nil {
+		err = db.pending.Delete(k, nil)
 	} else {
-		err = db.pending.Set(db.wbuf, e.value, nil)
+		err = db.pending.Set(k, value, nil)
 	}
 	if err != nil {
 		if db.wbErr == nil {
-			db.wbErr = fmt.Errorf("writing back %q of %s: %w", db.wbuf[e.plen:], e.store, err)
+			db.wbErr = fmt.Errorf("writing back %q of %s: %w", k[e.plen:], e.store, err)
 		}
 		return
 	}
 	if db.logger != nil {
-		db.logger.LogChange(e.store, db.wbuf[e.plen:], e.value)
+		db.logger.LogChange(e.store, k[e.plen:], value)
 	}
 }
 

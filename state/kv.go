@@ -210,6 +210,9 @@ func (s *KeyValue) writeBack(k, value []byte) bool {
 	if e.value == nil && value != nil {
 		s.written(k) // see cached
 	}
+	if e.dirty {
+		c.stats.Absorbed++
+	}
 	c.markDirty(e, s.name, len(s.prefix))
 	e.setValue(value)
 	c.resized(e)

@@ -73,21 +73,39 @@ func (w *Window) Get(key []byte, start int64) ([]byte, error) {
 // does not keep value.
 func (w *Window) Put(key []byte, start int64, value []byte) error {
 	full := w.tileKey(key, start)
-	if err := w.kv.write(full, value); err != nil {
-		return err
+	prefix := full[:len(full)-8]
+	var e *cacheEntry
+	c := w.kv.cache()
+	if c != nil {
+		e = c.win[string(prefix)]
 	}
 	// present: the key had tiles, so its prefix is in the store's
 	// absent-key filter already (see KeyValue.cached).
-	present := false
-	if c := w.kv.cache(); c != nil {
-		if e := c.win[string(full[:len(full)-8])]; e != nil {
-			present = len(e.tiles) > 0
-			e.putTile(start, value)
+	present := e != nil && len(e.tiles) > 0
+	if e != nil && value != nil {
+		// Held back until DB.Flush (cache.go).
+		if w.kv.db.pdb == nil {
+			return ErrClosed
+		}
+		if w.kv.committed {
+			return errReadOnly
+		}
+		if e.putTile(start, value, true) {
+			c.stats.Absorbed++
+		}
+		c.markDirty(e, w.kv.name, len(w.kv.prefix))
+		c.resized(e)
+	} else {
+		if err := w.kv.write(full, value); err != nil {
+			return err
+		}
+		if e != nil {
+			e.putTile(start, nil, false)
 			c.resized(e)
 		}
 	}
 	if value != nil && !present {
-		w.kv.written(full[:len(full)-8])
+		w.kv.written(prefix)
 	}
 	return nil
 }
@@ -220,6 +238,11 @@ func (w *Window) DeleteBefore(key []byte, t int64) (int, error) {
 		return 0, err
 	}
 	n, _ := e.search(t)
+	for i := range n {
+		// The deletion goes to the batch; a held-back value of the
+		// tile must never follow it there.
+		e.tiles[i].dirty = false
+	}
 	for _, tile := range e.tiles[:n] {
 		binary.BigEndian.PutUint64(full[len(full)-8:], uint64(tile.start))
 		if err := w.kv.write(full, nil); err != nil {
