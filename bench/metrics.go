@@ -63,10 +63,18 @@ func (h *harness) readHub(res *Result) (time.Duration, error) {
 	if res.RSSPeakBytes, err = peakRSS(h.hub.pid()); err != nil {
 		return 0, err
 	}
-	m, err := h.scrape(map[string]string{"tessera_records_processed_total": `topic="` + h.topics.Events + `"`})
+	m, err := h.scrape(map[string]string{
+		"tessera_records_processed_total":      `topic="` + h.topics.Events + `"`,
+		"tessera_commit_latency_seconds_sum":   "",
+		"tessera_commit_latency_seconds_count": "",
+	})
 	if err != nil {
 		return 0, err
 	}
 	res.EventsProcessed = int64(m["tessera_records_processed_total"])
+	if n := m["tessera_commit_latency_seconds_count"]; n > 0 {
+		res.Commits = int64(n)
+		res.CommitMSMean = m["tessera_commit_latency_seconds_sum"] / n * 1000
+	}
 	return cpu, nil
 }

@@ -45,6 +45,13 @@ type Result struct {
 	// Activations is how many activations the run produced on
 	// <app>.activations (latency: how many of the trigger's arrived).
 	Activations int64 `json:"activations,omitempty"`
+	// Commits is how many commit cycles the hub committed from its start
+	// to the end of the measurement, and CommitMSMean their mean
+	// duration, from the end of processing to the offsets committed
+	// (tessera_commit_latency_seconds): records that arrive meanwhile
+	// wait for it.
+	Commits      int64   `json:"commits,omitempty"`
+	CommitMSMean float64 `json:"commit_ms_mean,omitempty"`
 	// ChangelogOffsetsPerEvent is how far the hub's changelog topics
 	// advanced, over all of them, per event processed (throughput mode):
 	// the store writes it logged, plus under exactly-once a transaction

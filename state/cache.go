@@ -16,11 +16,12 @@ import (
 // It is a write-back cache. A write of a value to a key whose entry is
 // cached (a key-value entry, or the window entry holding the tile) changes
 // the entry only and marks the value dirty; DB.Flush, which the engine
-// calls at the end of every cycle before it ends the cycle's transaction,
-// writes each dirty value to the pending batch and the changelog once. So
-// a key written many times in a cycle (a busy profile's record, its
-// current tiles) costs one batch write, one memtable insertion and one
-// changelog record per cycle, as Kafka Streams' record caches do. An entry
+// calls after each poll's records of the task and before it ends a cycle's
+// transaction, writes each dirty value to the pending batch and the
+// changelog once. So a key written many times in a poll's records (a busy
+// profile's record, its current tiles) costs one batch write, one memtable
+// insertion and one changelog record, as with Kafka Streams' record
+// caches, which flush at each commit. An entry
 // leaving the cache (evicted, outgrown, its store no longer cached) is
 // written first; a scan of a key-value store writes the dirty entries in
 // its range first, since it reads the batch. Every other write goes to the

@@ -292,11 +292,11 @@ func (db *DB) Commit(offsets map[string]int64) error {
 }
 
 // Flush writes the writes that the read cache holds back (cache.go) to
-// the pending batch, logging each. The engine calls it at the end of every
-// cycle, before it ends the cycle's transaction or flushes its producer,
-// and before it reads the changelogs' offsets for the checkpoints: a
-// change must be logged in the cycle that made it. Commit flushes too, for
-// a DB without a changelog.
+// the pending batch, logging each. The engine calls it after each poll's
+// records and at the end of every cycle, before it ends the cycle's
+// transaction or flushes its producer, and so before it reads the
+// changelogs' offsets for the checkpoints: a change must be logged in the
+// cycle that made it. Commit flushes too, for a DB without a changelog.
 func (db *DB) Flush() error {
 	if db.pdb == nil {
 		return ErrClosed
@@ -308,6 +308,10 @@ func (db *DB) Flush() error {
 	db.wbErr = nil
 	return err
 }
+
+// HoldsWrites reports whether the read cache may hold writes back that
+// Flush would write.
+func (db *DB) HoldsWrites() bool { return db.cache != nil && len(db.cache.dirty) > 0 }
 
 // writeBack writes dirty entry e (its value, or its dirty tiles) to the
 // pending batch and the changelog, and marks it clean.

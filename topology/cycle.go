@@ -625,6 +625,19 @@ func (r *Runtime) runThread(c *cycle, ws []*taskWork, progressed bool) (busy tim
 				stopped = true
 			}
 		}
+		if w.err == nil && w.t.db.HoldsWrites() {
+			// The writes this poll's records made to keys the task
+			// holds are logged now rather than at the commit, so
+			// that their records go out while the next ones are
+			// processed: a busy task's polls are large, so a hot
+			// key is still logged once for many of its records.
+			start := time.Now()
+			if err := w.t.db.Flush(); err != nil {
+				w.err = fmt.Errorf("flushing stores of task %s: %w", w.t.id, err)
+				stopped = true
+			}
+			busy += time.Since(start)
+		}
 	}
 	return busy
 }
@@ -792,13 +805,15 @@ func (r *Runtime) checkCommitted(c *cycle) error {
 	return nil
 }
 
-// flushAll writes back what each running task's read cache holds back
-// (state.DB.Flush), producing the changelog records.
+// flushAll writes back what each running task's read cache still holds
+// back (state.DB.Flush), producing the changelog records: the writes of
+// the punctuations, since the threads flush their tasks after each poll
+// (runThread).
 func (r *Runtime) flushAll() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, a := range r.tasks {
-		if a.t == nil {
+		if a.t == nil || !a.db.HoldsWrites() {
 			continue
 		}
 		if err := a.db.Flush(); err != nil {

@@ -137,6 +137,9 @@ func printBench(w io.Writer, r *bench.Result) {
 			r.RestoreSeconds, r.RestoreRecordsPerSec, r.RestoreBytesPerSec/(1<<20))
 		row("ready", "%.2f s from start to ready, %.0f records/s over it, %.2f CPU s", r.RestoreReadySeconds, r.RestoreReadyRecordsPerSec, r.RestoreCPUSeconds)
 	}
+	if r.Commits > 0 {
+		row("commits", "%d, %.1f ms each on average", r.Commits, r.CommitMSMean)
+	}
 	if r.ChangelogOffsetsPerEvent > 0 {
 		row("changelogs", "%.2f offsets per event", r.ChangelogOffsetsPerEvent)
 	}
