@@ -78,6 +78,9 @@ func TestBenchModes(t *testing.T) {
 				t.Errorf("seconds %g, events/s %g, CPU s %g, events/core-s %g: all must be positive",
 					r.Seconds, r.EventsPerSec, r.CPUSeconds, r.EventsPerCoreSec)
 			}
+			if r.Commits < 1 || r.CommitMSMean <= 0 {
+				t.Errorf("commits %d, commit_ms_mean %g: the hub committed, so both must be positive", r.Commits, r.CommitMSMean)
+			}
 			if r.RSSPeakBytes < 1<<20 {
 				t.Errorf("rss_peak_bytes = %d, want a process's worth", r.RSSPeakBytes)
 			}
