@@ -21,13 +21,13 @@ import (
 // changelog once. So a key written many times in a poll's records (a busy
 // profile's record, its current tiles) costs one batch write, one memtable
 // insertion and one changelog record, as with Kafka Streams' record
-// caches, which flush at each commit. An entry
-// leaving the cache (evicted, outgrown, its store no longer cached) is
-// written first; a scan of a key-value store writes the dirty entries in
-// its range first, since it reads the batch. Every other write goes to the
-// pending batch and the changelog at once, and updates the cached entry if
-// there is one: writes to keys not cached, and deletions of tiles (which
-// take their tile, and its dirty value, out of the entry).
+// caches, which flush at each commit. An entry leaving the cache (evicted,
+// outgrown, its store no longer cached) is written first; a scan of a
+// key-value store writes the dirty entries in its range first, since it
+// reads the batch. Every other write goes to the pending batch and the
+// changelog at once, and updates the cached entry if there is one: writes
+// to keys not cached, and deletions of tiles (which take their tile, and
+// its dirty value, out of the entry).
 //
 // Two kinds of entries share one byte budget and one CLOCK:
 //
@@ -78,11 +78,11 @@ type CacheStats struct {
 	// Filtered counts the misses that the absent-key filters answered
 	// without reading Pebble (absent.go).
 	Filtered int64
-	// Absorbed counts the writes to a dirty key-value entry: each saved
-	// a batch write and a changelog record.
+	// Absorbed counts the writes that replaced a held-back value (of a
+	// key or a tile): each saved a batch write and a changelog record.
 	Absorbed int64
-	// WrittenBack counts the dirty entries written to the pending batch
-	// and the changelog.
+	// WrittenBack counts the held-back values written to the pending
+	// batch and the changelog.
 	WrittenBack int64
 	// Bytes and Entries are what the cache holds now.
 	Bytes   int64

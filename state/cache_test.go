@@ -293,7 +293,7 @@ func runCacheProperty(t *testing.T, seed uint64, steps int) {
 			recA.commit()
 			recB.commit()
 			// What a restore would rebuild from each changelog is
-			// the same, though the cached DB's held back writes.
+			// the same, though the cached DB held writes back.
 			if a, b := recA.restored(), recB.restored(); a != b {
 				fail("the changelogs restore different data:\ncached %s\nplain  %s", a, b)
 			}

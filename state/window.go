@@ -83,12 +83,10 @@ func (w *Window) Put(key []byte, start int64, value []byte) error {
 	// absent-key filter already (see KeyValue.cached).
 	present := e != nil && len(e.tiles) > 0
 	if e != nil && value != nil {
-		// Held back until DB.Flush (cache.go).
+		// Held back until DB.Flush (cache.go). A committed view has
+		// no cache, so e is nil for it.
 		if w.kv.db.pdb == nil {
 			return ErrClosed
-		}
-		if w.kv.committed {
-			return errReadOnly
 		}
 		if e.putTile(start, value, true) {
 			c.stats.Absorbed++
