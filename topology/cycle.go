@@ -839,6 +839,7 @@ func (r *Runtime) applyAll() error {
 			return fmt.Errorf("applying writes of task %s: %w", a.id, err)
 		}
 		r.metrics.storeSize.WithLabelValues(a.id.String()).Set(float64(a.db.Size()))
+		r.metrics.readCacheStats(&a.cacheSeen, a.db.CacheStats())
 	}
 	return nil
 }

@@ -181,6 +181,14 @@ func runSlowThreads(t *testing.T, threads int, g topology.Guarantee, proc slowCo
 		}
 	}
 
+	// The counting processor reads each key before it writes it, so its
+	// read cache saw reads and held writes back.
+	for _, ev := range []string{"miss", "written_back"} {
+		if n := counterValue(t, reg, "tessera_read_cache_total", ev); n <= 0 {
+			t.Errorf("tessera_read_cache_total{event=%q} = %v, want some", ev, n)
+		}
+	}
+
 	committed := counterValue(t, reg, "tessera_transactions_total", "committed")
 	aborted := counterValue(t, reg, "tessera_transactions_total", "aborted")
 	if aborted != 0 {

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/tessera-cdp/tessera/state"
 )
 
 // metrics are the engine's Prometheus metrics. Names are part of the
@@ -24,6 +25,7 @@ type metrics struct {
 	punctuations   *prometheus.CounterVec // type
 	produceErrors  prometheus.Counter     //
 	standby        *prometheus.CounterVec // store
+	readCache      *prometheus.CounterVec // event
 	// busy is each processing thread's tessera_thread_busy_seconds_total,
 	// by thread index.
 	busy []prometheus.Counter
@@ -34,6 +36,27 @@ func (m *metrics) standbyRecords(store string, n int64) {
 	if n > 0 {
 		m.standby.WithLabelValues(store).Add(float64(n))
 	}
+}
+
+// readCacheStats adds to tessera_read_cache_total what a task's read cache
+// did since seen, the cache's counts when last read, and makes now seen.
+func (m *metrics) readCacheStats(seen *state.CacheStats, now state.CacheStats) {
+	for _, c := range [...]struct {
+		event string
+		n     int64
+	}{
+		{"hit", now.Hits - seen.Hits},
+		{"miss", now.Misses - seen.Misses},
+		{"filtered", now.Filtered - seen.Filtered},
+		{"eviction", now.Evictions - seen.Evictions},
+		{"absorbed", now.Absorbed - seen.Absorbed},
+		{"written_back", now.WrittenBack - seen.WrittenBack},
+	} {
+		if c.n > 0 {
+			m.readCache.WithLabelValues(c.event).Add(float64(c.n))
+		}
+	}
+	*seen = now
 }
 
 func newMetrics(reg prometheus.Registerer, threads int) *metrics {
@@ -104,10 +127,14 @@ func newMetrics(reg prometheus.Registerer, threads int) *metrics {
 			Name: "tessera_standby_records_total",
 			Help: "Changelog records applied to standby replicas, by store.",
 		}, []string{"store"}),
+		readCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_read_cache_total",
+			Help: "What the tasks' read caches did, by event: hit, miss (read from Pebble), filtered (a miss the absent-key filter answered), eviction, absorbed (a write replacing a held-back one, saving a changelog record) and written_back (a held-back write logged).",
+		}, []string{"event"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.processed, m.latency, m.lag, m.commitLatency, m.transactions,
-			m.restored, m.restoredBytes, m.restoreSeconds, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors, m.standby, busy)
+			m.restored, m.restoredBytes, m.restoreSeconds, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors, m.standby, m.readCache, busy)
 	}
 	for i := range threads {
 		m.busy = append(m.busy, busy.WithLabelValues(strconv.Itoa(i)))

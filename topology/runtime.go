@@ -116,6 +116,9 @@ type assigned struct {
 	db     *state.DB
 	cancel context.CancelFunc
 	done   chan struct{} // closed when the restore goroutine returns
+	// cacheSeen is db's read cache counts when the metrics last read
+	// them (applyAll, on the loop).
+	cacheSeen state.CacheStats
 
 	// resMu guards res, which the restore goroutine sets when it ends.
 	resMu sync.Mutex
