@@ -1,5 +1,5 @@
 // Package state keeps a task's local state: Pebble-backed key-value and
-// windowed stores whose every write is also sent to a compacted changelog
+// windowed stores whose writes are also sent to a compacted changelog
 // topic, a checkpoint of the changelog offsets that the local data reflects,
 // and the restore that rebuilds a store from its changelog.
 //
@@ -17,6 +17,9 @@
 //
 // Writes go to a pending indexed batch: reads see them at once, Pebble sees
 // them only when Commit applies the batch together with the new checkpoint.
+// A write to a key the read cache holds waits in the cache instead, and
+// reaches the batch and the changelog once, at the next Flush (cache.go):
+// the engine flushes after each poll's records and before it ends a cycle.
 // The engine calls Commit after the Kafka transaction that carried the
 // changelog records has committed, and Discard when it aborted, so state
 // written by an aborted transaction never survives (KAFKA-20685). A crash
