@@ -595,6 +595,26 @@ func TestReadCacheEdges(t *testing.T) {
 			want: "1→2 1000=b absorbed=1 written=1",
 		},
 		{
+			name: "a new key's writes fold too, once the filter said it was absent",
+			run: func(t *testing.T, db *state.DB) string {
+				kv := db.KeyValue("kv")
+				must(t, kv.Put([]byte("old"), []byte("x")))
+				get(t, kv, "probe") // a read makes the store's filter
+				must(t, db.Commit(nil))
+				state.AwaitFilters(db)
+				filtered := db.CacheStats().Filtered
+				rec := &recorder{}
+				db.SetChangeLogger(rec)
+				get(t, kv, "new") // answered by the filter
+				must(t, kv.Put([]byte("new"), []byte("v1")))
+				must(t, kv.Put([]byte("new"), []byte("v2")))
+				must(t, db.Flush())
+				st := db.CacheStats()
+				return fmt.Sprintf("%v filtered=%d absorbed=%d %s", rec.changes, st.Filtered-filtered, st.Absorbed, get(t, kv, "new"))
+			},
+			want: "[kv:new=v2] filtered=1 absorbed=1 v2",
+		},
+		{
 			name:  "an evicted entry is written back first",
 			limit: 2 << 10,
 			run: func(t *testing.T, db *state.DB) string {

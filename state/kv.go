@@ -109,9 +109,14 @@ func (s *KeyValue) Get(key []byte) ([]byte, error) {
 		}
 	}
 	if fs := s.filters(); fs != nil && fs.of(s.name, false, s.prefix).absent(k) {
-		// Not cached as absent: the filter answers as fast, and
-		// the key is often written next.
 		fs.absents++
+		// Cached as absent, though the filter answers as fast: the
+		// key is often written next (a new profile, a new
+		// identifier), and with an entry that write waits in the
+		// cache, where the key's next writes of the poll fold into it.
+		if c != nil {
+			c.insert(&cacheEntry{key: string(k)})
+		}
 		return nil, nil
 	}
 	v, err := getFrom(s.reader(), k)
