@@ -143,7 +143,7 @@ func (s *KeyValue) Put(key, value []byte) error {
 		return errReadOnly
 	}
 	k := s.key(key)
-	if s.writeBack(k, value) {
+	if s.holdBack(k, value) {
 		return nil
 	}
 	if err := s.db.pending.Set(k, value, nil); err != nil {
@@ -167,7 +167,7 @@ func (s *KeyValue) Delete(key []byte) error {
 		return errReadOnly
 	}
 	k := s.key(key)
-	if s.writeBack(k, nil) {
+	if s.holdBack(k, nil) {
 		return nil
 	}
 	if err := s.db.pending.Delete(k, nil); err != nil {
@@ -200,10 +200,11 @@ func (s *KeyValue) stopCaching() {
 	}
 }
 
-// writeBack makes value (nil: deleted) the value of the Pebble key k in its
+// holdBack makes value (nil: deleted) the value of the Pebble key k in its
 // cache entry, if k has one, leaving the write to the pending batch and
-// the changelog to DB.Flush (cache.go). It reports whether it did.
-func (s *KeyValue) writeBack(k, value []byte) bool {
+// the changelog to DB.Flush, which writes the entry back (cache.go). It
+// reports whether it held the write back.
+func (s *KeyValue) holdBack(k, value []byte) bool {
 	c := s.cache()
 	if c == nil {
 		return false

@@ -709,11 +709,11 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 	if r.sess != nil && !r.inTxn && c.records == 0 {
 		// Nothing produced and no offsets to commit: there is no
 		// transaction to end, and no store write waits (every write
-		// has produced its changelog record by now: flushAll). Ending an empty transaction
-		// is not free: franz-go learns that the broker supports
-		// KIP-447 only from a TxnOffsetCommit, and without one holds
-		// its session lock for 500ms after the commit, delaying the
-		// next cycle's.
+		// has produced its changelog record by now: flushAll).
+		// Ending an empty transaction is not free: franz-go learns
+		// that the broker supports KIP-447 only from a
+		// TxnOffsetCommit, and without one holds its session lock
+		// for 500ms after the commit, delaying the next cycle's.
 		return tryCommit, nil
 	}
 	var committed bool

@@ -129,7 +129,7 @@ func newMetrics(reg prometheus.Registerer, threads int) *metrics {
 		}, []string{"store"}),
 		readCache: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_read_cache_total",
-			Help: "What the tasks' read caches did, by event: hit, miss (read from Pebble), filtered (a miss the absent-key filter answered), eviction, absorbed (a write replacing a held-back one, saving a changelog record) and written_back (a held-back write logged).",
+			Help: "What the tasks' read caches did, by event: hit, miss (filtered ones included), filtered (a miss the absent-key filter answered without reading Pebble), eviction, absorbed (a write replacing a held-back one, saving a changelog record) and written_back (a held-back write logged).",
 		}, []string{"event"}),
 	}
 	if reg != nil {
