@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 // throughput fills the events topic, runs the baseline over it, then the
@@ -113,15 +115,20 @@ func (h *harness) startCPUProfile(measured bool) <-chan error {
 	return done
 }
 
-// topicRecords returns the records of topic: the sum over its partitions
-// of end minus start offset (for a transactional topic this counts the
-// commit markers too, so it is an upper bound).
+// topicRecords returns the records of topic (topicOffsets).
 func (h *harness) topicRecords(ctx context.Context, topic string) (int64, error) {
-	ends, err := h.adm.ListEndOffsets(ctx, topic)
+	return topicOffsets(ctx, h.adm, topic)
+}
+
+// topicOffsets returns the sum over topic's partitions of end minus start
+// offset: its records, and for a transactional topic its commit markers
+// too, so an upper bound of the records.
+func topicOffsets(ctx context.Context, adm *kadm.Client, topic string) (int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
 		return 0, fmt.Errorf("listing end offsets of %s: %w", topic, err)
 	}
-	starts, err := h.adm.ListStartOffsets(ctx, topic)
+	starts, err := adm.ListStartOffsets(ctx, topic)
 	if err != nil {
 		return 0, fmt.Errorf("listing start offsets of %s: %w", topic, err)
 	}
@@ -135,18 +142,26 @@ func (h *harness) topicRecords(ctx context.Context, topic string) (int64, error)
 	return n, nil
 }
 
-// changelogOffsets sums topicRecords over the hub's changelog topics.
+// changelogOffsets sums topicOffsets over the hub's changelog topics.
 func (h *harness) changelogOffsets(ctx context.Context) (int64, error) {
-	topics, err := h.adm.ListTopics(ctx)
+	return ChangelogOffsets(ctx, h.adm, h.app)
+}
+
+// ChangelogOffsets sums, over the changelog topics of application app,
+// end minus start offset of each partition: the store writes the
+// application logged, plus under exactly-once a transaction marker per
+// changelog partition and commit.
+func ChangelogOffsets(ctx context.Context, adm *kadm.Client, app string) (int64, error) {
+	topics, err := adm.ListTopics(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("listing topics: %w", err)
 	}
 	var n int64
 	for _, t := range topics.Names() {
-		if !strings.HasPrefix(t, h.app+".") || !strings.HasSuffix(t, "-changelog") {
+		if !strings.HasPrefix(t, app+".") || !strings.HasSuffix(t, "-changelog") {
 			continue
 		}
-		c, err := h.topicRecords(ctx, t)
+		c, err := topicOffsets(ctx, adm, t)
 		if err != nil {
 			return 0, err
 		}

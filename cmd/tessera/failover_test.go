@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tessera-cdp/tessera/bench"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -237,34 +238,19 @@ func failoverOnce(b *testing.B, bin string, customers, standbys int, sig syscall
 	return secs, restored
 }
 
-// changelogOffsets sums the end offsets of the changelog topics of the
-// application whose topics start with prefix: the records logged, plus
-// under exactly-once a marker per partition and transaction.
-func changelogOffsets(b testing.TB, brokers, prefix string) int64 {
+// changelogOffsets returns bench.ChangelogOffsets of application app.
+func changelogOffsets(b testing.TB, brokers, app string) int64 {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers))
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer cl.Close()
-	adm := kadm.NewClient(cl)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	topics, err := adm.ListTopics(ctx)
+	n, err := bench.ChangelogOffsets(ctx, kadm.NewClient(cl), app)
 	if err != nil {
 		b.Fatal(err)
 	}
-	var names []string
-	for _, t := range topics.Names() {
-		if strings.HasPrefix(t, prefix) && strings.HasSuffix(t, "-changelog") {
-			names = append(names, t)
-		}
-	}
-	ends, err := adm.ListEndOffsets(ctx, names...)
-	if err != nil {
-		b.Fatal(err)
-	}
-	var n int64
-	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	return n
 }
 
@@ -286,7 +272,7 @@ func BenchmarkFootprint(b *testing.B) {
 		events := loadCustomers(b, brokers, "fp.events", customers)
 		awaitDrained(b, brokers, "fp", []string{"fp.events", "fp.identity-links", "fp.profile-ops"}, 20*time.Minute)
 		secs := time.Since(start).Seconds()
-		logged := changelogOffsets(b, brokers, "fp.")
+		logged := changelogOffsets(b, brokers, "fp")
 		rss := metricSum(b, base, "process_resident_memory_bytes")
 		heap := metricSum(b, base, "go_memstats_heap_inuse_bytes")
 		p.cmd.Process.Signal(syscall.SIGTERM)
