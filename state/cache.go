@@ -141,6 +141,9 @@ type readCache struct {
 	// dirty lists the entries made dirty since the last flush, in the
 	// order they were; an entry written back since has dirty unset.
 	dirty []*cacheEntry
+	// listed counts the entries of dirty by store, so that a scan of a
+	// store with none (the timeline's, never cached) skips the walk.
+	listed map[string]int
 	// writeBack writes a dirty entry to the pending batch and the
 	// changelog, and marks it clean (DB.writeBack).
 	writeBack func(e *cacheEntry)
@@ -154,6 +157,7 @@ func newReadCache(limit int64) *readCache {
 		limit:   limit,
 		kv:      make(map[string]*cacheEntry),
 		win:     make(map[string]*cacheEntry),
+		listed:  make(map[string]int),
 		filters: filters{m: make(map[string]*storeFilter)},
 	}
 }
@@ -259,6 +263,7 @@ func (c *readCache) markDirty(e *cacheEntry, store string, plen int) {
 	}
 	e.dirty, e.store, e.plen = true, store, plen
 	c.dirty = append(c.dirty, e)
+	c.listed[store]++
 }
 
 // flush writes back the dirty entries whose keys lie in [lo, hi) (a nil
@@ -267,14 +272,14 @@ func (c *readCache) flush(lo, hi []byte) {
 	all := lo == nil && hi == nil
 	kept := c.dirty[:0]
 	for _, e := range c.dirty {
-		if !e.dirty {
-			continue
-		}
-		if !all && (e.key < string(lo) || hi != nil && e.key >= string(hi)) {
+		if e.dirty && !all && (e.key < string(lo) || hi != nil && e.key >= string(hi)) {
 			kept = append(kept, e)
 			continue
 		}
-		c.writeBack(e)
+		c.listed[e.store]--
+		if e.dirty {
+			c.writeBack(e)
+		}
 	}
 	clear(c.dirty[len(kept):])
 	c.dirty = kept
@@ -310,6 +315,7 @@ func (c *readCache) clear() {
 	}
 	clear(c.dirty)
 	c.dirty = c.dirty[:0]
+	clear(c.listed)
 	clear(c.kv)
 	clear(c.win)
 	c.filters.drop()

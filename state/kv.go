@@ -293,7 +293,7 @@ func (s *KeyValue) scan(start, end []byte, toStoreEnd, prefixed bool, fn func(ke
 	if len(upper) == 0 {
 		upper = nil // no key is past the prefix: no upper bound
 	}
-	if c := s.cache(); c != nil && len(c.dirty) > 0 {
+	if c := s.cache(); c != nil && c.listed[s.name] > 0 {
 		// The scan reads the batch, which lacks the dirty entries.
 		c.flush(lower, upper)
 	}
