@@ -186,6 +186,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	erasures := &regulation.Erasures{}
 	featureOpts := features.Options{AllowedLateness: time.Duration(cfg.Predictions.AllowedLateness), Registerer: reg}
 	topo, err := hubTopology(cfg, log, hubHooks{
+		reg:       reg,
 		features:  featureSet.Load,
 		audiences: audienceSet.Load,
 		predict: func(p *profile.Profile) (map[string]any, map[string]any) {

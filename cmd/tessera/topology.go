@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
@@ -28,6 +29,8 @@ type hubHooks struct {
 	skipEvent   func(partition int32, offset int64) bool
 	// erasedAt reads the erasure list (regulation.Erasures.ErasedAt).
 	erasedAt func(ids []profile.Ident) (time.Time, bool)
+	// reg registers the stages' counters; nil registers none.
+	reg prometheus.Registerer
 }
 
 func hubTopology(cfg config.Config, log *slog.Logger, h hubHooks) (*topology.Topology, error) {
@@ -53,6 +56,7 @@ func hubTopology(cfg config.Config, log *slog.Logger, h hubHooks) (*topology.Top
 		ErasedAt:      h.erasedAt,
 		ErasureGrace:  time.Duration(cfg.Profiles.ErasureGrace),
 		Logger:        log,
+		Registerer:    h.reg,
 	})
 	if err != nil {
 		return nil, err

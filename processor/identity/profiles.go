@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/profile"
@@ -57,12 +58,22 @@ type profiler struct {
 	roundAt        time.Time
 	roundFeatures  *features.Set
 	roundAudiences *audience.Set
+	// inRound says a round is under way; fresh holds the profiles that
+	// an event or a merge evaluated since it began, with the definitions
+	// freshFeatures and freshAudiences: the round passes them by, as
+	// they are as current as its visit would make them.
+	inRound        bool
+	fresh          map[string]struct{}
+	freshFeatures  *features.Set
+	freshAudiences *audience.Set
 	// markers are the erasure markers this task wrote, oldest first, to
 	// delete once their grace has passed.
 	markers []marker
 	// migration is the features store's move to the second layout
 	// (features.Set.Migrate), which the sweeps make until it is done.
 	migration features.Migration
+	// sweeps is tessera_profile_sweep_total, nil without a Registerer.
+	sweeps *prometheus.CounterVec
 }
 
 // marker is an erased profile's marker awaiting deletion.
@@ -71,6 +82,14 @@ type marker struct {
 	erasedAt time.Time
 }
 
+// sweepBudget bounds the wall time of one sweep: it visits slices of
+// profileSweepBatch profiles until the budget is spent, and the next sweep
+// resumes after them. A sweep runs on the processing loop, so records wait
+// behind it; it used to visit 2,000 profiles at once, every second on every
+// task, however long that took. A variable so that a test can make a round
+// take many sweeps.
+var sweepBudget = 4 * time.Millisecond
+
 // sweepInterval, profileSweepBatch and sweepBudget pace the maintenance
 // sweep: it computes new features from the history of profiles that get no
 // events, and expires tiles no window reads any more, a bounded slice of
@@ -78,12 +97,6 @@ type marker struct {
 const (
 	sweepInterval     = 250 * time.Millisecond
 	profileSweepBatch = 32
-	// sweepBudget bounds the wall time of one sweep: it visits slices of
-	// profileSweepBatch profiles until the budget is spent, and the next
-	// sweep resumes after them. A sweep runs on the processing loop, so
-	// records wait behind it; it used to visit 2,000 profiles at once,
-	// every second on every task, however long that took.
-	sweepBudget = 4 * time.Millisecond
 	// expireEvery is how much stream time passes between the sweep rounds
 	// that expire tiles. Expiry only reclaims space (values are right
 	// without it, see features.Set.Expire), and it costs a range scan per
@@ -131,6 +144,8 @@ func (pr *profiler) sweep(ctx *topology.Context, now time.Time) error {
 			return nil
 		}
 		pr.roundAt, pr.roundFeatures, pr.roundAudiences = now, set, aud
+		pr.inRound, pr.freshFeatures, pr.freshAudiences = true, set, aud
+		clear(pr.fresh)
 		pr.expiring = pr.expiredAt.IsZero() || now.Sub(pr.expiredAt) >= expireEvery
 		if pr.expiring {
 			pr.expiredAt = now
@@ -179,9 +194,16 @@ func (pr *profiler) migrate(ctx *topology.Context, set *features.Set) (bool, err
 // pr.sweepFrom, and moves pr.sweepFrom past them (nil at the round's end).
 func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now time.Time) error {
 	store := ctx.KeyValue(ProfilesStore)
-	type item struct{ id, value []byte }
+	type item struct {
+		id, value []byte
+		fresh     bool // passed by: not copied, not visited
+	}
 	var batch []item
 	n := 0
+	// Profiles that an event or a merge evaluated since the round began
+	// are passed by, unless the round expires tiles.
+	current := pr.freshFeatures == set && pr.freshAudiences == pr.audiences()
+	expire := set != nil && pr.expiring
 	// The slice is copied out before it is visited: visiting writes to
 	// the store, which an open iterator over it must not see change.
 	err := store.Range(pr.sweepFrom, nil, func(k, v []byte) error {
@@ -189,7 +211,12 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 		if n > profileSweepBatch {
 			return errStop
 		}
-		batch = append(batch, item{append([]byte(nil), k...), append([]byte(nil), v...)})
+		it := item{id: append([]byte(nil), k...)}
+		_, it.fresh = pr.fresh[string(k)]
+		if it.fresh = it.fresh && current && !expire; !it.fresh {
+			it.value = append([]byte(nil), v...)
+		}
+		batch = append(batch, it)
 		return nil
 	})
 	if err != nil && err != errStop {
@@ -199,9 +226,25 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 		pr.sweepFrom = append(batch[len(batch)-1].id, 0)
 	} else {
 		pr.sweepFrom = nil
+		// The round ends with this slice.
+		defer func() {
+			pr.inRound = false
+			clear(pr.fresh)
+		}()
 	}
 	w := ctx.Window(FeaturesStore)
+	visited, passed := 0, 0
+	defer func() {
+		if pr.sweeps != nil {
+			pr.sweeps.WithLabelValues("visited").Add(float64(visited))
+			pr.sweeps.WithLabelValues("passed").Add(float64(passed))
+		}
+	}()
 	for _, it := range batch {
+		if it.fresh {
+			passed++
+			continue
+		}
 		r, err := decodeRecord(it.value, pr.names)
 		if err != nil {
 			return err
@@ -216,6 +259,12 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 		if r.P.ID == "" || r.MergedInto != "" || r.busy() {
 			continue
 		}
+		_, fresh := pr.fresh[string(it.id)]
+		if fresh = fresh && current; fresh {
+			passed++
+		} else {
+			visited++
+		}
 		if set != nil {
 			// One scan for the tiles that computing, expiring and
 			// evaluating read.
@@ -224,18 +273,21 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 			}
 		}
 		s := &step{pr: pr, ctx: ctx, id: string(it.id), r: r, ts: ctx.StreamTime()}
-		changed, err := s.computeHistory()
-		if err != nil {
-			return err
+		var changed, moved bool
+		if !fresh {
+			if changed, err = s.computeHistory(); err != nil {
+				return err
+			}
 		}
-		if set != nil && pr.expiring {
+		if expire {
 			if err := set.Expire(w, it.id, ctx.StreamTime()); err != nil {
 				return err
 			}
 		}
-		moved, err := s.evaluate(ctx.StreamTime(), "time:"+strconv.FormatInt(ctx.StreamTime().UnixMilli(), 10))
-		if err != nil {
-			return err
+		if !fresh {
+			if moved, err = s.evaluate(ctx.StreamTime(), "time:"+strconv.FormatInt(ctx.StreamTime().UnixMilli(), 10)); err != nil {
+				return err
+			}
 		}
 		if changed || moved {
 			pr.buf = r.appendTo(pr.buf[:0])
@@ -245,6 +297,24 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 		}
 	}
 	return nil
+}
+
+// evaluated notes that an event or a merge evaluated profile id with the
+// definitions in force, for the round under way to pass it by.
+func (pr *profiler) evaluated(id string) {
+	if !pr.inRound {
+		return
+	}
+	set, aud := pr.features(), pr.audiences()
+	if set != pr.freshFeatures || aud != pr.freshAudiences {
+		// Evaluated before the change are no longer current.
+		clear(pr.fresh)
+		pr.freshFeatures, pr.freshAudiences = set, aud
+	}
+	if pr.fresh == nil {
+		pr.fresh = make(map[string]struct{})
+	}
+	pr.fresh[id] = struct{}{}
 }
 
 // onlyFeature returns the one-feature Set of key in set.
@@ -408,6 +478,7 @@ func (s *step) handle(o op, raw []byte) error {
 		if _, err := s.evaluate(s.ctx.StreamTime(), "absorb:"+o.Peer); err != nil {
 			return err
 		}
+		s.pr.evaluated(s.id)
 		return nil
 	}
 	if s.r.busy() {
@@ -575,6 +646,7 @@ func (s *step) event(o op) error {
 	if _, err := s.evaluate(now, string(v.GetStringBytes("messageId"))); err != nil {
 		return err
 	}
+	s.pr.evaluated(s.id)
 	rules := s.pr.o.Rules
 	for _, str := range o.Identifiers {
 		id, err := profile.ParseIdent(str)

@@ -1,10 +1,13 @@
 package identity
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/profile"
@@ -71,6 +74,9 @@ type Options struct {
 	ErasureGrace time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Registerer, when set, registers the stages' counters
+	// (tessera_profile_sweep_total).
+	Registerer prometheus.Registerer
 }
 
 // DefaultErasureGrace is Options.ErasureGrace's default: far longer than
@@ -106,6 +112,10 @@ func Add(b *topology.Builder, o Options) error {
 	if err != nil {
 		return err
 	}
+	sweeps, err := newSweepCounter(o.Registerer)
+	if err != nil {
+		return err
+	}
 	t := TopicsOf(o.App)
 	if o.EventsTopic != "" {
 		t.Events = o.EventsTopic
@@ -119,7 +129,7 @@ func Add(b *topology.Builder, o Options) error {
 		AddSink("resolve-links", t.Links, "resolve").
 		AddSink("resolve-invalid", t.Invalid, "resolve")
 	b.AddSource("ops", t.Ops, o.Partitions).
-		AddProcessor("profile", func() topology.Processor { return &profiler{o: o, c: c, t: t, names: interner{}} }, "ops").
+		AddProcessor("profile", func() topology.Processor { return &profiler{o: o, c: c, t: t, names: interner{}, sweeps: sweeps} }, "ops").
 		AddStore(ProfilesStore, topology.KeyValueStore, "profile").
 		AddStore(FeaturesStore, topology.WindowStore, "profile").
 		AddStore(TimelineStore, topology.KeyValueStore, "profile").
@@ -127,6 +137,31 @@ func Add(b *topology.Builder, o Options) error {
 		AddSink("profile-links", t.Links, "profile").
 		AddSink("profile-activations", t.Activations, "profile")
 	return nil
+}
+
+// newSweepCounter returns tessera_profile_sweep_total, registered with reg
+// (or the one registered already: a replay adds the stages again in the
+// same process), or nil without a reg.
+func newSweepCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+	if reg == nil {
+		return nil, nil
+	}
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tessera_profile_sweep_total",
+		Help: "Profiles the maintenance sweep's rounds visited (computed, expired, re-evaluated as time passed) or passed by (evaluated by an event or a merge since the round began), by outcome.",
+	}, []string{"outcome"})
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if !errors.As(err, &are) {
+			return nil, fmt.Errorf("registering the sweep counter: %w", err)
+		}
+		existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
+		if !ok {
+			return nil, fmt.Errorf("registering the sweep counter: %w", err)
+		}
+		c = existing
+	}
+	return c, nil
 }
 
 // LoadProfile reads a profile from a profiles store value, following
