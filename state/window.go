@@ -353,12 +353,13 @@ func (w *Window) Load(keys [][]byte) error {
 	return err
 }
 
-// Scan calls fn for every tile of the store, in the store's order (keys
-// by length, then bytes; a key's tiles by start), beginning with the
-// tiles of key from, or with the first key when from is nil. The key and
-// value passed to fn are only valid during the call and must not be
-// modified; writes made by fn are not seen by the running Scan. It reads
-// the pending batch, writing back the held-back tiles it covers first.
+// Scan calls fn for every tile of the store, in the store's order (that
+// of uvarint(len(key)) + key, so keys shorter than 128 bytes by length,
+// then bytes; a key's tiles by start), beginning with the tiles of key
+// from, or with the first key when from is nil. The key and value passed
+// to fn are only valid during the call and must not be modified; writes
+// made by fn are not seen by the running Scan. It reads the pending batch,
+// writing back the held-back tiles it covers first.
 func (w *Window) Scan(from []byte, fn func(key []byte, start int64, value []byte) error) error {
 	var lo []byte
 	if from != nil {

@@ -632,8 +632,8 @@ func (s *Set) mixedLayouts(w *state.Window) (bool, error) {
 // later can reach (doc.go, Expiry). A stream-time punctuation calls it, so
 // that stored state shrinks as values fall. Values are right without it:
 // it reclaims space, it does not make values fall, so a sweep of the
-// task's profiles every hour or so is plenty. It costs one range scan per
-// windowed feature.
+// task's profiles every hour or so is plenty. It costs one scan of the
+// profile's tiles (Load), more while a migration is under way.
 func (s *Set) Expire(w *state.Window, profile []byte, now time.Time) error {
 	mixed, err := s.mixedLayouts(w)
 	if err != nil {
