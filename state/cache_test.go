@@ -2,7 +2,6 @@ package state_test
 
 import (
 	"bytes"
-	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -37,39 +36,6 @@ func (m *model) fetch(key string, from, to int64) []string {
 		start, _ := strconv.ParseInt(name, 10, 64)
 		if start >= from && start < to {
 			out = append(out, fmt.Sprintf("%d=%s", start, m.work[k]))
-		}
-	}
-	return out
-}
-
-// scan returns the tiles Window.Scan(from) should pass, "key@start=value",
-// in the store's order: keys by length, then bytes; tiles by start.
-func (m *model) scan(from []byte) []string {
-	type tile struct {
-		key   string
-		start int64
-		value string
-	}
-	var tiles []tile
-	for k, v := range m.work {
-		name, ok := strings.CutPrefix(k, "win/")
-		if !ok {
-			continue
-		}
-		i := strings.LastIndexByte(name, '@')
-		start, _ := strconv.ParseInt(name[i+1:], 10, 64)
-		tiles = append(tiles, tile{name[:i], start, v})
-	}
-	order := func(a, b string) int {
-		return cmp.Or(cmp.Compare(len(a), len(b)), strings.Compare(a, b))
-	}
-	slices.SortFunc(tiles, func(a, b tile) int {
-		return cmp.Or(order(a.key, b.key), cmp.Compare(a.start, b.start))
-	})
-	var out []string
-	for _, t := range tiles {
-		if from == nil || order(t.key, string(from)) >= 0 {
-			out = append(out, fmt.Sprintf("%s@%d=%s", t.key, t.start, t.value))
 		}
 	}
 	return out
@@ -260,47 +226,14 @@ func runCacheProperty(t *testing.T, seed uint64, steps int) {
 			} else {
 				m.work["win/"+tileName(key, start)] = string(v)
 			}
-		case op < 55:
+		case op < 58:
 			trace = append(trace, fmt.Sprintf("win.Get(%q, %d)", key, start))
 			getTile(key, start)
-		case op < 59:
-			// Load reads several keys with one scan; the reads
-			// that follow must see what they would without it.
-			var keys [][]byte
-			for _, k := range cacheKeys {
-				if rng.IntN(3) == 0 {
-					keys = append(keys, []byte(k))
-				}
-			}
-			trace = append(trace, fmt.Sprintf("win.Load(%q)", keys))
-			for _, w := range st.win {
-				must(t, w.Load(keys))
-			}
-			for _, k := range keys {
-				fetch(string(k), 0, math.MaxInt64)
-			}
-		case op < 70:
+		case op < 72:
 			from := cacheStarts[rng.IntN(len(cacheStarts))] - int64(rng.IntN(2))
 			to := from + int64(rng.IntN(7000))
 			trace = append(trace, fmt.Sprintf("win.Fetch(%q, %d, %d)", key, from, to))
 			fetch(key, max(from, 0), to)
-		case op < 72:
-			var from []byte
-			if rng.IntN(4) > 0 {
-				from = []byte(key)
-			}
-			trace = append(trace, fmt.Sprintf("win.Scan(%q)", from))
-			want := m.scan(from)
-			for i, w := range st.win {
-				var got []string
-				must(t, w.Scan(from, func(k []byte, s int64, v []byte) error {
-					got = append(got, fmt.Sprintf("%s@%d=%s", k, s, v))
-					return nil
-				}))
-				if fmt.Sprint(got) != fmt.Sprint(want) {
-					fail("db %d: Scan(%q) = %v, model %v", i, from, got, want)
-				}
-			}
 		case op < 78:
 			cut := start + int64(rng.IntN(2))
 			trace = append(trace, fmt.Sprintf("win.DeleteBefore(%q, %d)", key, cut))

@@ -19,8 +19,7 @@ import (
 //
 // The read cache keeps all the tiles of a key once one of them was read
 // (cache.go), so that Get, Fetch and DeleteBefore of a recently read key
-// open no Pebble iterator; Load reads the tiles of several keys that lie
-// close together with one.
+// open no Pebble iterator.
 type Window struct {
 	kv KeyValue
 	// kbuf holds the Pebble key of the last tile addressed: the store's
@@ -30,22 +29,10 @@ type Window struct {
 	// iopts that scan's options (Pebble copies them).
 	hbuf  []byte
 	iopts pebble.IterOptions
-	// lbuf holds the Pebble prefixes of the keys a Load reads, lkeys
-	// their bounds in it, and lents their entries.
-	lbuf  []byte
-	lkeys []span
-	lents []*cacheEntry
 }
-
-// span is the bounds of a slice of a buffer.
-type span struct{ lo, hi int }
 
 // Name returns the store's name.
 func (w *Window) Name() string { return w.kv.name }
-
-// Committed returns a read-only view of w's store as of the last commit,
-// like DB.CommittedWindow.
-func (w *Window) Committed() *Window { return w.kv.db.CommittedWindow(w.kv.name) }
 
 // tileKey returns the Pebble key of (key, start); its first len-8 bytes
 // are the Pebble prefix of key's tiles.
@@ -80,29 +67,6 @@ func (w *Window) Get(key []byte, start int64) ([]byte, error) {
 		return bytes.Clone(e.tiles[i].value), nil
 	}
 	return nil, nil
-}
-
-// Has reports whether key has a tile starting at start: Get without the
-// copy.
-func (w *Window) Has(key []byte, start int64) (bool, error) {
-	if w.kv.db.pdb == nil {
-		return false, ErrClosed
-	}
-	full := w.tileKey(key, start)
-	c := w.kv.cache()
-	if c == nil {
-		v, err := getFrom(w.kv.reader(), full)
-		if err != nil {
-			return false, fmt.Errorf("getting %q from %s: %w", full[len(w.kv.prefix):], w.kv.name, err)
-		}
-		return v != nil, nil
-	}
-	e, err := w.tiles(c, full[:len(full)-8])
-	if err != nil {
-		return false, err
-	}
-	_, ok := e.search(start)
-	return ok, nil
 }
 
 // Put sets the tile of key starting at start; a nil value deletes it. Put
@@ -228,150 +192,32 @@ func (w *Window) tiles(c *readCache, prefix []byte) (*cacheEntry, error) {
 		c.insert(e)
 		return e, nil
 	}
-	e := &cacheEntry{key: string(prefix), window: true, slot: -1}
-	var stray []byte
-	err := w.scanInto(prefix, prefix, func(p []byte) *cacheEntry {
-		if !bytes.Equal(p, prefix) && stray == nil {
-			stray = bytes.Clone(p)
-		}
-		return e
-	})
-	if err == nil && stray != nil {
-		err = fmt.Errorf("iterating %s: tile key prefix %q is not %q's", w.kv.name, stray[len(w.kv.prefix):], prefix[len(w.kv.prefix):])
-	}
-	if err != nil {
-		return nil, err
-	}
-	c.insert(e)
-	return e, nil
-}
-
-// scanInto reads the tiles under the Pebble key prefixes first to last
-// with one scan of the pending batch, appending each tile to the entry
-// that entryOf returns for its key's prefix, or skipping it when that is
-// nil. The prefixes come in the store's order, so entryOf is asked in
-// that order.
-func (w *Window) scanInto(first, last []byte, entryOf func(prefix []byte) *cacheEntry) error {
-	w.hbuf = appendPrefixEnd(w.hbuf[:0], last)
-	w.iopts = pebble.IterOptions{LowerBound: first, UpperBound: w.hbuf}
+	w.hbuf = appendPrefixEnd(w.hbuf[:0], prefix)
+	w.iopts = pebble.IterOptions{LowerBound: prefix, UpperBound: w.hbuf}
 	it, err := w.kv.db.pending.NewIter(&w.iopts)
 	if err != nil {
-		return fmt.Errorf("iterating %s: %w", w.kv.name, err)
+		return nil, fmt.Errorf("iterating %s: %w", w.kv.name, err)
 	}
+	e := &cacheEntry{key: string(prefix), window: true, slot: -1}
 	for valid := it.First(); valid; valid = it.Next() {
-		k := it.Key()
-		if len(k) < len(w.kv.prefix)+1+8 {
-			it.Close()
-			return fmt.Errorf("iterating %s: tile key %q is not a key and a start", w.kv.name, k[len(w.kv.prefix):])
-		}
-		e := entryOf(k[:len(k)-8])
-		if e == nil {
-			continue
-		}
 		v, err := it.ValueAndErr()
+		if err == nil && len(it.Key()) != len(prefix)+8 {
+			err = fmt.Errorf("tile key %q is not a key and a start", it.Key()[len(w.kv.prefix):])
+		}
 		if err != nil {
 			it.Close()
-			return fmt.Errorf("iterating %s: %w", w.kv.name, err)
+			return nil, fmt.Errorf("iterating %s: %w", w.kv.name, err)
 		}
 		e.tiles = append(e.tiles, cachedTile{
-			start: int64(binary.BigEndian.Uint64(k[len(k)-8:])),
+			start: int64(binary.BigEndian.Uint64(it.Key()[len(prefix):])),
 			value: copyInto(nil, v),
 		})
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("iterating %s: %w", w.kv.name, err)
+		return nil, fmt.Errorf("iterating %s: %w", w.kv.name, err)
 	}
-	return nil
-}
-
-// Load makes the read cache hold the tiles of each of keys, so that the
-// reads of them that follow open no Pebble iterator. It reads the keys
-// that are neither cached nor ruled out by the absent-key filter with one
-// scan, from the first of them to the last in the store's order, stepping
-// over the tiles of other keys in between: one iterator seek instead of
-// one per key. That pays when the keys are close in that order, as keys
-// of one length with a common beginning are (a profile's features).
-// Keys the filter rules out are left to the reads, which cost no Pebble
-// look-up for them either. Without a read cache (a committed view, a store
-// not cached) Load does nothing. It counts a miss for each key it reads.
-// Load only saves work: reads are right without it.
-func (w *Window) Load(keys [][]byte) error {
-	if w.kv.db.pdb == nil {
-		return ErrClosed
-	}
-	c := w.kv.cache()
-	if c == nil {
-		return nil
-	}
-	sf := c.filters.of(w.kv.name, true, w.kv.prefix)
-	w.lbuf, w.lkeys = w.lbuf[:0], w.lkeys[:0]
-	for _, key := range keys {
-		full := w.tileKey(key, 0)
-		prefix := full[:len(full)-8]
-		if c.win[string(prefix)] != nil {
-			continue
-		}
-		if sf.absent(prefix) {
-			continue
-		}
-		c.stats.Misses++
-		lo := len(w.lbuf)
-		w.lbuf = append(w.lbuf, prefix...)
-		w.lkeys = append(w.lkeys, span{lo, len(w.lbuf)})
-	}
-	if len(w.lkeys) == 0 {
-		return nil
-	}
-	buf := w.lbuf
-	pre := func(s span) []byte { return buf[s.lo:s.hi] }
-	slices.SortFunc(w.lkeys, func(a, b span) int { return bytes.Compare(pre(a), pre(b)) })
-	w.lkeys = slices.CompactFunc(w.lkeys, func(a, b span) bool { return bytes.Equal(pre(a), pre(b)) })
-	w.lents = w.lents[:0]
-	for _, s := range w.lkeys {
-		w.lents = append(w.lents, &cacheEntry{key: string(pre(s)), window: true, slot: -1})
-	}
-	// INVARIANT: the scan's prefixes come in order, and no window
-	// prefix is a prefix of another's tile keys, so the entries are
-	// walked once: j is the first whose prefix is not below the
-	// scanned one.
-	j := 0
-	err := w.scanInto(pre(w.lkeys[0]), pre(w.lkeys[len(w.lkeys)-1]), func(prefix []byte) *cacheEntry {
-		for j < len(w.lkeys) && bytes.Compare(pre(w.lkeys[j]), prefix) < 0 {
-			j++
-		}
-		if j < len(w.lkeys) && bytes.Equal(pre(w.lkeys[j]), prefix) {
-			return w.lents[j]
-		}
-		return nil
-	})
-	if err == nil {
-		for _, e := range w.lents {
-			c.insert(e)
-		}
-	}
-	clear(w.lents)
-	return err
-}
-
-// Scan calls fn for every tile of the store, in the store's order (that
-// of uvarint(len(key)) + key, so keys shorter than 128 bytes by length,
-// then bytes; a key's tiles by start), beginning with the tiles of key
-// from, or with the first key when from is nil. The key and value passed
-// to fn are only valid during the call and must not be modified; writes
-// made by fn are not seen by the running Scan. It reads the pending batch,
-// writing back the held-back tiles it covers first.
-func (w *Window) Scan(from []byte, fn func(key []byte, start int64, value []byte) error) error {
-	var lo []byte
-	if from != nil {
-		lo = append(binary.AppendUvarint(nil, uint64(len(from))), from...)
-	}
-	return w.kv.Range(lo, nil, func(k, v []byte) error {
-		n, m := binary.Uvarint(k)
-		if m <= 0 || uint64(len(k)-m) != n+8 {
-			return fmt.Errorf("scanning %s: tile key %q is not a key and a start", w.kv.name, k)
-		}
-		return fn(k[m:len(k)-8], int64(binary.BigEndian.Uint64(k[len(k)-8:])), v)
-	})
+	c.insert(e)
+	return e, nil
 }
 
 // DeleteBefore deletes the tiles of key that start before t, logging a

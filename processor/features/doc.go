@@ -154,36 +154,16 @@
 //
 // # Store layout
 //
-// Each feature of each profile is one key of the window store (second
-// layout):
+// Each feature of each profile is one key of the window store:
 //
-//	uvarint(len(profile)) profile id(8)
+//	uvarint(len(profile)) profile name 0x00 fingerprint(8)
 //
-// where id is 8 bytes of a hash of the feature's suffix, name 0x00
-// fingerprint(8). The fingerprint hashes the definition (event, type,
-// filter, agg, property, window and tile size), so a redefined feature
-// starts from empty tiles rather than misreading old ones; the old key's
-// tiles are no longer read, and windowed ones are not expired either
-// (Expire knows only the current definitions). Whoever replaces a
-// definition drops them with the old Set's Delete, or leaves them to
-// compaction of a rebuilt store. Exports (and Info.Key) name features by
-// their suffix, so the layout is the store's own business.
-//
-// All keys of one profile have one length and one beginning, so the window
-// store (which orders keys by length, then bytes) holds a profile's tiles
-// side by side: Update, Expire, Export, Import, Delete and Load read them
-// all with one scan (state.Window.Load) rather than one iterator seek per
-// feature, which took 11–13 % of the hub's CPU once a task's profiles
-// outgrew its read cache (bench/README.md, Profiling).
-//
-// The first layout, before 3 December 2026, ended the key with the suffix
-// itself, so a profile's keys had as many lengths as its features' names
-// and lay apart. An upgraded store is moved to the second layout while the
-// task runs (Migrate, called from the profile stage's sweep); until a pass
-// over the committed store finds no first-layout tile and Migrate writes
-// the layout mark (the empty key's tile at 0), reads combine both layouts
-// and writes go to the second. A store made by this version is marked at
-// its first sweep.
+// The fingerprint hashes the definition (event, type, filter, agg,
+// property, window and tile size), so a redefined feature starts from
+// empty tiles rather than misreading old ones; the old key's tiles are no
+// longer read, and windowed ones are not expired either (Expire knows only
+// the current definitions). Whoever replaces a definition drops them with
+// the old Set's Delete, or leaves them to compaction of a rebuilt store.
 //
 // # Concurrency
 //

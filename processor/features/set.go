@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -94,12 +93,8 @@ type feature struct {
 	path   []string // the property as a path into properties; nil for a plain count
 	window int64    // ms; 0 for lifetime
 	tile   int64    // ms; 0 for lifetime
-	// suffix names the feature's tiles in exports, and ended its store
-	// keys in the first layout: name 0x00 fingerprint.
+	// suffix ends the feature's store keys: name 0x00 fingerprint.
 	suffix []byte
-	// id ends its store keys: 8 bytes of a hash of suffix (doc.go, Store
-	// layout).
-	id     []byte
 	filter *filterProg // nil without a filter
 	// event is def.Event boxed once, for filters: an event this feature
 	// selects by name has that name.
@@ -136,9 +131,6 @@ type Set struct {
 	byEvent  map[string][]*feature // track event name → the features selecting it
 	byType   map[string][]*feature // call type → the features selecting it
 	bySuffix map[string]*feature   // key suffix → feature, for Import
-	// order is the features by id: the order of a profile's keys in the
-	// store.
-	order []*feature
 	// infos describes the features once: the profile stage asks for them
 	// on every event.
 	infos   []Info
@@ -146,18 +138,8 @@ type Set struct {
 
 	// Scratch, reused across calls. INVARIANT: key[:keyLen] is the
 	// prefix of the profile being worked on.
-	key    []byte
-	keyLen int
-	lbuf   []byte   // holds the keys of load
-	lkeys  [][]byte // the keys of load, in lbuf
-	// loaded and loadedIn are the profile and store of the last load,
-	// which a load of the same skips: Update's, then Expire's.
-	loaded   []byte
-	loadedIn *state.Window
-	// marked is the store in which mixedLayouts last found the layout
-	// mark, which stays (Migrate): a task's store is asked once. Values
-	// may run on other goroutines, hence the atomic.
-	marked  atomic.Pointer[state.Window]
+	key     []byte
+	keyLen  int
 	tile    []byte
 	canon   []byte
 	export  []byte
@@ -192,14 +174,6 @@ func Compile(defs []config.Feature, opts Options) (*Set, error) {
 		if len(ferrs) == 0 {
 			fs = append(fs, f)
 		}
-	}
-	ids := make(map[string]string, len(fs))
-	for _, f := range fs {
-		if other, ok := ids[string(f.id)]; ok {
-			// Never seen: 64 bits of hash over a handful of names.
-			errs = append(errs, fmt.Errorf("feature %q: its store key collides with feature %q's; rename one", f.name, other))
-		}
-		ids[string(f.id)] = f.name
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -267,7 +241,6 @@ func compileFeature(d config.Feature, opts Options) (*feature, []error) {
 		}
 	}
 	f.suffix = append(append([]byte(d.Name), 0), fingerprint(d, f.tile)...)
-	f.id = idOf(f.suffix)
 	return f, errs
 }
 
@@ -280,13 +253,6 @@ func fingerprint(d config.Feature, tile int64) []byte {
 		h.Write([]byte{0})
 	}
 	return binary.BigEndian.AppendUint64(nil, h.Sum64())
-}
-
-// idOf returns the id of the feature whose export suffix is suffix: a
-// function of the suffix alone, so that Migrate can move the tiles of
-// features no longer defined.
-func idOf(suffix []byte) []byte {
-	return binary.BigEndian.AppendUint64(make([]byte, 0, 8), xxhash.Sum64(suffix))
 }
 
 // index builds the look-ups from events to features.
@@ -304,13 +270,11 @@ func (s *Set) index() {
 			s.byType[f.def.Type] = append(s.byType[f.def.Type], f)
 		}
 		s.bySuffix[string(f.suffix)] = f
-		s.order = append(s.order, f)
 		if s.metrics != nil {
 			f.filterErrs = s.metrics.filterErrs.WithLabelValues(f.name)
 			f.notNumeric = s.metrics.notNumeric.WithLabelValues(f.name)
 		}
 	}
-	slices.SortFunc(s.order, func(a, b *feature) int { return bytes.Compare(a.id, b.id) })
 }
 
 // Clone returns a Set with the same definitions and options, its own
@@ -319,7 +283,7 @@ func (s *Set) Clone() *Set {
 	c := &Set{opts: s.opts, lateness: s.lateness, metrics: s.metrics}
 	for _, f := range s.features {
 		g := &feature{def: f.def, name: f.name, agg: f.agg, path: f.path, window: f.window,
-			tile: f.tile, suffix: f.suffix, id: f.id, filter: f.filter, event: f.event}
+			tile: f.tile, suffix: f.suffix, filter: f.filter, event: f.event}
 		c.features = append(c.features, g)
 	}
 	c.index()
@@ -340,59 +304,10 @@ func (s *Set) beginKey(profile []byte) {
 }
 
 // keyOf returns the store key of f for the profile of the last beginKey.
-// INVARIANT: valid until the next keyOf, legacyKeyOf or beginKey.
+// INVARIANT: valid until the next keyOf or beginKey.
 func (s *Set) keyOf(f *feature) []byte {
-	s.key = append(s.key[:s.keyLen], f.id...)
-	return s.key
-}
-
-// legacyKeyOf returns the store key of f in the first layout for the
-// profile of the last beginKey. INVARIANT: as keyOf's.
-func (s *Set) legacyKeyOf(f *feature) []byte {
 	s.key = append(s.key[:s.keyLen], f.suffix...)
 	return s.key
-}
-
-// keysOf returns in keys the store keys of every feature of s for the
-// profile whose keys begin with prefix, in the store's order, built in buf.
-func (s *Set) keysOf(buf []byte, keys [][]byte, prefix []byte) ([]byte, [][]byte) {
-	n := len(prefix) + 8
-	// The room is made first, so that the keys' slices of buf stay valid.
-	buf = slices.Grow(buf[:0], n*len(s.order))
-	keys = keys[:0]
-	for _, f := range s.order {
-		lo := len(buf)
-		buf = append(append(buf, prefix...), f.id...)
-		keys = append(keys, buf[lo:len(buf):len(buf)])
-	}
-	return buf, keys
-}
-
-// Load reads the tiles of every feature of profile in w into the store's
-// read cache with one scan (state.Window.Load), for the reads that follow:
-// call it before Values on a task's store. Update, Expire, Export, Import
-// and Delete load the profile themselves.
-func (s *Set) Load(w *state.Window, profile []byte) error {
-	s.beginKey(profile)
-	return s.load(w)
-}
-
-// load reads every tile of the profile of the last beginKey into the
-// store's read cache with one scan (state.Window.Load), for the reads and
-// writes that follow, unless it did so last.
-func (s *Set) load(w *state.Window) error {
-	p := s.key[:s.keyLen]
-	if w == s.loadedIn && bytes.Equal(p, s.loaded) {
-		// Only a saving is at stake: an entry evicted since is read
-		// on its own.
-		return nil
-	}
-	s.loaded, s.loadedIn = append(s.loaded[:0], p...), w
-	s.lbuf, s.lkeys = s.keysOf(s.lbuf, s.lkeys, p)
-	if err := w.Load(s.lkeys); err != nil {
-		return fmt.Errorf("loading tiles: %w", err)
-	}
-	return nil
 }
 
 // callTypeValues are the call types boxed once, so that filters see them
@@ -456,9 +371,6 @@ func (s *Set) Update(w *state.Window, profile []byte, ev *fastjson.Value, at tim
 		e.props = ev.Get("properties")
 	}
 	s.beginKey(profile)
-	if err := s.load(w); err != nil {
-		return nil, err
-	}
 	for _, fs := range [2][]*feature{byName, byType} {
 		for _, f := range fs {
 			if err := s.updateOne(w, f, &e); err != nil {
@@ -560,21 +472,24 @@ func (s *Set) Values(w *state.Window, profile []byte, now time.Time) (map[string
 	out := make(map[string]any, len(s.features))
 	a := accPool.Get().(*acc)
 	defer accPool.Put(a)
-	mixed, err := s.mixedLayouts(w)
-	if err != nil {
-		return nil, err
-	}
 	prefix := append(binary.AppendUvarint(a.key[:0], uint64(len(profile))), profile...)
 	t := now.UnixMilli()
 	for _, f := range s.features {
 		a.reset()
-		key := append(prefix, f.id...)
-		err := a.read(w, f, key, t)
-		if err == nil && mixed {
-			key = append(prefix, f.suffix...)
-			err = a.read(w, f, key, t)
-		}
+		key := append(prefix, f.suffix...)
 		a.key = key
+		var err error
+		if f.tile == 0 {
+			var tile []byte
+			if tile, err = w.Get(key, 0); err == nil && tile != nil {
+				err = a.add(f, tile)
+			}
+		} else {
+			from := max(alignUp(t-f.window, f.tile), 0)
+			err = w.Fetch(key, from, t+1, func(_ int64, tile []byte) error {
+				return a.add(f, tile)
+			})
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading feature %q: %w", f.name, err)
 		}
@@ -591,58 +506,14 @@ func (s *Set) Values(w *state.Window, profile []byte, now time.Time) (map[string
 // reads.
 var accPool = sync.Pool{New: func() any { return new(acc) }}
 
-// read adds to a the tiles of f under key that f's value as of t (Unix
-// ms) combines.
-func (a *acc) read(w *state.Window, f *feature, key []byte, t int64) error {
-	if f.tile == 0 {
-		tile, err := w.Get(key, 0)
-		if err != nil || tile == nil {
-			return err
-		}
-		return a.add(f, tile)
-	}
-	from := max(alignUp(t-f.window, f.tile), 0)
-	return w.Fetch(key, from, t+1, func(_ int64, tile []byte) error {
-		return a.add(f, tile)
-	})
-}
-
-// layoutMark is the tile, under the empty key at start 0, that says a
-// store holds no tile in the first layout (doc.go, Store layout): Migrate
-// writes it when it has moved them all.
-var layoutMark = []byte{2}
-
-// mixedLayouts reports whether w may still hold tiles in the first layout,
-// which reads must then combine with the second's.
-func (s *Set) mixedLayouts(w *state.Window) (bool, error) {
-	if s.marked.Load() == w {
-		return false, nil
-	}
-	done, err := w.Has(nil, 0)
-	if err != nil {
-		return false, fmt.Errorf("reading the store layout mark: %w", err)
-	}
-	if done {
-		s.marked.Store(w)
-	}
-	return !done, nil
-}
-
 // Expire deletes the tiles of profile that no read as of now − lateness or
 // later can reach (doc.go, Expiry). A stream-time punctuation calls it, so
 // that stored state shrinks as values fall. Values are right without it:
 // it reclaims space, it does not make values fall, so a sweep of the
-// task's profiles every hour or so is plenty. It costs one scan of the
-// profile's tiles (Load), more while a migration is under way.
+// task's profiles every hour or so is plenty. It costs one range scan per
+// windowed feature.
 func (s *Set) Expire(w *state.Window, profile []byte, now time.Time) error {
-	mixed, err := s.mixedLayouts(w)
-	if err != nil {
-		return err
-	}
 	s.beginKey(profile)
-	if err := s.load(w); err != nil {
-		return err
-	}
 	t := now.UnixMilli()
 	for _, f := range s.features {
 		if f.tile == 0 {
@@ -652,11 +523,7 @@ func (s *Set) Expire(w *state.Window, profile []byte, now time.Time) error {
 		if cut <= 0 {
 			continue
 		}
-		_, err := w.DeleteBefore(s.keyOf(f), cut)
-		if err == nil && mixed {
-			_, err = w.DeleteBefore(s.legacyKeyOf(f), cut)
-		}
-		if err != nil {
+		if _, err := w.DeleteBefore(s.keyOf(f), cut); err != nil {
 			return fmt.Errorf("expiring feature %q: %w", f.name, err)
 		}
 	}
@@ -669,32 +536,18 @@ const exportVersion byte = 1
 // Export appends to dst every tile of profile, in a form Import folds into
 // another profile, possibly in another task's store: how the loser of an
 // identity merge sends its features to the winner's partition.
-//
-// Tiles of a store that Migrate has not finished may be exported twice for
-// one start, once from each layout; Import folds them together.
 func (s *Set) Export(dst []byte, w *state.Window, profile []byte) ([]byte, error) {
-	mixed, err := s.mixedLayouts(w)
-	if err != nil {
-		return nil, err
-	}
 	dst = append(dst, exportVersion)
 	s.beginKey(profile)
-	if err := s.load(w); err != nil {
-		return nil, err
-	}
 	for _, f := range s.features {
-		add := func(start int64, tile []byte) error {
+		err := w.Fetch(s.keyOf(f), 0, math.MaxInt64, func(start int64, tile []byte) error {
 			dst = binary.AppendUvarint(dst, uint64(len(f.suffix)))
 			dst = append(dst, f.suffix...)
 			dst = binary.AppendUvarint(dst, uint64(start))
 			dst = binary.AppendUvarint(dst, uint64(len(tile)))
 			dst = append(dst, tile...)
 			return nil
-		}
-		err := w.Fetch(s.keyOf(f), 0, math.MaxInt64, add)
-		if err == nil && mixed {
-			err = w.Fetch(s.legacyKeyOf(f), 0, math.MaxInt64, add)
-		}
+		})
 		if err != nil {
 			return nil, fmt.Errorf("exporting feature %q: %w", f.name, err)
 		}
@@ -715,9 +568,6 @@ func (s *Set) Import(w *state.Window, profile, exported []byte) error {
 		return fmt.Errorf("importing features: unknown export format: %w", ErrCorruptTile)
 	}
 	s.beginKey(profile)
-	if err := s.load(w); err != nil {
-		return fmt.Errorf("importing features: %w", err)
-	}
 	for p := exported[1:]; len(p) > 0; {
 		suffix, p1, ok1 := readBytes(p)
 		start, p2, ok2 := readUvarint(p1)
@@ -773,20 +623,9 @@ func (s *Set) fold(w *state.Window, f *feature, start int64, tile []byte) error 
 
 // Delete deletes every tile of profile.
 func (s *Set) Delete(w *state.Window, profile []byte) error {
-	mixed, err := s.mixedLayouts(w)
-	if err != nil {
-		return err
-	}
 	s.beginKey(profile)
-	if err := s.load(w); err != nil {
-		return err
-	}
 	for _, f := range s.features {
-		_, err := w.DeleteBefore(s.keyOf(f), math.MaxInt64)
-		if err == nil && mixed {
-			_, err = w.DeleteBefore(s.legacyKeyOf(f), math.MaxInt64)
-		}
-		if err != nil {
+		if _, err := w.DeleteBefore(s.keyOf(f), math.MaxInt64); err != nil {
 			return fmt.Errorf("deleting feature %q: %w", f.name, err)
 		}
 	}

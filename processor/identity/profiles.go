@@ -69,9 +69,6 @@ type profiler struct {
 	// markers are the erasure markers this task wrote, oldest first, to
 	// delete once their grace has passed.
 	markers []marker
-	// migration is the features store's move to the second layout
-	// (features.Set.Migrate), which the sweeps make until it is done.
-	migration features.Migration
 	// sweeps is tessera_profile_sweep_total, nil without a Registerer.
 	sweeps *prometheus.CounterVec
 }
@@ -103,9 +100,6 @@ const (
 	// windowed feature and profile: done on every round it took 7.5 % of
 	// the hub's CPU in `tessera bench`.
 	expireEvery = time.Hour
-	// migrateSlice is how many tiles one call of features.Set.Migrate
-	// scans; a sweep makes calls until sweepBudget is spent.
-	migrateSlice = 512
 	// roundEvery is how much stream time passes between rounds when the
 	// definitions stay the same. A round re-evaluates every profile for
 	// what time alone changes (a window's events ageing out of a
@@ -132,11 +126,6 @@ func (pr *profiler) sweep(ctx *topology.Context, now time.Time) error {
 	if set == nil && pr.audiences() == nil {
 		return nil
 	}
-	if set != nil {
-		if done, err := pr.migrate(ctx, set); err != nil || !done {
-			return err
-		}
-	}
 	if pr.sweepFrom == nil { // a new round over the task's profiles
 		now := ctx.StreamTime()
 		aud := pr.audiences()
@@ -158,34 +147,6 @@ func (pr *profiler) sweep(ctx *topology.Context, now time.Time) error {
 		}
 		if pr.sweepFrom == nil || time.Since(start) >= sweepBudget {
 			return nil
-		}
-	}
-}
-
-// migrate moves the features store's tiles of the first layout to the
-// second for about sweepBudget, and reports whether the store is done. An
-// upgraded store's first sweeps do this instead of their round; a new or
-// migrated store costs a look at its mark. Reads combine both layouts
-// until it is done.
-func (pr *profiler) migrate(ctx *topology.Context, set *features.Set) (bool, error) {
-	w := ctx.Window(FeaturesStore)
-	start := time.Now()
-	m := &pr.migration
-	for {
-		done, err := set.Migrate(w, m, migrateSlice)
-		if err != nil {
-			return false, err
-		}
-		if done {
-			if m.Moved+m.Dropped > 0 {
-				pr.o.Logger.Info("features store moved to the second layout", "task", ctx.TaskID().String(),
-					"tiles_scanned", m.Scanned, "tiles_moved", m.Moved, "tiles_dropped", m.Dropped)
-				*m = features.Migration{}
-			}
-			return true, nil
-		}
-		if time.Since(start) >= sweepBudget {
-			return false, nil
 		}
 	}
 }
@@ -264,13 +225,6 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 			passed++
 		} else {
 			visited++
-		}
-		if set != nil {
-			// One scan for the tiles that computing, expiring and
-			// evaluating read.
-			if err := set.Load(w, it.id); err != nil {
-				return err
-			}
 		}
 		s := &step{pr: pr, ctx: ctx, id: string(it.id), r: r, ts: ctx.StreamTime()}
 		var changed, moved bool
