@@ -157,7 +157,9 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 	store := ctx.KeyValue(ProfilesStore)
 	type item struct {
 		id, value []byte
-		fresh     bool // passed by: not copied, not visited
+		// fresh: evaluated since the round began, so not evaluated
+		// again; its value is not copied unless the round expires.
+		fresh bool
 	}
 	var batch []item
 	n := 0
@@ -174,7 +176,7 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 		}
 		it := item{id: append([]byte(nil), k...)}
 		_, it.fresh = pr.fresh[string(k)]
-		if it.fresh = it.fresh && current && !expire; !it.fresh {
+		if it.fresh = it.fresh && current; !it.fresh || expire {
 			it.value = append([]byte(nil), v...)
 		}
 		batch = append(batch, it)
@@ -202,7 +204,7 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 		}
 	}()
 	for _, it := range batch {
-		if it.fresh {
+		if it.fresh && !expire {
 			passed++
 			continue
 		}
@@ -220,15 +222,14 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 		if r.P.ID == "" || r.MergedInto != "" || r.busy() {
 			continue
 		}
-		_, fresh := pr.fresh[string(it.id)]
-		if fresh = fresh && current; fresh {
+		if it.fresh {
 			passed++
 		} else {
 			visited++
 		}
 		s := &step{pr: pr, ctx: ctx, id: string(it.id), r: r, ts: ctx.StreamTime()}
 		var changed, moved bool
-		if !fresh {
+		if !it.fresh {
 			if changed, err = s.computeHistory(); err != nil {
 				return err
 			}
@@ -238,7 +239,7 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 				return err
 			}
 		}
-		if !fresh {
+		if !it.fresh {
 			if moved, err = s.evaluate(ctx.StreamTime(), "time:"+strconv.FormatInt(ctx.StreamTime().UnixMilli(), 10)); err != nil {
 				return err
 			}
