@@ -68,8 +68,8 @@ func TestSweepPassesByFreshProfiles(t *testing.T) {
 		}
 	}
 	orders(0)
-	// The first sweeps check the features store's layout, then a round
-	// begins: one slice of each task's profiles.
+	// The first sweep begins a round: one slice of each task's
+	// profiles.
 	for i := 0; ; i++ {
 		if v, _ := counts(); v > 0 {
 			break

@@ -139,9 +139,11 @@ func Add(b *topology.Builder, o Options) error {
 	return nil
 }
 
-// newSweepCounter returns tessera_profile_sweep_total, registered with reg
-// (or the one registered already: a replay adds the stages again in the
-// same process), or nil without a reg.
+// newSweepCounter returns tessera_profile_sweep_total registered with reg,
+// or nil without a reg. When reg holds one already (the stages added twice
+// with one Registerer, as a test may), it returns that one, so that both
+// count into one series as the features package's counters do; `tessera
+// run` and `tessera replay` each make their own registry.
 func newSweepCounter(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 	if reg == nil {
 		return nil, nil
