@@ -59,8 +59,34 @@ func produceTombstones(t testing.TB, c *kfake.Cluster, topic string, p int32, ke
 }
 
 // transact produces recs (to their own partitions) in one transaction of
-// transactional id txid, committed or aborted.
+// transactional id txid, committed or aborted, and returns once a
+// transaction ended as asked.
+//
+// franz-go (v1.22.3) can end a producer-only transaction with an abort
+// although its produces succeeded and the commit was asked for, and
+// return nil: it logs "no produce succeeded in this transaction" when the
+// client's first produce to a topic races its metadata update. Under the
+// race detector and load it happened about once in 500 runs. transact
+// reads the marker the transaction ended with, and on such an abort
+// produces the records again in a new transaction: the tests count
+// offsets from the log, not from the number of transactions.
 func transact(t testing.TB, c *kfake.Cluster, txid string, commit bool, recs []*kgo.Record) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		ended := transactOnce(t, c, txid, commit, recs)
+		if ended == commit {
+			return
+		}
+		if attempt == 3 {
+			t.Fatalf("transaction %s asked to commit ended with an abort %d times", txid, attempt)
+		}
+		t.Logf("transaction %s asked to commit ended with an abort; producing it again", txid)
+	}
+}
+
+// transactOnce runs one transaction of recs and reports whether it ended
+// with a commit marker.
+func transactOnce(t testing.TB, c *kfake.Cluster, txid string, commit bool, recs []*kgo.Record) bool {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.TransactionalID(txid),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
@@ -72,14 +98,46 @@ func transact(t testing.TB, c *kfake.Cluster, txid string, commit bool, recs []*
 	if err := cl.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
+	// A produce that fails leaves EndTransaction nothing to commit, and
+	// it returns nil: the records must be checked here.
 	for _, r := range recs {
-		cl.Produce(ctx, r, nil)
+		r.Offset = -1
 	}
-	if err := cl.Flush(ctx); err != nil {
-		t.Fatal(err)
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("producing in transaction %s: %v", txid, err)
 	}
 	if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
 		t.Fatal(err)
+	}
+	// The marker follows the transaction's last record in its
+	// partition: nothing else writes to the tests' topics meanwhile.
+	last := recs[len(recs)-1]
+	rd, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{last.Topic: {last.Partition: kgo.NewOffset().At(last.Offset + 1)}}),
+		kgo.KeepControlRecords(), kgo.FetchIsolationLevel(kgo.ReadUncommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		fs := rd.PollRecords(pctx, 1)
+		if err := pctx.Err(); err != nil {
+			t.Fatalf("reading the end marker of transaction %s: %v", txid, err)
+		}
+		if err := fs.Err(); err != nil {
+			t.Fatalf("reading the end marker of transaction %s: %v", txid, err)
+		}
+		if rs := fs.Records(); len(rs) > 0 {
+			m := rs[0]
+			// A control record's key is version (int16), type (int16):
+			// 0 abort, 1 commit.
+			if !m.Attrs.IsControl() || len(m.Key) < 4 {
+				t.Fatalf("record after transaction %s at offset %d is not its end marker", txid, m.Offset)
+			}
+			return binary.BigEndian.Uint16(m.Key[2:4]) == 1
+		}
 	}
 }
 
@@ -113,10 +171,14 @@ func TestRestoreFromCheckpointSkipsAbortedWrites(t *testing.T) {
 		}
 	}
 	// 1500 records, a commit marker, 10 aborted records and an abort
-	// marker: the checkpoint is past all of them although the last data
-	// record seen was at offset 1499.
-	if off, _, _ := db.Checkpoint("s"); off != 1512 {
-		t.Errorf("checkpoint = %d, want 1512", off)
+	// marker: the checkpoint is past all of them (at offset 1512, or
+	// later if transact produced again) although the last data record
+	// seen was at offset 1499.
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	must(t, err)
+	end, _ := ends.Lookup(topic, 1)
+	if off, _, _ := db.Checkpoint("s"); off != end.Offset || off < 1512 {
+		t.Errorf("checkpoint = %d, want the end offset %d (at least 1512)", off, end.Offset)
 	}
 	must(t, db.Close())
 
