@@ -99,7 +99,7 @@ func (s *step) becomeMarker(erasedAt int64) {
 	if erasedAt == 0 {
 		erasedAt = 1 // a marker's Erased is never zero
 	}
-	*s.r = record{Erased: erasedAt, Queue: s.r.Queue}
+	*s.r = record{Erased: erasedAt, Queue: s.r.Queue, QueueHead: s.r.QueueHead, Queued: s.r.Queued}
 	s.erasedNow = true
 }
 
@@ -164,7 +164,7 @@ func (pr *profiler) forget(ctx *topology.Context, now time.Time) error {
 		}
 		// A new profile may have taken the id since; a marker still
 		// answering a queue waits for the round sweep.
-		if r.Erased != 0 && r.P.ID == "" && len(r.Queue) == 0 {
+		if r.Erased != 0 && r.P.ID == "" && r.queued() == 0 {
 			if err := store.Delete([]byte(m.id)); err != nil {
 				return fmt.Errorf("deleting the erasure marker of %s: %w", m.id, err)
 			}

@@ -212,7 +212,7 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 		if err != nil {
 			return err
 		}
-		if r.Erased != 0 && len(r.Queue) == 0 && now.Sub(time.UnixMilli(r.Erased)) >= pr.o.ErasureGrace {
+		if r.Erased != 0 && r.queued() == 0 && now.Sub(time.UnixMilli(r.Erased)) >= pr.o.ErasureGrace {
 			// A marker a restart left behind (pr.markers is not kept).
 			if err := store.Delete(it.id); err != nil {
 				return err
@@ -322,15 +322,20 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 		}
 	}
 	s := &step{pr: pr, ctx: ctx, id: o.Profile, r: r, ts: rec.Timestamp}
+	if err := s.migrateQueue(); err != nil {
+		return err
+	}
 	if err := s.handle(o, rec.Value); err != nil {
 		return fmt.Errorf("profile %s, %s: %w", o.Profile, o.Kind, err)
 	}
 	// Replay what waited while the profile was busy, until it is busy
 	// again or the queue is empty. What waited behind an erasure meets
 	// the marker.
-	for len(r.Queue) > 0 && !r.busy() && (r.P.ID != "" || r.Erased != 0) {
-		next := r.Queue[0]
-		r.Queue = r.Queue[1:]
+	for r.queued() > 0 && !r.busy() && (r.P.ID != "" || r.Erased != 0) {
+		next, _, err := s.dequeue()
+		if err != nil {
+			return err
+		}
 		q, err := pr.c.decodeOp(next)
 		if err != nil {
 			return err
@@ -385,8 +390,7 @@ func (s *step) handle(o op, raw []byte) error {
 		r.Identifiers = []profile.Ident{first}
 		return s.event(o)
 	case r.ID == "":
-		s.r.Queue = append(s.r.Queue, raw)
-		return nil
+		return s.enqueue(raw)
 	}
 	switch o.Kind {
 	// The answer may come from a profile the winner folded into since:
@@ -437,8 +441,7 @@ func (s *step) handle(o op, raw []byte) error {
 		return nil
 	}
 	if s.r.busy() {
-		s.r.Queue = append(s.r.Queue, raw)
-		return nil
+		return s.enqueue(raw)
 	}
 	switch o.Kind {
 	case opEvent:
@@ -696,9 +699,14 @@ func (s *step) accepted(o op) error {
 	s.r.MergedInto, s.r.MergedCreated = o.Peer, o.PeerCreated
 	s.r.P = profile.Profile{ID: s.id, Created: r.Created}
 	// What waited here follows the redirect.
-	queue := s.r.Queue
-	s.r.Queue = nil
-	for _, raw := range queue {
+	for {
+		raw, ok, err := s.dequeue()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
 		q, err := s.pr.c.decodeOp(raw)
 		if err != nil {
 			return err

@@ -47,7 +47,7 @@ func decodeOwner(b []byte) (owner, error) {
 // state around it.
 type record struct {
 	// P.ID is empty for a stub: messages arrived before the event that
-	// creates the profile, and wait in Queue.
+	// creates the profile, and wait in the queue (queue.go).
 	P profile.Profile
 	// MergedInto redirects everything to the profile this one folded into,
 	// created at MergedCreated.
@@ -57,8 +57,14 @@ type record struct {
 	Offering string
 	// Absorbing is the loser whose state this profile waits for.
 	Absorbing string
-	// Queue holds encoded ops received while busy, in arrival order.
+	// Queue holds, in a record written before version 6, encoded ops
+	// received while busy, in arrival order. Ops wait in the queue store
+	// since (queue.go); the profile's next step moves these there.
 	Queue [][]byte
+	// QueueHead is the sequence number of the oldest op waiting in the
+	// queue store, Queued how many wait there (queue.go).
+	QueueHead uint64
+	Queued    int
 	// Computed holds the keys (features.Info.Key) of the features whose
 	// tiles already include this profile's history: a feature defined
 	// later is computed from the profile's recent events once, then kept
@@ -87,7 +93,7 @@ type record struct {
 
 func (r *record) busy() bool { return r.Offering != "" || r.Absorbing != "" }
 
-const recordVersion = 5
+const recordVersion = 6
 
 // encode returns the record's encoding in a new slice.
 func (r *record) encode() []byte { return r.appendTo(nil) }
@@ -104,6 +110,8 @@ func (r *record) appendTo(b []byte) []byte {
 	b = binary.AppendVarint(b, r.MergedCreated)
 	b = binary.AppendVarint(b, r.Erased)
 	b = binary.AppendUvarint(b, uint64(r.Timeline))
+	b = binary.AppendUvarint(b, r.QueueHead)
+	b = binary.AppendUvarint(b, uint64(r.Queued))
 	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
 		b = appendSet(b, set)
 	}
@@ -189,11 +197,24 @@ func decodeRecord(b []byte, in interner) (*record, error) {
 		r.Timeline = int(n)
 		b = b[k:]
 	}
+	if version >= 6 {
+		head, k := binary.Uvarint(b)
+		if k <= 0 {
+			return nil, fmt.Errorf("decoding profile record: bad queue head")
+		}
+		b = b[k:]
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > 1<<31 {
+			return nil, fmt.Errorf("decoding profile record: bad queue count")
+		}
+		b = b[k:]
+		r.QueueHead, r.Queued = head, int(n)
+	}
 	sets := 0
 	switch version {
 	case 2:
 		sets = 1
-	case 3, 4, 5:
+	case 3, 4, 5, 6:
 		sets = 3
 	}
 	for i, dst := range []*map[string]bool{&r.Computed, &r.Audiences, &r.Evaluated}[:sets] {

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"encoding/binary"
 	"reflect"
 	"testing"
 
@@ -19,6 +20,8 @@ func sampleRecord() *record {
 		Audiences: map[string]bool{"big_spenders": true, "pro_plan": true},
 		Evaluated: map[string]bool{"k1": true, "k2": true, "k3": true, "k4": true, "k5": true},
 		Timeline:  7,
+		QueueHead: 12,
+		Queued:    3,
 	}
 }
 
@@ -58,6 +61,51 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 	if len(full) != maxInterned {
 		t.Errorf("an interner holds %d names, want at most %d", len(full), maxInterned)
+	}
+}
+
+// TestRecordOfVersion5KeepsItsQueue: a record written before the queue
+// store (version 5) decodes with its ops inline, in order, counted by
+// queued; encoded again, it keeps them until a step moves them to the
+// store (step.migrateQueue).
+func TestRecordOfVersion5KeepsItsQueue(t *testing.T) {
+	r := sampleRecord()
+	ops := [][]byte{[]byte("op-1"), []byte("op-2"), []byte("op-3")}
+	// Version 5's layout: version 6's without the queue's head and count.
+	b := []byte{5}
+	for _, s := range []string{r.MergedInto, r.Offering, r.Absorbing} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendVarint(b, r.MergedCreated)
+	b = binary.AppendVarint(b, r.Erased)
+	b = binary.AppendUvarint(b, uint64(r.Timeline))
+	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
+		b = appendSet(b, set)
+	}
+	b = binary.AppendUvarint(b, uint64(len(ops)))
+	for _, q := range ops {
+		b = binary.AppendUvarint(b, uint64(len(q)))
+		b = append(b, q...)
+	}
+	b = r.P.AppendBinary(b)
+
+	got, err := decodeRecord(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Queue, ops) || got.Queued != 0 || got.queued() != 3 {
+		t.Fatalf("decoded queue %q, %d stored, %d in all; want %q inline", got.Queue, got.Queued, got.queued(), ops)
+	}
+	if got.P.ID != r.P.ID || got.Timeline != r.Timeline || !reflect.DeepEqual(got.Audiences, r.Audiences) {
+		t.Fatalf("decoded %+v, want %+v", got, r)
+	}
+	again, err := decodeRecord(got.encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again.Queue, ops) {
+		t.Errorf("encoded again, the queue is %q, want %q", again.Queue, ops)
 	}
 }
 

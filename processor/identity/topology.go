@@ -26,6 +26,9 @@ const (
 	// TimelineStore is the profile stage's store of profiles' recent
 	// events, one entry per event (see timeline.go; ReadTimeline).
 	TimelineStore = "timeline"
+	// QueueStore is the profile stage's store of the ops waiting while a
+	// profile is busy in the merge protocol (queue.go).
+	QueueStore = "queue"
 )
 
 // Options configures the identity and profile stages.
@@ -133,6 +136,7 @@ func Add(b *topology.Builder, o Options) error {
 		AddStore(ProfilesStore, topology.KeyValueStore, "profile").
 		AddStore(FeaturesStore, topology.WindowStore, "profile").
 		AddStore(TimelineStore, topology.KeyValueStore, "profile").
+		AddStore(QueueStore, topology.KeyValueStore, "profile").
 		AddSink("profile-ops", t.Ops, "profile").
 		AddSink("profile-links", t.Links, "profile").
 		AddSink("profile-activations", t.Activations, "profile")
@@ -196,7 +200,7 @@ func Busy(value []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	return r.busy() || len(r.Queue) > 0, nil
+	return r.busy() || r.queued() > 0, nil
 }
 
 // LoadAudiences reads the audiences a profiles store value is in, sorted.
