@@ -25,8 +25,10 @@ import (
 // outgrown the largest record the broker accepts.
 //
 // INVARIANT: a profile's queued ops have the sequence numbers QueueHead …
-// QueueHead+Queued-1, oldest first, and nothing else of the profile is in
-// the store. Numbers only grow, so no key is written twice.
+// QueueHead+Queued-1, oldest first, and numbers only grow. Under
+// at-least-once a restore can leave the store ahead of the record (entries
+// from QueueHead+Queued on, which the next enqueues write over) or behind
+// it (numbers the record counts and the store lacks: dequeue skips them).
 
 // queueKey returns the key of profile id's queued op number seq.
 func queueKey(id string, seq uint64) []byte {
@@ -60,25 +62,29 @@ func (s *step) dequeue() (raw []byte, ok bool, err error) {
 		raw, s.r.Queue = s.r.Queue[0], s.r.Queue[1:]
 		return raw, true, nil
 	}
-	if s.r.Queued == 0 {
-		return nil, false, nil
-	}
-	key := queueKey(s.id, s.r.QueueHead)
 	kv := s.queue()
-	raw, err = kv.Get(key)
-	if err != nil {
-		return nil, false, fmt.Errorf("reading queued op %d of %s: %w", s.r.QueueHead, s.id, err)
+	for s.r.Queued > 0 {
+		key := queueKey(s.id, s.r.QueueHead)
+		raw, err = kv.Get(key)
+		if err != nil {
+			return nil, false, fmt.Errorf("reading queued op %d of %s: %w", s.r.QueueHead, s.id, err)
+		}
+		s.r.QueueHead++
+		s.r.Queued--
+		if raw == nil {
+			// Only a restore under at-least-once can get here: the
+			// record's changelog entry made it and the op's did not,
+			// in a cycle whose input offsets were therefore never
+			// committed, so the op comes again and is queued anew.
+			// Stopping here would stall the profile for good.
+			continue
+		}
+		if err := kv.Delete(key); err != nil {
+			return nil, false, fmt.Errorf("deleting queued op %d of %s: %w", s.r.QueueHead-1, s.id, err)
+		}
+		return raw, true, nil
 	}
-	if raw == nil {
-		// INVARIANT broken: the record counts an op the store lacks.
-		return nil, false, fmt.Errorf("reading queued op %d of %s: missing from the queue store", s.r.QueueHead, s.id)
-	}
-	if err := kv.Delete(key); err != nil {
-		return nil, false, fmt.Errorf("deleting queued op %d of %s: %w", s.r.QueueHead, s.id, err)
-	}
-	s.r.QueueHead++
-	s.r.Queued--
-	return raw, true, nil
+	return nil, false, nil
 }
 
 // migrateQueue moves the inline ops of a record written before version 6
