@@ -64,12 +64,14 @@ func produceTombstones(t testing.TB, c *kfake.Cluster, topic string, p int32, ke
 //
 // franz-go (v1.22.3) can end a producer-only transaction with an abort
 // although its produces succeeded and the commit was asked for, and
-// return nil: it logs "no produce succeeded in this transaction" when the
-// client's first produce to a topic races its metadata update. Under the
-// race detector and load it happened about once in 500 runs. transact
-// reads the marker the transaction ended with, and on such an abort
-// produces the records again in a new transaction: the tests count
-// offsets from the log, not from the number of transactions.
+// return nil: it logs "no produce succeeded in this transaction". It
+// happened to a client new to the topic, as these are: 3 in 600
+// transactions of fresh clients under load, none in 600 of one
+// long-lived client (a scratch test, not kept), and once in about 500
+// runs of the test below. transact reads the marker the transaction ended
+// with, and on such an abort produces the records again in a new
+// transaction: the tests count offsets from the log, not from the number
+// of transactions.
 func transact(t testing.TB, c *kfake.Cluster, txid string, commit bool, recs []*kgo.Record) {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -78,9 +80,9 @@ func transact(t testing.TB, c *kfake.Cluster, txid string, commit bool, recs []*
 			return
 		}
 		if attempt == 3 {
-			t.Fatalf("transaction %s asked to commit ended with an abort %d times", txid, attempt)
+			t.Fatalf("transaction %s (commit: %v) ended the other way %d times", txid, commit, attempt)
 		}
-		t.Logf("transaction %s asked to commit ended with an abort; producing it again", txid)
+		t.Logf("transaction %s (commit: %v) ended the other way; producing it again", txid, commit)
 	}
 }
 
@@ -100,9 +102,6 @@ func transactOnce(t testing.TB, c *kfake.Cluster, txid string, commit bool, recs
 	}
 	// A produce that fails leaves EndTransaction nothing to commit, and
 	// it returns nil: the records must be checked here.
-	for _, r := range recs {
-		r.Offset = -1
-	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatalf("producing in transaction %s: %v", txid, err)
 	}

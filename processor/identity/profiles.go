@@ -332,9 +332,12 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 	// again or the queue is empty. What waited behind an erasure meets
 	// the marker.
 	for r.queued() > 0 && !r.busy() && (r.P.ID != "" || r.Erased != 0) {
-		next, _, err := s.dequeue()
+		next, ok, err := s.dequeue()
 		if err != nil {
 			return err
+		}
+		if !ok {
+			break // the ops counted were lost to a restore (dequeue)
 		}
 		q, err := pr.c.decodeOp(next)
 		if err != nil {
