@@ -32,6 +32,17 @@ func TestQueuedOpsStayOutOfTheRecord(t *testing.T) {
 	h.send(`{"type":"identify","userId":"u1","anonymousId":"a1","messageId":"m","timestamp":"2026-03-01T10:02:00Z"}`)
 	pad := strings.Repeat("x", 1000)
 	task := topology.TaskID{Group: 1, Partition: 0}
+	// waiting counts the entries of the queue store.
+	waiting := func() int {
+		n := 0
+		if err := h.d.TaskKeyValue(task, identity.QueueStore).Range(nil, nil, func(_, _ []byte) error {
+			n++
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 	var maxRecord, maxQueue int
 	sent := false
 	watch := func(int) int {
@@ -44,14 +55,7 @@ func TestQueuedOpsStayOutOfTheRecord(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		n := 0
-		if err := h.d.TaskKeyValue(task, identity.QueueStore).Range(nil, nil, func(_, _ []byte) error {
-			n++
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
-		maxQueue = max(maxQueue, n)
+		maxQueue = max(maxQueue, waiting())
 		if busy && !sent {
 			sent = true
 			for i := range queued {
@@ -78,14 +82,7 @@ func TestQueuedOpsStayOutOfTheRecord(t *testing.T) {
 	if maxRecord > 4<<10 {
 		t.Errorf("a profile record reached %d bytes while %d ops waited", maxRecord, maxQueue)
 	}
-	n := 0
-	if err := h.d.TaskKeyValue(task, identity.QueueStore).Range(nil, nil, func(_, _ []byte) error {
-		n++
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if n != 0 {
+	if n := waiting(); n != 0 {
 		t.Errorf("%d ops left in the queue store at quiescence", n)
 	}
 	s := h.state()
