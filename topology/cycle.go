@@ -727,6 +727,7 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 		endStart := time.Now()
 		committed, err = r.sess.End(kgo.PreTxnCommitFnContext(ctx, c.rewriteTxnOffsets), kgo.TransactionEndTry(tryCommit))
 		r.noteCommitCost(time.Since(endStart))
+		firsts := r.firsts.take()
 		if err != nil {
 			r.abandonAll()
 			return false, fmt.Errorf("ending transaction: %w", err)
@@ -735,6 +736,24 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 			// INVARIANT: a produce error leaves the transaction
 			// unable to commit, so End cannot report success.
 			return true, fmt.Errorf("transaction committed despite produce error: %w", err)
+		}
+		if committed && c.records == 0 && len(firsts) > 0 {
+			// No offsets in the transaction, and a first write to a
+			// topic: franz-go may have aborted it (firstwrite.go).
+			ok, err := endedCommitted(ctx, r.baseOpts(), firsts)
+			if err != nil {
+				// Stopping leaves the stores at the last checkpoint;
+				// a restart restores whatever the transaction wrote.
+				r.abandonAll()
+				return false, fmt.Errorf("checking a transaction without input: %w", err)
+			}
+			if !ok {
+				r.metrics.txnChecks.WithLabelValues("aborted").Inc()
+				r.log.Warn("a transaction the Kafka client reported committed ended in an abort; dropping the cycle's writes", "partitions", len(firsts))
+				committed = false
+			} else {
+				r.metrics.txnChecks.WithLabelValues("committed").Inc()
+			}
 		}
 		if committed {
 			if err := r.checkCommitted(c); err != nil {

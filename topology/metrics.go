@@ -15,6 +15,7 @@ type metrics struct {
 	lag            *prometheus.GaugeVec   // topic, partition
 	commitLatency  prometheus.Histogram   // one commit cycle
 	transactions   *prometheus.CounterVec // result
+	txnChecks      *prometheus.CounterVec // result
 	restored       *prometheus.CounterVec // store
 	restoredBytes  *prometheus.CounterVec // store
 	restoreSeconds prometheus.Counter     //
@@ -87,6 +88,10 @@ func newMetrics(reg prometheus.Registerer, threads int) *metrics {
 			Name: "tessera_transactions_total",
 			Help: "Commit cycles by result (committed or aborted); under at-least-once each offset commit counts as committed.",
 		}, []string{"result"}),
+		txnChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tessera_transaction_checks_total",
+			Help: "Transactions without input that held the producer's first write to a topic, whose end marker was read back because the Kafka client can report them committed after aborting them, by the marker found (committed or aborted).",
+		}, []string{"result"}),
 		restored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_restore_records_total",
 			Help: "Changelog records applied to local stores by restore, by store.",
@@ -133,7 +138,7 @@ func newMetrics(reg prometheus.Registerer, threads int) *metrics {
 		}, []string{"event"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.processed, m.latency, m.lag, m.commitLatency, m.transactions,
+		reg.MustRegister(m.processed, m.latency, m.lag, m.commitLatency, m.transactions, m.txnChecks,
 			m.restored, m.restoredBytes, m.restoreSeconds, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors, m.standby, m.readCache, busy)
 	}
 	for i := range threads {

@@ -72,6 +72,9 @@ type Runtime struct {
 	prodErr      errSlot
 	// promise is onProduced as a func value, made once.
 	promise func(*kgo.Record, error)
+	// firsts are the open transaction's writes to topics the producer
+	// had not written to (firstwrite.go); exactly-once only.
+	firsts firstWrites
 
 	mu sync.Mutex
 	// tasks are the tasks assigned to this instance. REQUIRES: r.mu.
@@ -788,6 +791,9 @@ func (r *Runtime) onProduced(rec *kgo.Record, err error) {
 	}
 	if c, ok := rec.Context.(*changelog); ok {
 		c.produced(rec.Offset, err)
+	}
+	if err == nil && r.sess != nil {
+		r.firsts.note(rec)
 	}
 }
 
