@@ -47,6 +47,12 @@ type slowCounter struct {
 	reentered              *atomic.Bool
 }
 
+// share gives the counter its counters shared over all tasks.
+func (s *slowCounter) share() {
+	s.blockedDone = new(atomic.Int64)
+	s.inflight, s.mostInflight, s.reentered = new(atomic.Int64), new(atomic.Int64), new(atomic.Bool)
+}
+
 func (s *slowCounter) Init(ctx *topology.Context) error {
 	if s.every > 0 {
 		ctx.Schedule(s.every, topology.WallClock, func(ctx *topology.Context, _ time.Time) error {
@@ -127,8 +133,7 @@ func runSlow(t *testing.T, g topology.Guarantee, proc slowCounter, n int, wantBl
 // runSlowThreads is runSlow with Config.Threads threads.
 func runSlowThreads(t *testing.T, threads int, g topology.Guarantee, proc slowCounter, n int, wantBlocked int64, wantCycles float64) {
 	h := newHarness(t, false)
-	proc.blockedDone = new(atomic.Int64)
-	proc.inflight, proc.mostInflight, proc.reentered = new(atomic.Int64), new(atomic.Int64), new(atomic.Bool)
+	proc.share()
 	reg := prometheus.NewRegistry()
 	dir := t.TempDir()
 	rt, err := topology.NewRuntime(slowCounting(proc), topology.Config{

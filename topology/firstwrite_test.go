@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,8 +24,8 @@ func TestTransactionWithoutInputIsChecked(t *testing.T) {
 	h := newHarness(t, false)
 	reg := prometheus.NewRegistry()
 	dir := t.TempDir()
-	proc := slowCounter{every: 100 * time.Millisecond, blockCalls: 1,
-		blockedDone: new(atomic.Int64), inflight: new(atomic.Int64), mostInflight: new(atomic.Int64), reentered: new(atomic.Bool)}
+	proc := slowCounter{every: 100 * time.Millisecond, blockCalls: 1}
+	proc.share()
 	rt, err := topology.NewRuntime(slowCounting(proc), topology.Config{
 		App:              app,
 		Brokers:          h.brokers,
