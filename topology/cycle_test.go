@@ -146,7 +146,8 @@ func runSlowThreads(t *testing.T, threads int, g topology.Guarantee, proc slowCo
 		TransactionTimeout: slowTxnTimeout,
 		Threads:            threads,
 		Registerer:         reg,
-		Logger:             slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// Warnings and errors say why a cycle aborted.
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -196,8 +197,13 @@ func runSlowThreads(t *testing.T, threads int, g topology.Guarantee, proc slowCo
 
 	committed := counterValue(t, reg, "tessera_transactions_total", "committed")
 	aborted := counterValue(t, reg, "tessera_transactions_total", "aborted")
-	if aborted != 0 {
-		t.Errorf("%v cycles aborted, want none", aborted)
+	// A cycle without input whose first write to a topic franz-go
+	// silently aborted (firstwrite.go) is caught by the transaction
+	// check and aborts correctly; this test is about cycles that end
+	// in time, so only other aborts count against it.
+	checked := counterValue(t, reg, "tessera_transaction_checks_total", "aborted")
+	if aborted != checked {
+		t.Errorf("%v cycles aborted (%v of them found aborted by the transaction check), want none other", aborted, checked)
 	}
 	// Seconds of work in cycles of about 100ms: many commits, where
 	// one poll or one round of punctuations used to be one.
