@@ -75,6 +75,22 @@
 // is still in time can find its tile: an accepted event is at least
 // now − lateness, so its tile starts at or after the cut-off.
 //
+// Expire scans a windowed feature's tiles only when the profile may hold
+// one before its cut-off. The caller keeps, with each profile, a tile
+// floor: a time no event in the profile's windowed tiles is older than.
+// INVARIANT: every windowed tile of the profile starts at or after
+// alignDown(floor, its tile size). A tile that starts before a cut-off
+// holds an event before it (cut-offs are multiples of the tile size), so
+// a feature whose cut-off is at or before the floor has nothing to
+// expire. UpdateFloor lowers the floor to each event's time, Import
+// returns the floor of the tiles it brings (the profile's becomes the
+// lower of the two), and Expire raises it to the lowest cut-off of the
+// windowed features, past which every feature now starts. A profile
+// without tiles has the floor NoTiles; 0 is always safe and scans every
+// feature. Most profiles' events are far younger than any cut-off, so an
+// expiring sweep passes them by: scanning every profile's tiles took
+// 7.5 % of the hub's CPU in `tessera bench`, for nothing to delete.
+//
 // # Aggregations and their tiles
 //
 // Every tile starts with a tag byte naming its encoding; a tile whose tag

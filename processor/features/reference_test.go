@@ -3,6 +3,7 @@ package features_test
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -74,15 +75,23 @@ func (p *featureProc) Init(ctx *topology.Context) error {
 	// should have kept.
 	ctx.Schedule(10*time.Minute, topology.StreamTime, func(_ *topology.Context, now time.Time) error {
 		var keys [][]byte
-		if err := p.profiles.Prefix(nil, func(k, _ []byte) error {
+		var floors []int64
+		if err := p.profiles.Prefix(nil, func(k, v []byte) error {
 			keys = append(keys, bytes.Clone(k))
+			floors = append(floors, decodeFloor(v))
 			return nil
 		}); err != nil {
 			return err
 		}
-		for _, k := range keys {
-			if err := p.set.Expire(p.w, k, now); err != nil {
+		for i, k := range keys {
+			floor, err := p.set.Expire(p.w, k, now, floors[i])
+			if err != nil {
 				return err
+			}
+			if floor != floors[i] {
+				if err := p.putFloor(k, floor); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
@@ -97,7 +106,14 @@ func (p *featureProc) Process(ctx *topology.Context, r topology.Record) error {
 		if err != nil {
 			return err
 		}
-		if err := p.profiles.Put(r.Key, []byte{1}); err != nil {
+		// The profile keeps its tile floor, as the profile stage does,
+		// so that Expire passes over features it cannot cut; the
+		// audits catch a floor that keeps a tile for good.
+		floor, err := p.floor(r.Key)
+		if err != nil {
+			return err
+		}
+		if err := p.putFloor(r.Key, features.UpdateFloor(floor, v)); err != nil {
 			return err
 		}
 		_, err = p.set.Update(p.w, r.Key, v, ctx.StreamTime())
@@ -112,10 +128,21 @@ func (p *featureProc) Process(ctx *topology.Context, r topology.Record) error {
 	case topicMerges:
 		// Value: 'L' (same task) or 'R' (another task), then the winner.
 		to := r.Value[1:]
+		loserFloor, err := p.floor(r.Key)
+		if err != nil {
+			return err
+		}
 		if err := p.profiles.Delete(r.Key); err != nil {
 			return err
 		}
 		if r.Value[0] == 'L' {
+			floor, err := p.floor(to)
+			if err != nil {
+				return err
+			}
+			if err := p.putFloor(to, min(floor, loserFloor)); err != nil {
+				return err
+			}
 			return p.set.Merge(p.w, r.Key, to)
 		}
 		blob, err := p.set.Export(nil, p.w, r.Key)
@@ -129,10 +156,15 @@ func (p *featureProc) Process(ctx *topology.Context, r topology.Record) error {
 		// never reads the tiles at a moment Expire had already passed.
 		return ctx.Forward(topology.Record{Key: to, Value: blob, Timestamp: r.Timestamp})
 	case topicAbsorbs:
-		if err := p.profiles.Put(r.Key, []byte{1}); err != nil {
+		floor, err := p.floor(r.Key)
+		if err != nil {
 			return err
 		}
-		return p.set.Import(p.w, r.Key, r.Value)
+		imported, err := p.set.Import(p.w, r.Key, r.Value)
+		if err != nil {
+			return err
+		}
+		return p.putFloor(r.Key, min(floor, imported))
 	case topicAudits:
 		blob, err := p.h.windowed.Export(nil, p.w, r.Key)
 		if err != nil {
@@ -142,6 +174,24 @@ func (p *featureProc) Process(ctx *topology.Context, r topology.Record) error {
 		return nil
 	}
 	return fmt.Errorf("unexpected topic %q", r.Topic)
+}
+
+// floor returns profile's tile floor: NoTiles for a profile not seen.
+func (p *featureProc) floor(profile []byte) (int64, error) {
+	v, err := p.profiles.Get(profile)
+	if err != nil || v == nil {
+		return features.NoTiles, err
+	}
+	return decodeFloor(v), nil
+}
+
+func (p *featureProc) putFloor(profile []byte, floor int64) error {
+	return p.profiles.Put(profile, binary.AppendVarint(nil, floor))
+}
+
+func decodeFloor(v []byte) int64 {
+	f, _ := binary.Varint(v)
+	return f
 }
 
 func newPipeline(t *testing.T, h *harness, partitions int32) *topology.Driver {

@@ -510,24 +510,52 @@ var accPool = sync.Pool{New: func() any { return new(acc) }}
 // later can reach (doc.go, Expiry). A stream-time punctuation calls it, so
 // that stored state shrinks as values fall. Values are right without it:
 // it reclaims space, it does not make values fall, so a sweep of the
-// task's profiles every hour or so is plenty. It costs one range scan per
-// windowed feature.
-func (s *Set) Expire(w *state.Window, profile []byte, now time.Time) error {
+// task's profiles every hour or so is plenty.
+//
+// from is the profile's tile floor (Floor): a time no windowed tile of the
+// profile holds an event before. A feature whose cut-off is at or before
+// it has nothing to delete and costs nothing; any other costs a range
+// scan. Expire returns the floor to keep after it. Pass 0 when no floor is
+// kept: every windowed feature is scanned.
+func (s *Set) Expire(w *state.Window, profile []byte, now time.Time, from int64) (int64, error) {
 	s.beginKey(profile)
 	t := now.UnixMilli()
+	lowest := int64(math.MaxInt64) // the lowest cut-off of a windowed feature
 	for _, f := range s.features {
 		if f.tile == 0 {
 			continue
 		}
 		cut := alignUp(t-s.lateness-f.window, f.tile)
-		if cut <= 0 {
+		lowest = min(lowest, cut)
+		// A tile starting before cut holds an event before it (cut is a
+		// multiple of the tile size), so none does when from ≥ cut.
+		if cut <= 0 || from >= cut {
 			continue
 		}
 		if _, err := w.DeleteBefore(s.keyOf(f), cut); err != nil {
-			return fmt.Errorf("expiring feature %q: %w", f.name, err)
+			return from, fmt.Errorf("expiring feature %q: %w", f.name, err)
 		}
 	}
-	return nil
+	if lowest == math.MaxInt64 {
+		return from, nil // no windowed feature: nothing to bound
+	}
+	// Every windowed feature now holds only tiles from its cut-off on,
+	// the skipped ones because from was at least theirs.
+	return max(from, lowest), nil
+}
+
+// NoTiles is the tile floor (doc.go, Expiry) of a profile with no
+// windowed tiles: Expire passes over every feature of such a profile.
+const NoTiles int64 = math.MaxInt64
+
+// UpdateFloor returns floor lowered to the time of event ev, which Update
+// is about to apply (or has applied) to the profile. An event without a
+// usable time leaves it as it is: Update ignores such events.
+func UpdateFloor(floor int64, ev *fastjson.Value) int64 {
+	if ts, ok := eventTime(ev); ok && ts < floor {
+		return ts
+	}
+	return floor
 }
 
 // exportVersion starts every Export, so that a future format is told apart.
@@ -563,17 +591,22 @@ func (s *Set) Export(dst []byte, w *state.Window, profile []byte) ([]byte, error
 // task's at the time of the export (send the export with that stream time
 // as its record timestamp). Otherwise values as of the moments between the
 // two may miss tiles that Expire had already deleted at the exporter.
-func (s *Set) Import(w *state.Window, profile, exported []byte) error {
+//
+// It returns the tile floor of what it imported: the earliest start of a
+// windowed tile, or NoTiles; the profile's floor is the lower of its own
+// and that.
+func (s *Set) Import(w *state.Window, profile, exported []byte) (int64, error) {
 	if len(exported) == 0 || exported[0] != exportVersion {
-		return fmt.Errorf("importing features: unknown export format: %w", ErrCorruptTile)
+		return 0, fmt.Errorf("importing features: unknown export format: %w", ErrCorruptTile)
 	}
 	s.beginKey(profile)
+	floor := NoTiles
 	for p := exported[1:]; len(p) > 0; {
 		suffix, p1, ok1 := readBytes(p)
 		start, p2, ok2 := readUvarint(p1)
 		tile, p3, ok3 := readBytes(p2)
 		if !ok1 || !ok2 || !ok3 || start > math.MaxInt64 {
-			return fmt.Errorf("importing features: truncated record at byte %d: %w", len(exported)-len(p), ErrCorruptTile)
+			return 0, fmt.Errorf("importing features: truncated record at byte %d: %w", len(exported)-len(p), ErrCorruptTile)
 		}
 		p = p3
 		f := s.bySuffix[string(suffix)]
@@ -581,10 +614,13 @@ func (s *Set) Import(w *state.Window, profile, exported []byte) error {
 			continue
 		}
 		if err := s.fold(w, f, int64(start), tile); err != nil {
-			return fmt.Errorf("importing feature %q: %w", f.name, err)
+			return 0, fmt.Errorf("importing feature %q: %w", f.name, err)
+		}
+		if f.tile != 0 {
+			floor = min(floor, int64(start))
 		}
 	}
-	return nil
+	return floor, nil
 }
 
 // readUvarint reads a uvarint off the front of p.
@@ -635,7 +671,8 @@ func (s *Set) Delete(w *state.Window, profile []byte) error {
 // Merge folds the tiles of profile from into those of profile to, in the
 // same store, and deletes from's: what an identity merge does to features
 // when both profiles live in one task. Afterwards to's values are those of
-// the union of both profiles' events.
+// the union of both profiles' events, and to's tile floor is the lower of
+// the two profiles' floors.
 func (s *Set) Merge(w *state.Window, from, to []byte) error {
 	if bytes.Equal(from, to) {
 		return nil
@@ -645,7 +682,7 @@ func (s *Set) Merge(w *state.Window, from, to []byte) error {
 		return fmt.Errorf("merging profile %q into %q: %w", from, to, err)
 	}
 	s.export = exported[:0]
-	if err := s.Import(w, to, exported); err != nil {
+	if _, err := s.Import(w, to, exported); err != nil {
 		return fmt.Errorf("merging profile %q into %q: %w", from, to, err)
 	}
 	if err := s.Delete(w, from); err != nil {

@@ -272,7 +272,7 @@ func TestExpireKeepsEveryReadWithinLateness(t *testing.T) {
 	for d := time.Duration(0); d <= lateness; d += 7 * time.Minute {
 		reads = append(reads, mustValues(t, s, w, "p", at.Add(-lateness+d)))
 	}
-	if err := s.Expire(w, []byte("p"), at); err != nil {
+	if _, err := s.Expire(w, []byte("p"), at, 0); err != nil {
 		t.Fatal(err)
 	}
 	for i, d := 0, time.Duration(0); d <= lateness; i, d = i+1, d+7*time.Minute {
@@ -292,6 +292,71 @@ func TestExpireKeepsEveryReadWithinLateness(t *testing.T) {
 // TestCountDistinctSpillsAtTheBound checks that a tile stays an exact set up
 // to DistinctExact values and becomes a sketch past it, and that windows
 // over exact tiles stay exact beyond the bound.
+// TestExpirePassesOverFeaturesAboveTheFloor: Expire scans a feature only
+// when the floor is before its cut-off. The floors here break the
+// invariant on purpose (the profile has a tile before both cut-offs), so
+// a tile that survives shows the feature was passed over.
+func TestExpirePassesOverFeaturesAboveTheFloor(t *testing.T) {
+	lateness := time.Hour
+	defs := []config.Feature{
+		{Name: "short", Event: "E", Agg: "count", Window: "1d"},
+		{Name: "long", Event: "E", Agg: "count", Window: "30d"},
+		{Name: "life", Event: "E", Agg: "count", Window: "lifetime"},
+	}
+	now := t0.Add(40 * day)
+	cutShort := alignUp(now.UnixMilli()-lateness.Milliseconds()-day.Milliseconds(), time.Hour.Milliseconds())
+	cutLong := alignUp(now.UnixMilli()-lateness.Milliseconds()-30*day.Milliseconds(), day.Milliseconds())
+	for _, tt := range []struct {
+		name       string
+		from       int64
+		short, lng int // tiles left, as the counts as of t0 show them
+		want       int64
+	}{
+		{"no floor", 0, 0, 0, cutLong},
+		{"floor at the long cut-off", cutLong, 0, 1, cutLong},
+		{"floor between the cut-offs", cutLong + 1, 0, 1, cutLong + 1},
+		{"floor at the short cut-off", cutShort, 1, 1, cutShort},
+		{"no tiles", NoTiles, 1, 1, NoTiles},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, w := newWindow(t)
+			s := mustCompile(t, defs, Options{AllowedLateness: lateness})
+			mustUpdate(t, s, w, "p", track("E", t0, `{}`), t0)
+			got, err := s.Expire(w, []byte("p"), now, tt.from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Errorf("floor after Expire = %d, want %d", got, tt.want)
+			}
+			want := map[string]any{"short": int64(tt.short), "long": int64(tt.lng), "life": int64(1)}
+			if vals := mustValues(t, s, w, "p", t0); !reflect.DeepEqual(vals, want) {
+				t.Errorf("values as of the event after Expire: %v, want %v", vals, want)
+			}
+		})
+	}
+}
+
+// TestUpdateFloor: the floor falls to an event's time and never rises.
+func TestUpdateFloor(t *testing.T) {
+	at := t0.UnixMilli()
+	for _, tt := range []struct {
+		name  string
+		floor int64
+		ev    *fastjson.Value
+		want  int64
+	}{
+		{"first event", NoTiles, track("E", t0, `{}`), at},
+		{"earlier event", at, track("E", t0.Add(-time.Hour), `{}`), at - time.Hour.Milliseconds()},
+		{"later event", at, track("E", t0.Add(time.Hour), `{}`), at},
+		{"no timestamp", at + 1, fastjson.MustParse(`{"type":"track","event":"E"}`), at + 1},
+	} {
+		if got := UpdateFloor(tt.floor, tt.ev); got != tt.want {
+			t.Errorf("%s: UpdateFloor = %d, want %d", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestCountDistinctSpillsAtTheBound(t *testing.T) {
 	_, w := newWindow(t)
 	s := mustCompile(t, []config.Feature{{Name: "skus", Event: "E", Agg: "count_distinct", Property: "sku", Window: "1h"}},
@@ -621,7 +686,7 @@ func TestCorruptTiles(t *testing.T) {
 	if !errors.Is(err, ErrCorruptTile) || !strings.Contains(err.Error(), `updating feature "spend"`) {
 		t.Errorf("Update: %v", err)
 	}
-	if err := s.Import(w, []byte("p"), []byte{9, 9}); !errors.Is(err, ErrCorruptTile) {
+	if _, err := s.Import(w, []byte("p"), []byte{9, 9}); !errors.Is(err, ErrCorruptTile) {
 		t.Errorf("Import of garbage: %v", err)
 	}
 }

@@ -97,8 +97,9 @@ const (
 	// expireEvery is how much stream time passes between the sweep rounds
 	// that expire tiles. Expiry only reclaims space (values are right
 	// without it, see features.Set.Expire), and it costs a range scan per
-	// windowed feature and profile: done on every round it took 7.5 % of
-	// the hub's CPU in `tessera bench`.
+	// windowed feature and profile that may hold a tile past its cut-off
+	// (record.TileFloor): done on every round, for every profile, it took
+	// 7.5 % of the hub's CPU in `tessera bench`.
 	expireEvery = time.Hour
 	// roundEvery is how much stream time passes between rounds when the
 	// definitions stay the same. A round re-evaluates every profile for
@@ -235,8 +236,12 @@ func (pr *profiler) sweepSlice(ctx *topology.Context, set *features.Set, now tim
 			}
 		}
 		if expire {
-			if err := set.Expire(w, it.id, ctx.StreamTime()); err != nil {
+			floor, err := set.Expire(w, it.id, ctx.StreamTime(), r.TileFloor)
+			if err != nil {
 				return err
+			}
+			if floor != r.TileFloor {
+				r.TileFloor, changed = floor, true
 			}
 		}
 		if !it.fresh {
@@ -315,7 +320,7 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 	if err != nil {
 		return err
 	}
-	r := &record{}
+	r := &record{TileFloor: features.NoTiles}
 	if raw != nil {
 		if r, err = decodeRecord(raw, pr.names); err != nil {
 			return fmt.Errorf("profile %s: %w", o.Profile, err)
@@ -432,9 +437,11 @@ func (s *step) handle(o op, raw []byte) error {
 			return err
 		}
 		if set := s.pr.features(); set != nil && len(o.Features) > 0 {
-			if err := set.Import(s.ctx.Window(FeaturesStore), []byte(s.id), o.Features); err != nil {
+			floor, err := set.Import(s.ctx.Window(FeaturesStore), []byte(s.id), o.Features)
+			if err != nil {
 				return err
 			}
+			s.r.TileFloor = min(s.r.TileFloor, floor)
 		}
 		s.r.Absorbing = ""
 		if _, err := s.evaluate(s.ctx.StreamTime(), "absorb:"+o.Peer); err != nil {
@@ -549,6 +556,7 @@ func (s *step) replayFeature(set *features.Set, key string, w *state.Window, emp
 			return fmt.Errorf("parsing a recent event of %s: %w", s.id, err)
 		}
 		at := time.UnixMilli(profile.ParseMillis(string(v.GetStringBytes("timestamp"))))
+		s.r.TileFloor = features.UpdateFloor(s.r.TileFloor, v)
 		// Each event is applied as of its own time: history is not late.
 		_, err = only.Update(w, []byte(s.id), v, at)
 		return err
@@ -592,6 +600,7 @@ func (s *step) event(o op) error {
 		return err
 	}
 	if set := s.pr.features(); set != nil {
+		s.r.TileFloor = features.UpdateFloor(s.r.TileFloor, v)
 		if _, err := set.Update(s.ctx.Window(FeaturesStore), []byte(s.id), v, s.ctx.StreamTime()); err != nil {
 			return err
 		}

@@ -89,11 +89,17 @@ type record struct {
 	// record of an earlier version keeps its events there until its next
 	// step moves them (step.migrateRecent).
 	Timeline int
+	// TileFloor is the profile's tile floor (features doc.go, Expiry): no
+	// event in its windowed feature tiles is older (Unix ms), so an
+	// expiring sweep passes over the features whose cut-off is not past
+	// it. features.NoTiles for a profile without tiles; 0, as a record
+	// written before version 7 has, bounds nothing and is always safe.
+	TileFloor int64
 }
 
 func (r *record) busy() bool { return r.Offering != "" || r.Absorbing != "" }
 
-const recordVersion = 6
+const recordVersion = 7
 
 // encode returns the record's encoding in a new slice.
 func (r *record) encode() []byte { return r.appendTo(nil) }
@@ -112,6 +118,7 @@ func (r *record) appendTo(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(r.Timeline))
 	b = binary.AppendUvarint(b, r.QueueHead)
 	b = binary.AppendUvarint(b, uint64(r.Queued))
+	b = binary.AppendVarint(b, r.TileFloor)
 	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
 		b = appendSet(b, set)
 	}
@@ -210,11 +217,19 @@ func decodeRecord(b []byte, in interner) (*record, error) {
 		b = b[k:]
 		r.QueueHead, r.Queued = head, int(n)
 	}
+	if version >= 7 {
+		floor, k := binary.Varint(b)
+		if k <= 0 {
+			return nil, fmt.Errorf("decoding profile record: bad tile floor")
+		}
+		b = b[k:]
+		r.TileFloor = floor
+	}
 	sets := 0
 	switch version {
 	case 2:
 		sets = 1
-	case 3, 4, 5, 6:
+	case 3, 4, 5, 6, 7:
 		sets = 3
 	}
 	for i, dst := range []*map[string]bool{&r.Computed, &r.Audiences, &r.Evaluated}[:sets] {

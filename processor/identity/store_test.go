@@ -22,6 +22,7 @@ func sampleRecord() *record {
 		Timeline:  7,
 		QueueHead: 12,
 		Queued:    3,
+		TileFloor: 1699990000000,
 	}
 }
 
@@ -112,6 +113,39 @@ func TestRecordOfVersion5KeepsItsQueue(t *testing.T) {
 // BenchmarkRecord is the profile stage's decode and encode of a profile
 // record, once per op, with the stage's interner and without one. Like
 // the stage, it encodes into a buffer it reuses.
+// TestRecordOfVersion6HasNoTileFloor: a record written before tile floors
+// (version 6) decodes with the floor 0, which bounds nothing, so the next
+// expiring sweep scans all its features; the rest of it is kept.
+func TestRecordOfVersion6HasNoTileFloor(t *testing.T) {
+	r := sampleRecord()
+	// Version 6's layout: version 7's without the floor.
+	b := []byte{6}
+	for _, s := range []string{r.MergedInto, r.Offering, r.Absorbing} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	b = binary.AppendVarint(b, r.MergedCreated)
+	b = binary.AppendVarint(b, r.Erased)
+	b = binary.AppendUvarint(b, uint64(r.Timeline))
+	b = binary.AppendUvarint(b, r.QueueHead)
+	b = binary.AppendUvarint(b, uint64(r.Queued))
+	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
+		b = appendSet(b, set)
+	}
+	b = binary.AppendUvarint(b, 0) // no inline ops
+	b = r.P.AppendBinary(b)
+
+	got, err := decodeRecord(b, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *r
+	want.TileFloor = 0
+	if string(got.encode()) != string(want.encode()) {
+		t.Fatalf("decoded %+v, want %+v", got, &want)
+	}
+}
+
 func BenchmarkRecord(b *testing.B) {
 	for _, bc := range []struct {
 		name string

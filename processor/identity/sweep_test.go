@@ -10,6 +10,7 @@ import (
 	"github.com/tessera-cdp/tessera/processor/audience"
 	"github.com/tessera-cdp/tessera/processor/features"
 	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/topology"
 )
 
 // A round of the maintenance sweep passes by the profiles that their own
@@ -97,5 +98,78 @@ func TestSweepPassesByFreshProfiles(t *testing.T) {
 	t.Logf("%d profiles visited before the events, %d after", first, n-first)
 	if first >= n {
 		t.Fatalf("the first sweep visited all %d profiles: a round must take several", first)
+	}
+}
+
+// An expiring sweep round deletes the tiles that fell out of every window,
+// the ones a merge brought included: the winner's tile floor takes the
+// loser's, whose late event is older than anything of the winner's own.
+func TestExpiringSweepReachesMergedTiles(t *testing.T) {
+	fs, err := features.Compile([]config.Feature{
+		{Name: "pages_1h", Type: "page", Agg: "count", Window: "1h"},
+	}, features.Options{AllowedLateness: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var as *audience.Set
+	h := newHubOpts(t, 1, config.DefaultIdentity(), &fs, &as, nil)
+	for _, e := range []string{
+		// a1's profile is created first (10:00), so it wins the merge.
+		`{"type":"page","anonymousId":"a1","messageId":"1","timestamp":"2026-03-01T10:00:00Z"}`,
+		`{"type":"page","userId":"u1","messageId":"2","timestamp":"2026-03-01T11:00:00Z"}`,
+		`{"type":"page","userId":"u1","messageId":"3","timestamp":"2026-03-01T09:00:00Z"}`, // late
+		`{"type":"alias","userId":"u1","previousId":"a1","messageId":"4","timestamp":"2026-03-01T11:10:00Z"}`,
+		// c1's own event, no merge: its floor comes from the event.
+		`{"type":"page","userId":"c1","messageId":"6","timestamp":"2026-03-01T09:05:00Z"}`,
+	} {
+		h.send(e)
+		if err := h.d.Drain(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := h.state().profileOf("user_id:u1")
+	if p == nil || p.Created != time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC).UnixMilli() {
+		t.Fatalf("want u1 in a1's profile, created at 10:00: %+v", p)
+	}
+	c := h.state().profileOf("user_id:c1")
+	if c == nil {
+		t.Fatal("no profile for c1")
+	}
+	w := h.d.TaskWindow(topology.TaskID{Group: 1}, identity.FeaturesStore)
+	pagesOf := func(id, at string) any {
+		t.Helper()
+		now, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vals, err := fs.Values(w, []byte(id), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vals["pages_1h"]
+	}
+	pages := func(at string) any { return pagesOf(p.ID, at) }
+	// Tiles are read as of a moment: 09:20 reads the 09:00 tile alone.
+	const late, own = "2026-03-01T09:20:00Z", "2026-03-01T10:20:00Z"
+	if pages(late) != int64(1) || pages(own) != int64(1) || pagesOf(c.ID, late) != int64(1) {
+		t.Fatalf("before the sweep: %v pages as of 09:20 and %v as of 10:20 (c1: %v as of 09:20); want 1 each", pages(late), pages(own), pagesOf(c.ID, late))
+	}
+	// The next day at 10:30, the cut-off is 09:30 the day before
+	// (10:30 − 24h lateness − 1h window): the 09:00 tile goes, the
+	// 10:00 one stays.
+	h.send(`{"type":"page","userId":"u9","messageId":"5","timestamp":"2026-03-02T10:30:00Z"}`)
+	if err := h.d.Drain(nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; pages(late) != int64(0) || pagesOf(c.ID, late) != int64(0); i++ {
+		if i == 20 {
+			t.Fatalf("20 sweeps kept a 09:00 tile past its cut-off: %v in the merged profile, %v in c1's", pages(late), pagesOf(c.ID, late))
+		}
+		if err := h.d.AdvanceWallClock(250 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pages(own) != int64(1) {
+		t.Errorf("the sweep deleted the 10:00 tile, after the cut-off: %v pages as of 10:20", pages(own))
 	}
 }
