@@ -484,9 +484,9 @@ func runPartition(t *task, fp *kgo.FetchTopicPartition, deadline time.Time) (int
 	return n, nil
 }
 
-// noteProcessed records that the first n pending records of fp were
-// processed, in took, and drops them from fp. It runs on the loop.
-func (r *Runtime) noteProcessed(c *cycle, fp *kgo.FetchTopicPartition, n int, took time.Duration) {
+// noteProcessed records that the first n pending records of fp, task t's,
+// were processed, in took, and drops them from fp. It runs on the loop.
+func (r *Runtime) noteProcessed(c *cycle, t *task, fp *kgo.FetchTopicPartition, n int, took time.Duration) {
 	if n == 0 {
 		return
 	}
@@ -495,7 +495,12 @@ func (r *Runtime) noteProcessed(c *cycle, fp *kgo.FetchTopicPartition, n int, to
 	r.metrics.processed.WithLabelValues(fp.Topic).Add(float64(n))
 	r.metrics.latency.Observe(took.Seconds() / float64(n))
 	last := done[n-1].Offset
-	r.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(fp.HighWatermark-last-1, 0)))
+	lag := max(fp.HighWatermark-last-1, 0)
+	r.metrics.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(lag))
+	if t.backlog == nil {
+		t.backlog = make(map[string]int64, len(t.sources))
+	}
+	t.backlog[fp.Topic] = lag
 	fp.Records = fp.Records[n:]
 }
 
@@ -580,7 +585,7 @@ func (r *Runtime) processTasks(c *cycle) error {
 	var first error
 	for _, w := range works {
 		for j, i := range w.parts {
-			r.noteProcessed(c, &c.pending[i], w.n[j], w.took[j])
+			r.noteProcessed(c, w.t, &c.pending[i], w.n[j], w.took[j])
 		}
 		if first == nil {
 			first = w.err

@@ -45,12 +45,15 @@ type slowCounter struct {
 	inflight, mostInflight *atomic.Int64
 	busy                   int32
 	reentered              *atomic.Bool
+	// mostBacklog is the largest Context.Backlog a Process call saw.
+	mostBacklog *atomic.Int64
 }
 
 // share gives the counter its counters shared over all tasks.
 func (s *slowCounter) share() {
 	s.blockedDone = new(atomic.Int64)
 	s.inflight, s.mostInflight, s.reentered = new(atomic.Int64), new(atomic.Int64), new(atomic.Bool)
+	s.mostBacklog = new(atomic.Int64)
 }
 
 func (s *slowCounter) Init(ctx *topology.Context) error {
@@ -79,6 +82,9 @@ func (s *slowCounter) Process(ctx *topology.Context, r topology.Record) error {
 	n := s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	for m := s.mostInflight.Load(); n > m && !s.mostInflight.CompareAndSwap(m, n); m = s.mostInflight.Load() {
+	}
+	b := ctx.Backlog()
+	for m := s.mostBacklog.Load(); b > m && !s.mostBacklog.CompareAndSwap(m, b); m = s.mostBacklog.Load() {
 	}
 	time.Sleep(s.delay) // slow processing
 	return counter{}.Process(ctx, r)
@@ -179,6 +185,11 @@ func runSlowThreads(t *testing.T, threads int, g topology.Guarantee, proc slowCo
 	}
 	if proc.reentered.Load() {
 		t.Error("a task processed two records at once")
+	}
+	// Cycles ended with records of a partition left, which later
+	// records' tasks saw as a backlog; never more than were sent.
+	if most := proc.mostBacklog.Load(); proc.delay > 0 && most <= 0 || most >= int64(n) {
+		t.Errorf("the largest backlog a task saw was %d, want some and fewer than the %d records", most, n)
 	}
 	// Each thread that ran records counted its time.
 	for i := range min(threads, 2) {

@@ -80,6 +80,20 @@ func (c *Context) Partition() int32 { return c.task.id.Partition }
 // it has processed.
 func (c *Context) StreamTime() time.Time { return c.task.streamTime }
 
+// Backlog returns how many records wait in the task's source partitions
+// behind the last ones it processed, as the fetches that brought those
+// reported it: the processors' sign that the task is behind, for work
+// that can wait (a maintenance sweep) to yield to records. It is 0 before
+// the task processed a record, and under exactly-once a caught-up task
+// may count a transaction marker or two.
+func (c *Context) Backlog() int64 {
+	var n int64
+	for _, b := range c.task.backlog {
+		n += b
+	}
+	return n
+}
+
 // WallClock returns the current wall-clock time (the driver's clock in tests).
 func (c *Context) WallClock() time.Time { return c.task.clock() }
 

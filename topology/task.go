@@ -66,6 +66,11 @@ type task struct {
 
 	streamTime   time.Time
 	punctuations []*punctuation
+	// backlog is, per source topic, how many records the last fetch that
+	// brought the task records of that topic reported past the last one
+	// it processed (Context.Backlog). The loop writes it between runs of
+	// the threads, so the task's own thread reads it without a lock.
+	backlog map[string]int64
 
 	// mu guards the changelog positions, which produce callbacks update
 	// from the client's goroutines.

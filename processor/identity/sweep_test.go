@@ -173,3 +173,69 @@ func TestExpiringSweepReachesMergedTiles(t *testing.T) {
 		t.Errorf("the sweep deleted the 10:00 tile, after the cut-off: %v pages as of 10:20", pages(own))
 	}
 }
+
+// A task behind its input visits profiles on one sweep in four; caught up,
+// on every sweep.
+func TestSweepYieldsToABacklog(t *testing.T) {
+	defer identity.SetSweepBudget(0)() // one slice of profiles a sweep
+	fs, err := features.Compile([]config.Feature{
+		{Name: "orders_1h", Event: "Order Completed", Agg: "count", Window: "1h"},
+	}, features.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	var as *audience.Set
+	h := newHubOpts(t, 1, config.DefaultIdentity(), &fs, &as, func(o *identity.Options) { o.Registerer = reg })
+	for i := range 400 { // 13 slices of 32
+		h.send(fmt.Sprintf(`{"type":"track","userId":"u%d","event":"Order Completed","messageId":"m%d","timestamp":"2026-03-01T10:00:00.%03dZ"}`, i, i, i))
+	}
+	if err := h.d.Drain(nil); err != nil {
+		t.Fatal(err)
+	}
+	swept := func() int {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, mf := range mfs {
+			if mf.GetName() == "tessera_profile_sweep_total" {
+				for _, m := range mf.GetMetric() {
+					n += int(m.GetCounter().GetValue())
+				}
+			}
+		}
+		return n
+	}
+	// ticks advances the wall clock by n sweep intervals and returns how
+	// many of them visited profiles.
+	ticks := func(n int) int {
+		t.Helper()
+		visits := 0
+		for range n {
+			before := swept()
+			if err := h.d.AdvanceWallClock(250 * time.Millisecond); err != nil {
+				t.Fatal(err)
+			}
+			if swept() > before {
+				visits++
+			}
+		}
+		return visits
+	}
+	for i := 0; swept() == 0; i++ { // the round begins
+		if i == 10 {
+			t.Fatal("no round began")
+		}
+		ticks(1)
+	}
+	restore := identity.SetBacklog(5000)
+	behind := ticks(12)
+	restore()
+	caughtUp := ticks(3)
+	if behind != 3 || caughtUp != 3 {
+		t.Errorf("behind, %d of 12 sweeps visited profiles, want 3; caught up, %d of 3, want 3", behind, caughtUp)
+	}
+}
