@@ -128,6 +128,12 @@ type Processing struct {
 	// must be below session_timeout. Default 0: a third of session_timeout,
 	// at most 3s.
 	HeartbeatInterval Duration `yaml:"heartbeat_interval"`
+	// ReadCacheBytes bounds each task's read cache, which keeps the
+	// profiles, identities and feature tiles the task read recently and
+	// holds their writes back until the commit (docs/operations.md,
+	// Sizing); 0 or from 64 KiB to 4 GiB. Default 0: the engine's choice,
+	// 16 MiB a task.
+	ReadCacheBytes int64 `yaml:"read_cache_bytes"`
 }
 
 // Log is the log section of tessera.yaml.

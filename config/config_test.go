@@ -97,6 +97,7 @@ func TestBadFiles(t *testing.T) {
 		{"standby_replicas", `standby_replicas.bad.yml:2:21: processing.standby_replicas: must be between 0 and 10, got 11`},
 		{"restore_concurrency", `restore_concurrency.bad.yml:2:24: processing.restore_concurrency: must be between 0 (the engine's choice) and 64, got 65`},
 		{"threads", `threads.bad.yml:2:12: processing.threads: must be between 0 (the engine's choice) and 64, got 65`},
+		{"read_cache_bytes", `read_cache_bytes.bad.yml:2:21: processing.read_cache_bytes: must be 0 (the engine's choice) or between 65536 and 4294967296, got 1000`},
 		{"heartbeat_interval", `heartbeat_interval.bad.yml:2:23: processing.heartbeat_interval: must be 0 (a third of session_timeout) or below session_timeout (10s), got 10s`},
 		{"bad_guarantee", `bad_guarantee.bad.yml:2:14: processing.guarantee: must be exactly_once or at_least_once, got "exactly-once"`},
 		{"negative_duration", `negative_duration.bad.yml:2:22: processing.rebalance_timeout: must be positive, got -30s`},

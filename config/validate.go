@@ -26,6 +26,14 @@ const maxRestoreConcurrency = 64
 // maxThreads bounds processing.threads, as topology.MaxThreads does.
 const maxThreads = 64
 
+// minReadCacheBytes and maxReadCacheBytes bound processing.read_cache_bytes:
+// below 64 KiB the cache keeps only small entries (none larger than an
+// eighth of it), and every task of an instance holds one.
+const (
+	minReadCacheBytes = 64 << 10
+	maxReadCacheBytes = 4 << 30
+)
+
 // Validate checks every setting and returns all the problems it finds, one per line, each
 // naming the key path and where its value came from. The commit interval must be shorter
 // than the transaction timeout under exactly-once only, since at-least-once has no
@@ -86,6 +94,9 @@ func (c Config) Validate() error {
 	}
 	if p.Threads < 0 || p.Threads > maxThreads {
 		check("processing.threads", fmt.Errorf("must be between 0 (the engine's choice) and %d, got %d", maxThreads, p.Threads))
+	}
+	if b := p.ReadCacheBytes; b != 0 && (b < minReadCacheBytes || b > maxReadCacheBytes) {
+		check("processing.read_cache_bytes", fmt.Errorf("must be 0 (the engine's choice) or between %d and %d, got %d", int64(minReadCacheBytes), int64(maxReadCacheBytes), b))
 	}
 	if p.HeartbeatInterval < 0 || (p.HeartbeatInterval > 0 && p.HeartbeatInterval >= p.SessionTimeout) {
 		check("processing.heartbeat_interval", fmt.Errorf("must be 0 (a third of session_timeout) or below session_timeout (%s), got %s", p.SessionTimeout, p.HeartbeatInterval))

@@ -28,10 +28,10 @@ type Options struct {
 	// 16 MiB.
 	MemTableSize uint64
 	// ReadCacheSize bounds the read cache in bytes, overriding the default
-	// 4 MiB; a negative value disables it. The read cache keeps the values
+	// 16 MiB; a negative value disables it. The read cache keeps the values
 	// and window tiles that the task read recently (cache.go), so it is
 	// memory per task on top of Pebble's: 24 tasks on an instance hold up
-	// to 96 MiB with the default. When full, it evicts with a CLOCK; an
+	// to 384 MiB with the default. When full, it evicts with a CLOCK; an
 	// entry larger than an eighth of the bound is not kept.
 	ReadCacheSize int64
 	// CloseFlushTimeout bounds how long Close waits for the memtables to

@@ -123,6 +123,9 @@ type Config struct {
 	// most 8: in `tessera bench` on 2 cores, two threads processed
 	// 100,000 events in about two thirds of the wall time of one.
 	Threads int
+	// ReadCacheSize bounds each task's read cache in bytes (state.Options);
+	// default 0, the state package's default.
+	ReadCacheSize int64
 	// StandbyReplicas is how many other instances keep a warm copy of
 	// each task's stores, so that a failover restores only the tail of
 	// the changelogs (see standby.go); default 0, none. The group

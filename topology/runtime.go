@@ -612,7 +612,7 @@ func (r *Runtime) restore(ctx context.Context, a *assigned) *restoreDone {
 	// costs no Kafka fetch and little CPU: done before taking a slot, it
 	// overlaps the restores that hold the slots instead of adding to the
 	// queue behind them.
-	db, err := state.Open(filepath.Join(r.cfg.StateDir, a.id.String()), state.Options{})
+	db, err := state.Open(filepath.Join(r.cfg.StateDir, a.id.String()), state.Options{ReadCacheSize: r.cfg.ReadCacheSize})
 	if err != nil {
 		res.err = fmt.Errorf("opening store of task %s: %w", a.id, err)
 		return res

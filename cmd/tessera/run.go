@@ -251,6 +251,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		Threads:            cfg.Processing.Threads,
 		HeartbeatInterval:  time.Duration(cfg.Processing.HeartbeatInterval),
 		MaxPollRecords:     cfg.Processing.MaxPollRecords,
+		ReadCacheSize:      cfg.Processing.ReadCacheBytes,
 		Partitions:         int32(cfg.Kafka.Partitions),
 		ReplicationFactor:  int16(cfg.Kafka.ReplicationFactor),
 		Registerer:         reg,
