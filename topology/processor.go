@@ -84,8 +84,10 @@ func (c *Context) StreamTime() time.Time { return c.task.streamTime }
 // behind the last ones it processed, as the fetches that brought those
 // reported it: the processors' sign that the task is behind, for work
 // that can wait (a maintenance sweep) to yield to records. It is 0 before
-// the task processed a record, and under exactly-once a caught-up task
-// may count a transaction marker or two.
+// the task processed a record, and holds between the records it
+// processes: what read_committed skips at the end of a partition (an
+// aborted transaction's records, a transaction marker or two of a
+// caught-up task under exactly-once) counts until later records pass it.
 func (c *Context) Backlog() int64 {
 	var n int64
 	for _, b := range c.task.backlog {

@@ -512,8 +512,8 @@ var accPool = sync.Pool{New: func() any { return new(acc) }}
 // it reclaims space, it does not make values fall, so a sweep of the
 // task's profiles every hour or so is plenty.
 //
-// from is the profile's tile floor (Floor): a time no windowed tile of the
-// profile holds an event before. A feature whose cut-off is at or before
+// from is the profile's tile floor (doc.go, Expiry): a time no windowed
+// tile of the profile holds an event before. A feature whose cut-off is at or before
 // it has nothing to delete and costs nothing; any other costs a range
 // scan. Expire returns the floor to keep after it. Pass 0 when no floor is
 // kept: every windowed feature is scanned.
