@@ -65,15 +65,11 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
-// TestRecordOfVersion5KeepsItsQueue: a record written before the queue
-// store (version 5) decodes with its ops inline, in order, counted by
-// queued; encoded again, it keeps them until a step moves them to the
-// store (step.migrateQueue).
-func TestRecordOfVersion5KeepsItsQueue(t *testing.T) {
-	r := sampleRecord()
-	ops := [][]byte{[]byte("op-1"), []byte("op-2"), []byte("op-3")}
-	// Version 5's layout: version 6's without the queue's head and count.
-	b := []byte{5}
+// oldRecord writes r in the layout of version 5 or 6, with ops inline.
+// Version 5's layout is version 6's without the queue's head and count,
+// and version 6's is version 7's without the tile floor.
+func oldRecord(version byte, r *record, ops [][]byte) []byte {
+	b := []byte{version}
 	for _, s := range []string{r.MergedInto, r.Offering, r.Absorbing} {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
@@ -81,6 +77,10 @@ func TestRecordOfVersion5KeepsItsQueue(t *testing.T) {
 	b = binary.AppendVarint(b, r.MergedCreated)
 	b = binary.AppendVarint(b, r.Erased)
 	b = binary.AppendUvarint(b, uint64(r.Timeline))
+	if version >= 6 {
+		b = binary.AppendUvarint(b, r.QueueHead)
+		b = binary.AppendUvarint(b, uint64(r.Queued))
+	}
 	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
 		b = appendSet(b, set)
 	}
@@ -89,9 +89,17 @@ func TestRecordOfVersion5KeepsItsQueue(t *testing.T) {
 		b = binary.AppendUvarint(b, uint64(len(q)))
 		b = append(b, q...)
 	}
-	b = r.P.AppendBinary(b)
+	return r.P.AppendBinary(b)
+}
 
-	got, err := decodeRecord(b, nil)
+// TestRecordOfVersion5KeepsItsQueue: a record written before the queue
+// store (version 5) decodes with its ops inline, in order, counted by
+// queued; encoded again, it keeps them until a step moves them to the
+// store (step.migrateQueue).
+func TestRecordOfVersion5KeepsItsQueue(t *testing.T) {
+	r := sampleRecord()
+	ops := [][]byte{[]byte("op-1"), []byte("op-2"), []byte("op-3")}
+	got, err := decodeRecord(oldRecord(5, r, ops), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,32 +118,12 @@ func TestRecordOfVersion5KeepsItsQueue(t *testing.T) {
 	}
 }
 
-// BenchmarkRecord is the profile stage's decode and encode of a profile
-// record, once per op, with the stage's interner and without one. Like
-// the stage, it encodes into a buffer it reuses.
 // TestRecordOfVersion6HasNoTileFloor: a record written before tile floors
 // (version 6) decodes with the floor 0, which bounds nothing, so the next
 // expiring sweep scans all its features; the rest of it is kept.
 func TestRecordOfVersion6HasNoTileFloor(t *testing.T) {
 	r := sampleRecord()
-	// Version 6's layout: version 7's without the floor.
-	b := []byte{6}
-	for _, s := range []string{r.MergedInto, r.Offering, r.Absorbing} {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
-	}
-	b = binary.AppendVarint(b, r.MergedCreated)
-	b = binary.AppendVarint(b, r.Erased)
-	b = binary.AppendUvarint(b, uint64(r.Timeline))
-	b = binary.AppendUvarint(b, r.QueueHead)
-	b = binary.AppendUvarint(b, uint64(r.Queued))
-	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
-		b = appendSet(b, set)
-	}
-	b = binary.AppendUvarint(b, 0) // no inline ops
-	b = r.P.AppendBinary(b)
-
-	got, err := decodeRecord(b, nil)
+	got, err := decodeRecord(oldRecord(6, r, nil), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +134,9 @@ func TestRecordOfVersion6HasNoTileFloor(t *testing.T) {
 	}
 }
 
+// BenchmarkRecord is the profile stage's decode and encode of a profile
+// record, once per op, with the stage's interner and without one. Like
+// the stage, it encodes into a buffer it reuses.
 func BenchmarkRecord(b *testing.B) {
 	for _, bc := range []struct {
 		name string

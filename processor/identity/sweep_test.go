@@ -13,6 +13,30 @@ import (
 	"github.com/tessera-cdp/tessera/topology"
 )
 
+// sweepCounts reads tessera_profile_sweep_total: the profiles the sweep
+// visited and those it passed by.
+func sweepCounts(t *testing.T, reg *prometheus.Registry) (visited, passed int) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "tessera_profile_sweep_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch m.GetLabel()[0].GetValue() {
+			case "visited":
+				visited = int(m.GetCounter().GetValue())
+			case "passed":
+				passed = int(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return visited, passed
+}
+
 // A round of the maintenance sweep passes by the profiles that their own
 // events evaluated since it began, and visits every other profile once.
 func TestSweepPassesByFreshProfiles(t *testing.T) {
@@ -29,27 +53,7 @@ func TestSweepPassesByFreshProfiles(t *testing.T) {
 	}
 	reg := prometheus.NewRegistry()
 	h := newHubOpts(t, 3, config.DefaultIdentity(), &fs, &as, func(o *identity.Options) { o.Registerer = reg })
-	counts := func() (visited, passed int) {
-		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != "tessera_profile_sweep_total" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				switch m.GetLabel()[0].GetValue() {
-				case "visited":
-					visited = int(m.GetCounter().GetValue())
-				case "passed":
-					passed = int(m.GetCounter().GetValue())
-				}
-			}
-		}
-		return visited, passed
-	}
+	counts := func() (visited, passed int) { t.Helper(); return sweepCounts(t, reg) }
 	// Stream time stays within roundEvery (a minute) of the round's
 	// start, so that one round is all the sweeps make.
 	const n = 150
@@ -195,19 +199,8 @@ func TestSweepYieldsToABacklog(t *testing.T) {
 	}
 	swept := func() int {
 		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, mf := range mfs {
-			if mf.GetName() == "tessera_profile_sweep_total" {
-				for _, m := range mf.GetMetric() {
-					n += int(m.GetCounter().GetValue())
-				}
-			}
-		}
-		return n
+		visited, passed := sweepCounts(t, reg)
+		return visited + passed
 	}
 	// ticks advances the wall clock by n sweep intervals and returns how
 	// many of them visited profiles.
