@@ -37,16 +37,24 @@ func sweepCounts(t *testing.T, reg *prometheus.Registry) (visited, passed int) {
 	return visited, passed
 }
 
-// A round of the maintenance sweep passes by the profiles that their own
-// events evaluated since it began, and visits every other profile once.
-func TestSweepPassesByFreshProfiles(t *testing.T) {
-	defer identity.SetSweepBudget(0)() // one slice of profiles a sweep
+// ordersLastHour compiles the sweep tests' one feature: orders in the
+// last hour.
+func ordersLastHour(t *testing.T) *features.Set {
+	t.Helper()
 	fs, err := features.Compile([]config.Feature{
 		{Name: "orders_1h", Event: "Order Completed", Agg: "count", Window: "1h"},
 	}, features.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return fs
+}
+
+// A round of the maintenance sweep passes by the profiles that their own
+// events evaluated since it began, and visits every other profile once.
+func TestSweepPassesByFreshProfiles(t *testing.T) {
+	defer identity.SetSweepBudget(0)() // one slice of profiles a sweep
+	fs := ordersLastHour(t)
 	as, err := audience.Compile([]audience.Definition{{Name: "buyers", Rule: `features.orders_1h >= 2`}}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -182,12 +190,7 @@ func TestExpiringSweepReachesMergedTiles(t *testing.T) {
 // on every sweep.
 func TestSweepYieldsToABacklog(t *testing.T) {
 	defer identity.SetSweepBudget(0)() // one slice of profiles a sweep
-	fs, err := features.Compile([]config.Feature{
-		{Name: "orders_1h", Event: "Order Completed", Agg: "count", Window: "1h"},
-	}, features.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	fs := ordersLastHour(t)
 	reg := prometheus.NewRegistry()
 	var as *audience.Set
 	h := newHubOpts(t, 1, config.DefaultIdentity(), &fs, &as, func(o *identity.Options) { o.Registerer = reg })
