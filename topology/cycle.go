@@ -47,6 +47,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -847,24 +848,60 @@ func (r *Runtime) flushAll() error {
 	return nil
 }
 
-// applyAll writes each running task's pending writes and checkpoint.
+// applyAll writes each running task's pending writes and checkpoint. The
+// tasks' DBs are independent, so they apply on up to Config.Threads
+// goroutines, the loop's own among them: inserting a cycle's writes into
+// the memtables was most of an at-least-once commit (21 of 27 ms at 8,000
+// events/s in `tessera bench`), and the loop processes nothing meanwhile.
+// It returns the first error in task order; the tasks after it apply all
+// the same, as every error here stops the runtime.
 func (r *Runtime) applyAll() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	running := make([]*assigned, 0, len(r.tasks))
 	for _, a := range r.tasks {
-		if a.t == nil {
-			continue
+		if a.t != nil {
+			running = append(running, a)
 		}
-		cps, err := a.t.checkpoints()
+	}
+	slices.SortFunc(running, func(a, b *assigned) int { return a.id.compare(b.id) })
+	errs := make([]error, len(running))
+	var next atomic.Int64
+	apply := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= len(running) {
+				return
+			}
+			errs[i] = r.apply(running[i])
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(r.cfg.Threads, len(running)) - 1 {
+		wg.Go(apply)
+	}
+	apply()
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return err
 		}
-		if err := a.db.Commit(cps); err != nil {
-			return fmt.Errorf("applying writes of task %s: %w", a.id, err)
-		}
-		r.metrics.storeSize.WithLabelValues(a.id.String()).Set(float64(a.db.Size()))
-		r.metrics.readCacheStats(&a.cacheSeen, a.db.CacheStats())
 	}
+	return nil
+}
+
+// apply writes task a's pending writes and checkpoint. applyAll calls it
+// with r.mu held, on any goroutine: nothing else uses the task meanwhile.
+func (r *Runtime) apply(a *assigned) error {
+	cps, err := a.t.checkpoints()
+	if err != nil {
+		return err
+	}
+	if err := a.db.Commit(cps); err != nil {
+		return fmt.Errorf("applying writes of task %s: %w", a.id, err)
+	}
+	r.metrics.storeSize.WithLabelValues(a.id.String()).Set(float64(a.db.Size()))
+	r.metrics.readCacheStats(&a.cacheSeen, a.db.CacheStats())
 	return nil
 }
 
