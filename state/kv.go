@@ -130,6 +130,33 @@ func (s *KeyValue) Get(key []byte) ([]byte, error) {
 	return v, nil
 }
 
+// Has reports whether key is present, seeing the task's uncommitted
+// writes as Get does. Unlike Get it makes no read-cache entry, copies no
+// value and asks for no absent-key filter: it is for a store whose keys
+// are written far more than read, such as a timeline, where entries would
+// push out the keys that are read and a filter's builds would scan the
+// whole store. A key's cache entry, if it has one, answers: it holds the
+// writes held back.
+func (s *KeyValue) Has(key []byte) (bool, error) {
+	if s.db.pdb == nil {
+		return false, ErrClosed
+	}
+	k := s.key(key)
+	if c := s.cache(); c != nil {
+		if e := c.kv[string(k)]; e != nil {
+			return e.value != nil, nil
+		}
+	}
+	_, closer, err := s.reader().Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("looking up %q in %s: %w", key, s.name, err)
+	}
+	return true, closer.Close()
+}
+
 // Put sets key to value and logs the change. A nil value deletes. Put does
 // not keep value.
 func (s *KeyValue) Put(key, value []byte) error {

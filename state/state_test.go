@@ -179,3 +179,68 @@ func TestCommittedViewSkipsPendingWrites(t *testing.T) {
 		t.Error("a committed view accepted a write")
 	}
 }
+
+// TestKeyValueHas checks Has against what Get answers, through pending,
+// committed, deleted and held-back writes, and that it leaves the read
+// cache as it found it.
+func TestKeyValueHas(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// ops runs on the store before Has("k"); "put", "del" and
+		// "get" act on k, "commit" commits.
+		ops  []string
+		want bool
+	}{
+		{"absent", nil, false},
+		{"pending put", []string{"put"}, true},
+		{"committed put", []string{"put", "commit"}, true},
+		{"pending delete of a committed key", []string{"put", "commit", "del"}, false},
+		{"committed delete", []string{"put", "commit", "del", "commit"}, false},
+		{"held back in the cache", []string{"put", "commit", "get", "put"}, true},
+		{"deletion held back in the cache", []string{"put", "commit", "get", "del"}, false},
+		{"absent, read before", []string{"get"}, false},
+		{"absent, read, then written", []string{"get", "put"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openMem(t, vfs.NewMem())
+			defer db.Close()
+			kv := db.KeyValue("s")
+			k := []byte("k")
+			for _, op := range tc.ops {
+				switch op {
+				case "put":
+					must(t, kv.Put(k, []byte("v")))
+				case "del":
+					must(t, kv.Delete(k))
+				case "get":
+					_, err := kv.Get(k)
+					must(t, err)
+				case "commit":
+					must(t, db.Commit(map[string]int64{"s": 1}))
+				}
+			}
+			before := db.CacheStats()
+			got, err := kv.Has(k)
+			must(t, err)
+			if got != tc.want {
+				t.Errorf("Has = %v, want %v", got, tc.want)
+			}
+			v, err := kv.Get(k)
+			must(t, err)
+			if (v != nil) != tc.want {
+				t.Errorf("Get = %q, which disagrees with want %v", v, tc.want)
+			}
+			// Has made no entry and counted no read: Get's lookup
+			// above is what moves the counters.
+			after := db.CacheStats()
+			if got, want := after.Hits+after.Misses+after.Filtered, before.Hits+before.Misses+before.Filtered+1; got != want {
+				t.Errorf("cache reads went from %d to %d around one Get and one Has, want one more", before.Hits+before.Misses+before.Filtered, got)
+			}
+			if tc.ops == nil && after.Entries != before.Entries+1 {
+				// Get of an absent key makes a (negative) entry;
+				// Has before it made none.
+				t.Errorf("entries %d → %d, want one more (Get's only)", before.Entries, after.Entries)
+			}
+		})
+	}
+}

@@ -84,11 +84,18 @@ type record struct {
 	// INVARIANT: a marker has no profile (P.ID == ""), no redirect and no
 	// queue once its step ends.
 	Erased int64
-	// Timeline counts the profile's entries in the timeline store (at
-	// least; see timeline.go). P.Recent is empty from version 5 on: a
-	// record of an earlier version keeps its events there until its next
-	// step moves them (step.migrateRecent).
+	// Timeline counts the profile's entries in the timeline store: at
+	// least, unless TimelineExact (see timeline.go). P.Recent is empty
+	// from version 5 on: a record of an earlier version keeps its events
+	// there until its next step moves them (step.migrateRecent).
 	Timeline int
+	// TimelineExact says that Timeline is the exact count and
+	// TimelineNewest the time (Unix ms) no entry is newer than,
+	// math.MinInt64 for an empty timeline, so that a trim reads only the
+	// entries it deletes (timeline.go). False in a record written before
+	// version 8, and in a new profile's until its first trim counts.
+	TimelineExact  bool
+	TimelineNewest int64
 	// TileFloor is the profile's tile floor (features doc.go, Expiry): no
 	// event in its windowed feature tiles is older (Unix ms), so an
 	// expiring sweep passes over the features whose cut-off is not past
@@ -99,7 +106,7 @@ type record struct {
 
 func (r *record) busy() bool { return r.Offering != "" || r.Absorbing != "" }
 
-const recordVersion = 7
+const recordVersion = 8
 
 // encode returns the record's encoding in a new slice.
 func (r *record) encode() []byte { return r.appendTo(nil) }
@@ -119,6 +126,12 @@ func (r *record) appendTo(b []byte) []byte {
 	b = binary.AppendUvarint(b, r.QueueHead)
 	b = binary.AppendUvarint(b, uint64(r.Queued))
 	b = binary.AppendVarint(b, r.TileFloor)
+	if r.TimelineExact {
+		b = append(b, 1)
+		b = binary.AppendVarint(b, r.TimelineNewest)
+	} else {
+		b = append(b, 0)
+	}
 	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
 		b = appendSet(b, set)
 	}
@@ -225,11 +238,26 @@ func decodeRecord(b []byte, in interner) (*record, error) {
 		b = b[k:]
 		r.TileFloor = floor
 	}
+	if version >= 8 {
+		if len(b) == 0 || b[0] > 1 {
+			return nil, fmt.Errorf("decoding profile record: bad timeline flag")
+		}
+		r.TimelineExact = b[0] == 1
+		b = b[1:]
+		if r.TimelineExact {
+			newest, k := binary.Varint(b)
+			if k <= 0 {
+				return nil, fmt.Errorf("decoding profile record: bad newest timeline entry")
+			}
+			b = b[k:]
+			r.TimelineNewest = newest
+		}
+	}
 	sets := 0
 	switch version {
 	case 2:
 		sets = 1
-	case 3, 4, 5, 6, 7:
+	case 3, 4, 5, 6, 7, 8:
 		sets = 3
 	}
 	for i, dst := range []*map[string]bool{&r.Computed, &r.Audiences, &r.Evaluated}[:sets] {

@@ -3,6 +3,7 @@ package identity
 import (
 	"encoding/binary"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/tessera-cdp/tessera/processor/profile"
@@ -23,6 +24,9 @@ func sampleRecord() *record {
 		QueueHead: 12,
 		Queued:    3,
 		TileFloor: 1699990000000,
+
+		TimelineExact:  true,
+		TimelineNewest: 1700000005000,
 	}
 }
 
@@ -65,7 +69,7 @@ func TestRecordRoundTrip(t *testing.T) {
 	}
 }
 
-// oldRecord writes r in the layout of version 5 or 6, with ops inline.
+// oldRecord writes r in the layout of version 5, 6 or 7, with ops inline.
 // Version 5's layout is version 6's without the queue's head and count,
 // and version 6's is version 7's without the tile floor.
 func oldRecord(version byte, r *record, ops [][]byte) []byte {
@@ -80,6 +84,9 @@ func oldRecord(version byte, r *record, ops [][]byte) []byte {
 	if version >= 6 {
 		b = binary.AppendUvarint(b, r.QueueHead)
 		b = binary.AppendUvarint(b, uint64(r.Queued))
+	}
+	if version >= 7 {
+		b = binary.AppendVarint(b, r.TileFloor)
 	}
 	for _, set := range []map[string]bool{r.Computed, r.Audiences, r.Evaluated} {
 		b = appendSet(b, set)
@@ -129,8 +136,49 @@ func TestRecordOfVersion6HasNoTileFloor(t *testing.T) {
 	}
 	want := *r
 	want.TileFloor = 0
+	want.TimelineExact, want.TimelineNewest = false, 0
 	if string(got.encode()) != string(want.encode()) {
 		t.Fatalf("decoded %+v, want %+v", got, &want)
+	}
+}
+
+// TestRecordOfVersion7HasNoExactTimeline: a record written before exact
+// timeline counts (version 7) decodes with its count as an upper bound,
+// so its next trim reads the whole timeline and counts (timeline.go); the
+// rest of it, the tile floor too, is kept, and an inexact count encodes
+// and decodes as such.
+func TestRecordOfVersion7HasNoExactTimeline(t *testing.T) {
+	r := sampleRecord()
+	got, err := decodeRecord(oldRecord(7, r, nil), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := *r
+	want.TimelineExact, want.TimelineNewest = false, 0
+	if string(got.encode()) != string(want.encode()) {
+		t.Fatalf("decoded %+v, want %+v", got, &want)
+	}
+	again, err := decodeRecord(got.encode(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.TimelineExact || again.Timeline != r.Timeline || again.TileFloor != r.TileFloor {
+		t.Errorf("encoded again: count %d, exact %v, floor %d; want %d, false, %d", again.Timeline, again.TimelineExact, again.TileFloor, r.Timeline, r.TileFloor)
+	}
+}
+
+// TestRecordDecodingRefusesABadTimelineFlag: the flag is a 0 or a 1.
+func TestRecordDecodingRefusesABadTimelineFlag(t *testing.T) {
+	// An empty record: the version, three empty strings and six
+	// one-byte numbers, then the flag.
+	const flagAt = 1 + 3 + 6
+	b := (&record{}).encode()
+	if b[flagAt] != 0 {
+		t.Fatalf("byte %d of an empty record is %d, want the flag 0: % x", flagAt, b[flagAt], b)
+	}
+	b[flagAt] = 2
+	if _, err := decodeRecord(b, nil); err == nil || !strings.Contains(err.Error(), "bad timeline flag") {
+		t.Fatalf("decoding a flag of 2: %v, want a bad timeline flag", err)
 	}
 }
 
