@@ -34,8 +34,8 @@ import (
 // A trim reads only the entries it deletes when the count is exact
 // (record.TimelineExact), as it is from a profile's first trim on: the
 // store holds exactly record.Timeline entries, none newer than
-// record.TimelineNewest. Reading all of them to delete a
-// fifth was 4.5 % of the hub's CPU in `tessera bench` at 500,000 events.
+// record.TimelineNewest. Reading all of them to delete a fifth was 4.5 %
+// of the hub's CPU in `tessera bench` at 500,000 events.
 // An event newer than every entry has a key of its own, so it adds one; an
 // event that is not (late, redelivered, re-imported, or a merged loser's)
 // may rewrite an entry, so its key is looked up first (KeyValue.Has), and
