@@ -513,9 +513,9 @@ var accPool = sync.Pool{New: func() any { return new(acc) }}
 // task's profiles every hour or so is plenty.
 //
 // from is the profile's tile floor (doc.go, Expiry): a time no windowed
-// tile of the profile holds an event before. A feature whose cut-off is at or before
-// it has nothing to delete and costs nothing; any other costs a range
-// scan. Expire returns the floor to keep after it. Pass 0 when no floor is
+// tile of the profile holds an event before. A feature whose cut-off is
+// at or before it has nothing to delete and costs nothing; any other
+// costs a range scan. Expire returns the floor to keep after it. Pass 0 when no floor is
 // kept: every windowed feature is scanned.
 func (s *Set) Expire(w *state.Window, profile []byte, now time.Time, from int64) (int64, error) {
 	s.beginKey(profile)

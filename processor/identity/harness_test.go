@@ -108,6 +108,27 @@ func (h *hub) send(json string) {
 	}
 }
 
+// profileTask returns the task of the profile stage that holds profile
+// id.
+func (h *hub) profileTask(id string) topology.TaskID {
+	return topology.TaskID{Group: 1, Partition: topology.PartitionFor([]byte(id), int(h.parts))}
+}
+
+// timeline returns up to limit of profile id's most recent events, newest
+// first.
+func (h *hub) timeline(id string, limit int) []string {
+	h.t.Helper()
+	evs, err := identity.ReadTimeline(h.d.TaskKeyValue(h.profileTask(id), identity.TimelineStore), id, limit)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = string(ev)
+	}
+	return out
+}
+
 func between(s, a, b string) string {
 	_, after, ok := strings.Cut(s, a)
 	if !ok {

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/processor/identity"
-	"github.com/tessera-cdp/tessera/topology"
 )
 
 // genEvent makes a random event over users with overlapping identifiers.
@@ -207,16 +206,7 @@ func compareTimelines(t *testing.T, h *hub, rules *identity.Rules, s snapshot, e
 			return between(evs[i], `"timestamp":"`, `"`) > between(evs[j], `"timestamp":"`, `"`)
 		})
 		want := evs[:min(keep, len(evs))]
-		task := topology.TaskID{Group: 1, Partition: topology.PartitionFor([]byte(p.ID), int(h.parts))}
-		got, err := identity.ReadTimeline(h.d.TaskKeyValue(task, identity.TimelineStore), p.ID, keep)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var gs []string
-		for _, g := range got {
-			gs = append(gs, string(g))
-		}
-		if !slices.Equal(gs, want) {
+		if gs := h.timeline(p.ID, keep); !slices.Equal(gs, want) {
 			t.Errorf("profile %s's timeline:\n%s\nwant\n%s", p.ID, strings.Join(gs, "\n"), strings.Join(want, "\n"))
 		}
 	}

@@ -170,9 +170,10 @@ func (s *step) trimIfFull() error {
 // which only an at-least-once crash leaves (see above), it trims by
 // reading the whole timeline instead.
 func (s *step) trimOldest(keep int) error {
+	kv := s.timeline()
 	n := s.r.Timeline - keep
 	keys := make([][]byte, 0, n)
-	err := s.timeline().Prefix(timelinePrefix(s.id), func(k, _ []byte) error {
+	err := kv.Prefix(timelinePrefix(s.id), func(k, _ []byte) error {
 		keys = append(keys, slices.Clone(k))
 		if len(keys) == n {
 			return errStop
@@ -186,7 +187,7 @@ func (s *step) trimOldest(keep int) error {
 		return s.trimTimeline(keep)
 	}
 	for _, k := range keys {
-		if err := s.timeline().Delete(k); err != nil {
+		if err := kv.Delete(k); err != nil {
 			return fmt.Errorf("trimming the timeline of %s: %w", s.id, err)
 		}
 	}

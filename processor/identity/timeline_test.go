@@ -11,7 +11,6 @@ import (
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/processor/identity"
 	"github.com/tessera-cdp/tessera/processor/profile"
-	"github.com/tessera-cdp/tessera/topology"
 )
 
 // TestTimelineKeepsTheNewestThroughLateAndRepeatedEvents sends random
@@ -94,27 +93,14 @@ func timelineRun(t *testing.T, seed uint64, keep int, start time.Time) {
 			return strings.Compare(between(b, `"timestamp":"`, `"`), between(a, `"timestamp":"`, `"`))
 		})
 		want = want[:min(keep, len(want))]
-		task := topology.TaskID{Group: 1, Partition: topology.PartitionFor([]byte(p.ID), int(h.parts))}
-		tl := h.d.TaskKeyValue(task, identity.TimelineStore)
-		got, err := identity.ReadTimeline(tl, p.ID, keep)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var gs []string
-		for _, g := range got {
-			gs = append(gs, string(g))
-		}
-		if !slices.Equal(gs, want) {
+		if gs := h.timeline(p.ID, keep); !slices.Equal(gs, want) {
 			t.Errorf("u%d's timeline:\n%s\nwant\n%s", u, strings.Join(gs, "\n"), strings.Join(want, "\n"))
 		}
-		all, err := identity.ReadTimeline(tl, p.ID, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
+		all := h.timeline(p.ID, 1<<20)
 		if len(all) < min(keep, len(distinct[u])) || len(all) > keep+keep/4 {
 			t.Errorf("u%d's timeline holds %d events of %d distinct, want %d to %d", u, len(all), len(distinct[u]), min(keep, len(distinct[u])), keep+keep/4)
 		}
-		v, err := h.d.TaskKeyValue(task, identity.ProfilesStore).Get([]byte(p.ID))
+		v, err := h.d.TaskKeyValue(h.profileTask(p.ID), identity.ProfilesStore).Get([]byte(p.ID))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +119,7 @@ func timelineRun(t *testing.T, seed uint64, keep int, start time.Time) {
 			t.Errorf("u%d's record counts %d timeline events as exact, the store holds %d", u, count, len(all))
 		}
 		if len(all) > 0 {
-			if at := profile.ParseMillis(between(string(all[0]), `"timestamp":"`, `"`)); at > newest {
+			if at := profile.ParseMillis(between(all[0], `"timestamp":"`, `"`)); at > newest {
 				t.Errorf("u%d's newest event is at %d, after the record's bound %d", u, at, newest)
 			}
 		}
@@ -149,30 +135,21 @@ func TestTimelineRecountMendsACountAheadOfTheStore(t *testing.T) {
 	defer identity.SetRecountEvery(1 << 62)()
 	h := newHubOpts(t, 1, config.DefaultIdentity(), nil, nil, func(o *identity.Options) { o.RecentEvents = keep })
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var sent []string
+	sent := 0
 	send := func(n int) {
 		for range n {
 			at = at.Add(time.Second)
-			ev := fmt.Sprintf(`{"type":"track","event":"E%d","userId":"u1","timestamp":%q}`, len(sent), at.Format(time.RFC3339))
-			sent = append(sent, ev)
-			h.send(ev)
+			h.send(fmt.Sprintf(`{"type":"track","event":"E%d","userId":"u1","timestamp":%q}`, sent, at.Format(time.RFC3339)))
+			sent++
 		}
 		if err := h.d.Drain(nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	task := topology.TaskID{Group: 1, Partition: 0}
-	timeline := func() int {
-		p := h.state().profileOf("user_id:u1")
-		evs, err := identity.ReadTimeline(h.d.TaskKeyValue(task, identity.TimelineStore), p.ID, 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return len(evs)
-	}
 	send(20)
 	p := h.state().profileOf("user_id:u1")
-	profiles := h.d.TaskKeyValue(task, identity.ProfilesStore)
+	timeline := func() int { return len(h.timeline(p.ID, 1<<20)) }
+	profiles := h.d.TaskKeyValue(h.profileTask(p.ID), identity.ProfilesStore)
 	v, err := profiles.Get([]byte(p.ID))
 	if err != nil {
 		t.Fatal(err)
