@@ -27,6 +27,12 @@ RUN apt-get update \
  && mkdir -p /data /etc/tessera \
  && chown tessera:tessera /data
 COPY --from=build /out/tessera /usr/local/bin/tessera
+# Pebble's memtables and block caches come from glibc's malloc; this asks
+# it for transparent huge pages (madvise), where the host's THP mode is
+# "madvise" or "always". With 4 KiB pages each new memtable page costs a
+# fault on first touch (docs/operations.md, "Memory"). glibc reads it
+# once, at process start.
+ENV GLIBC_TUNABLES=glibc.malloc.hugetlb=1
 USER tessera
 WORKDIR /data
 # Stores, checkpoints and (for the embedded broker) the log live here.

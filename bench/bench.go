@@ -50,6 +50,12 @@ type Options struct {
 	// Threads, if positive, sets processing.threads of the hub; 0 keeps
 	// the hub's default.
 	Threads int
+	// HugePages runs the hub with GLIBC_TUNABLES asking glibc's allocator
+	// for transparent huge pages (glibc.malloc.hugetlb=1), as the
+	// Dockerfile does: Pebble's memtables and block caches are C memory,
+	// and with 4 KiB pages every page of a new memtable costs a fault on
+	// first touch (docs/operations.md, "Memory").
+	HugePages bool
 	// Workload is the synthetic workload.
 	Workload Workload
 	// Dir is the work directory (configuration, state, logs); empty makes
@@ -79,7 +85,7 @@ type Options struct {
 // DefaultOptions returns the options `tessera bench` starts from.
 func DefaultOptions() Options {
 	return Options{
-		Mode: Throughput, Events: 200_000, Rate: 5000, Guarantee: "exactly_once", Partitions: 12,
+		Mode: Throughput, Events: 200_000, Rate: 5000, Guarantee: "exactly_once", Partitions: 12, HugePages: true,
 		Workload: DefaultWorkload(), RecentEvents: -1, ProfileSeconds: 10, Timeout: 10 * time.Minute,
 	}
 }
@@ -124,7 +130,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer h.close()
-	res := &Result{Mode: o.Mode, Guarantee: o.Guarantee, Partitions: o.Partitions, Threads: o.Threads, Customers: o.Workload.Customers,
+	res := &Result{Mode: o.Mode, Guarantee: o.Guarantee, Partitions: o.Partitions, Threads: o.Threads, HugePages: o.HugePages, Customers: o.Workload.Customers,
 		Machine: describeMachine()}
 	switch o.Mode {
 	case Throughput:
@@ -255,12 +261,33 @@ func (h *harness) startHub(ctx context.Context) error {
 	}
 	var err error
 	h.hubStart = time.Now()
-	h.hub, err = startChild(h.exe, h.dir, "hub", []string{webhookSecretEnv + "=" + h.run}, args...)
+	env := []string{webhookSecretEnv + "=" + h.run}
+	if h.o.HugePages {
+		env = append(env, hugePagesEnv(os.Getenv(glibcTunablesEnv)))
+	}
+	h.hub, err = startChild(h.exe, h.dir, "hub", env, args...)
 	if err != nil {
 		return err
 	}
 	h.hubHTTP, err = h.hub.line(ctx, "http listening on ", time.Minute)
 	return err
+}
+
+// glibcTunablesEnv is the variable glibc reads its tunables from, once,
+// when a process starts.
+const glibcTunablesEnv = "GLIBC_TUNABLES"
+
+// hugePagesEnv returns the GLIBC_TUNABLES setting that adds
+// glibc.malloc.hugetlb=1 (madvise(MADV_HUGEPAGE) on the memory malloc
+// takes from the kernel) to the tunables in current, the harness's own.
+func hugePagesEnv(current string) string {
+	var keep []string
+	for _, t := range strings.Split(current, ":") {
+		if t != "" && !strings.HasPrefix(t, "glibc.malloc.hugetlb=") {
+			keep = append(keep, t)
+		}
+	}
+	return glibcTunablesEnv + "=" + strings.Join(append(keep, "glibc.malloc.hugetlb=1"), ":")
 }
 
 // waitReady polls /readyz until it answers 200.

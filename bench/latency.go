@@ -79,7 +79,7 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 		return fmt.Errorf("creating the activations consumer: %w", err)
 	}
 	defer cl.Close()
-	cpu0, err := processCPU(h.hub.pid())
+	u0, err := processUsage(h.hub.pid())
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 	if lastSend.IsZero() {
 		lastSend = <-sendDone
 	}
-	cpu1, err := h.readHub(res)
+	u1, err := h.readHub(res)
 	if err != nil {
 		return err
 	}
@@ -188,7 +188,8 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 	res.HTTPErrors = httpErrors.Load()
 	res.Seconds = end.Sub(start).Seconds()
 	res.EventsPerSec = float64(res.Events) / max(lastSend.Sub(start).Seconds(), 0.001)
-	res.CPUSeconds = (cpu1 - cpu0).Seconds()
+	res.CPUSeconds = (u1.CPU - u0.CPU).Seconds()
+	res.MinorFaults = u1.MinorFaults - u0.MinorFaults
 	res.EventsPerCoreSec = float64(res.Events) / max(res.CPUSeconds, 0.01)
 	h.progress("latency at %d events/s: p50 %.1f ms, p99 %.1f ms over %d activations (%d HTTP errors)",
 		h.o.Rate, res.LatencyMS.P50, res.LatencyMS.P99, len(lat), res.HTTPErrors)

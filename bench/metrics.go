@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // scrape reads the hub's /metrics and returns the sum of each metric's
@@ -53,15 +52,15 @@ func (h *harness) scrape(match map[string]string) (map[string]float64, error) {
 }
 
 // readHub reads what a mode reports of the hub process at its end: its
-// CPU time so far (returned), its peak RSS and the events it processed
-// (set in res).
-func (h *harness) readHub(res *Result) (time.Duration, error) {
-	cpu, err := processCPU(h.hub.pid())
+// usage so far (returned), its peak RSS and the events it processed (set
+// in res).
+func (h *harness) readHub(res *Result) (usage, error) {
+	u, err := processUsage(h.hub.pid())
 	if err != nil {
-		return 0, err
+		return usage{}, err
 	}
 	if res.RSSPeakBytes, err = peakRSS(h.hub.pid()); err != nil {
-		return 0, err
+		return usage{}, err
 	}
 	m, err := h.scrape(map[string]string{
 		"tessera_records_processed_total":      `topic="` + h.topics.Events + `"`,
@@ -69,12 +68,12 @@ func (h *harness) readHub(res *Result) (time.Duration, error) {
 		"tessera_commit_latency_seconds_count": "",
 	})
 	if err != nil {
-		return 0, err
+		return usage{}, err
 	}
 	res.EventsProcessed = int64(m["tessera_records_processed_total"])
 	if n := m["tessera_commit_latency_seconds_count"]; n > 0 {
 		res.Commits = int64(n)
 		res.CommitMSMean = m["tessera_commit_latency_seconds_sum"] / n * 1000
 	}
-	return cpu, nil
+	return u, nil
 }

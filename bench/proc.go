@@ -167,30 +167,42 @@ func (c *child) cpuTime() time.Duration {
 // every Linux architecture Go supports.
 const clockTicks = 100
 
-// processCPU returns the CPU time (user plus system) a running process
-// has used, from /proc/<pid>/stat.
-func processCPU(pid int) (time.Duration, error) {
+// usage is what a running process has used so far.
+type usage struct {
+	// CPU is user plus system time, all threads.
+	CPU time.Duration
+	// MinorFaults counts the page faults served without I/O: each is a
+	// page the process touched for the first time (or again after
+	// giving it back), a few microseconds of kernel time.
+	MinorFaults int64
+}
+
+// processUsage returns what a running process has used, from
+// /proc/<pid>/stat.
+func processUsage(pid int) (usage, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("reading CPU time of process %d: %w", pid, err)
+		return usage{}, fmt.Errorf("reading the usage of process %d: %w", pid, err)
 	}
 	// The command name (field 2) is in parentheses and may hold spaces;
 	// fields are counted after its closing one.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("reading CPU time of process %d: no ')' in /proc/%d/stat", pid, pid)
+		return usage{}, fmt.Errorf("reading the usage of process %d: no ')' in /proc/%d/stat", pid, pid)
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state); utime and stime are fields 14 and 15.
+	// f[0] is field 3 (state); minflt is field 10, utime and stime are
+	// fields 14 and 15.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("reading CPU time of process %d: /proc/%d/stat has %d fields", pid, pid, len(f)+2)
+		return usage{}, fmt.Errorf("reading the usage of process %d: /proc/%d/stat has %d fields", pid, pid, len(f)+2)
 	}
+	minflt, err0 := strconv.ParseInt(f[7], 10, 64)
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("reading CPU time of process %d: %w", pid, err)
+	if err := errors.Join(err0, err1, err2); err != nil {
+		return usage{}, fmt.Errorf("reading the usage of process %d: %w", pid, err)
 	}
-	return time.Duration(ut+st) * time.Second / clockTicks, nil
+	return usage{CPU: time.Duration(ut+st) * time.Second / clockTicks, MinorFaults: minflt}, nil
 }
 
 // peakRSS returns a running process's peak resident set size (VmHWM).

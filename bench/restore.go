@@ -31,7 +31,7 @@ func (h *harness) restore(ctx context.Context, res *Result) error {
 		return err
 	}
 	ready := time.Since(h.hubStart)
-	cpu, err := processCPU(h.hub.pid())
+	u, err := processUsage(h.hub.pid())
 	if err != nil {
 		return err
 	}
@@ -51,7 +51,8 @@ func (h *harness) restore(ctx context.Context, res *Result) error {
 	res.RestoreRecords = int64(m["tessera_restore_records_total"])
 	res.RestoreBytes = int64(m["tessera_restore_bytes_total"])
 	res.RestoreReadySeconds = ready.Seconds()
-	res.RestoreCPUSeconds = cpu.Seconds()
+	res.RestoreCPUSeconds = u.CPU.Seconds()
+	res.MinorFaults = u.MinorFaults
 	res.RestoreReadyRecordsPerSec = float64(res.RestoreRecords) / res.RestoreReadySeconds
 	res.RestoreSeconds = m["tessera_restore_active_seconds_total"]
 	if res.RestoreSeconds <= 0 {

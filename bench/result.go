@@ -42,6 +42,13 @@ type Result struct {
 	// the end of the measurement (so it includes its start-up).
 	CPUSeconds       float64 `json:"cpu_seconds"`
 	EventsPerCoreSec float64 `json:"events_per_core_sec"`
+	// MinorFaults is the processing process's minor page faults over the
+	// time CPUSeconds covers (restore: the restarted process's, from its
+	// start to ready): the memory it touched for the first time.
+	MinorFaults int64 `json:"minor_faults"`
+	// HugePages says whether the hub ran with glibc's allocator asked to
+	// back its C memory with transparent huge pages (Options.HugePages).
+	HugePages bool `json:"huge_pages"`
 	// Activations is how many activations the run produced on
 	// <app>.activations (latency: how many of the trigger's arrived).
 	Activations int64 `json:"activations,omitempty"`
@@ -121,10 +128,14 @@ type Machine struct {
 	CPU        string `json:"cpu"`
 	LoadBefore string `json:"load_before"`
 	LoadAfter  string `json:"load_after"`
+	// THP is the kernel's transparent huge page mode, the bracketed word
+	// of /sys/kernel/mm/transparent_hugepage/enabled: always, madvise
+	// (what Options.HugePages needs) or never.
+	THP string `json:"thp"`
 }
 
 func describeMachine() Machine {
-	m := Machine{Cores: runtime.NumCPU(), LoadBefore: loadAverage()}
+	m := Machine{Cores: runtime.NumCPU(), LoadBefore: loadAverage(), THP: thpMode()}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		defer f.Close()
 		sc := bufio.NewScanner(f)
@@ -136,6 +147,21 @@ func describeMachine() Machine {
 		}
 	}
 	return m
+}
+
+// thpMode returns the kernel's transparent huge page mode, or "" where
+// the kernel does not say.
+func thpMode() string {
+	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
+	if err != nil {
+		return ""
+	}
+	_, rest, ok := strings.Cut(string(b), "[")
+	mode, _, ok2 := strings.Cut(rest, "]")
+	if !ok || !ok2 {
+		return ""
+	}
+	return mode
 }
 
 // loadAverage returns /proc/loadavg's first three fields.

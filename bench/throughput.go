@@ -42,7 +42,7 @@ func (h *harness) throughput(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	cpu, err := h.readHub(res)
+	u, err := h.readHub(res)
 	if err != nil {
 		return err
 	}
@@ -56,7 +56,8 @@ func (h *harness) throughput(ctx context.Context, res *Result) error {
 	res.ChangelogOffsetsPerEvent = float64(logged) / float64(max(res.Events, 1))
 	res.Seconds = max(t1.Sub(t0).Seconds(), 0.001)
 	res.EventsPerSec = float64(res.Events) / res.Seconds
-	res.CPUSeconds = cpu.Seconds()
+	res.CPUSeconds = u.CPU.Seconds()
+	res.MinorFaults = u.MinorFaults
 	res.EventsPerCoreSec = float64(res.Events) / max(res.CPUSeconds, 0.01)
 	if res.BaselineEventsPerCoreSec > 0 {
 		res.OverheadRatio = res.BaselineEventsPerCoreSec / res.EventsPerCoreSec

@@ -108,6 +108,7 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 	f.Float64Var(&o.Workload.MarkShare, "mark-share", o.Workload.MarkShare, "share of events that fire the event trigger (one activation each); latency mode default 0.1")
 	f.Uint64Var(&o.Workload.Seed, "seed", o.Workload.Seed, "random seed of the workload")
 	f.IntVar(&o.Threads, "threads", o.Threads, "processing.threads of the hub (goroutines processing tasks at once); 0 keeps the default")
+	f.BoolVar(&o.HugePages, "huge-pages", o.HugePages, "run the hub with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for Pebble's C memory), as the Dockerfile does")
 	f.IntVar(&o.RecentEvents, "recent-events", o.RecentEvents, "profiles.recent_events of the hub (events kept inline per profile); negative keeps the default")
 	f.StringVar(&o.Dir, "dir", "", "work directory (config, state, logs); default a temporary one, removed afterwards")
 	f.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory")
@@ -122,10 +123,10 @@ func printBench(w io.Writer, r *bench.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	row("mode", "%s (%s, %d partitions, threads %s)", r.Mode, r.Guarantee, r.Partitions, threadsOf(r.Threads))
-	row("machine", "%d cores, %s; load %s → %s", r.Machine.Cores, r.Machine.CPU, r.Machine.LoadBefore, r.Machine.LoadAfter)
+	row("machine", "%d cores, %s; load %s → %s; transparent huge pages %s", r.Machine.Cores, r.Machine.CPU, r.Machine.LoadBefore, r.Machine.LoadAfter, r.Machine.THP)
 	row("events", "%d (%d processed, %d B each), %d profiles", r.Events, r.EventsProcessed, r.EventBytes, r.Profiles)
 	row("wall", "%.2f s, %.0f events/s", r.Seconds, r.EventsPerSec)
-	row("cpu", "%.2f s, %.0f events per core-second", r.CPUSeconds, r.EventsPerCoreSec)
+	row("cpu", "%.2f s, %.0f events per core-second; %d minor page faults (huge pages %v)", r.CPUSeconds, r.EventsPerCoreSec, r.MinorFaults, r.HugePages)
 	if r.BaselineEventsPerCoreSec > 0 {
 		row("baseline", "%.0f events per core-second; overhead ratio %.2f", r.BaselineEventsPerCoreSec, r.OverheadRatio)
 	}

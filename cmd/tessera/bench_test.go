@@ -49,7 +49,7 @@ func TestBenchModes(t *testing.T) {
 			// Also as a map: the field names must be there.
 			var fields map[string]any
 			_ = json.Unmarshal(out, &fields)
-			want := []string{"events", "seconds", "events_per_sec", "cpu_seconds", "events_per_core_sec", "rss_peak_bytes"}
+			want := []string{"events", "seconds", "events_per_sec", "cpu_seconds", "events_per_core_sec", "rss_peak_bytes", "minor_faults", "huge_pages"}
 			switch tt.mode {
 			case "throughput", "restore":
 				want = append(want, "disk_bytes_per_profile", "baseline_events_per_core_sec", "overhead_ratio")
@@ -80,6 +80,9 @@ func TestBenchModes(t *testing.T) {
 			}
 			if r.Commits < 1 || r.CommitMSMean <= 0 {
 				t.Errorf("commits %d, commit_ms_mean %g: the hub committed, so both must be positive", r.Commits, r.CommitMSMean)
+			}
+			if r.MinorFaults <= 0 || !r.HugePages {
+				t.Errorf("minor_faults %d, huge_pages %v: a process that ran faults pages in, and huge pages are the default", r.MinorFaults, r.HugePages)
 			}
 			if r.RSSPeakBytes < 1<<20 {
 				t.Errorf("rss_peak_bytes = %d, want a process's worth", r.RSSPeakBytes)

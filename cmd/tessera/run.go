@@ -143,6 +143,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // replay, when given, makes it a replay's run (see replay.go).
 func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Writer, replay ...replayHooks) error {
 	log := newLogger(cfg, os.Stderr)
+	logHugePages(log)
 	var rh replayHooks
 	if len(replay) > 0 {
 		rh = replay[0]
