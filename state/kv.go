@@ -130,6 +130,23 @@ func (s *KeyValue) Get(key []byte) ([]byte, error) {
 	return v, nil
 }
 
+// View returns the value of key as Get does, but without a copy when the
+// read cache holds it: the slice is the cache's. The caller must neither
+// modify nor keep it, and must be done with it before its next call into
+// the DB, which may write or drop the entry. It saves the copy of a
+// value that is compared or decoded at once.
+func (s *KeyValue) View(key []byte) ([]byte, error) {
+	if s.db.pdb == nil {
+		return nil, ErrClosed
+	}
+	if c := s.cache(); c != nil {
+		if e := c.lookup(c.kv, s.key(key)); e != nil {
+			return e.value, nil
+		}
+	}
+	return s.Get(key)
+}
+
 // Has reports whether key is present, seeing the task's uncommitted
 // writes as Get does. Unlike Get it makes no read-cache entry, copies no
 // value and asks for no absent-key filter: it is for a store whose keys

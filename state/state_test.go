@@ -183,6 +183,71 @@ func TestCommittedViewSkipsPendingWrites(t *testing.T) {
 // TestKeyValueHas checks Has against what Get answers, through pending,
 // committed, deleted and held-back writes, and that it leaves the read
 // cache as it found it.
+func TestKeyValueView(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// ops runs on the store before View("k"): "put" writes the
+		// next value of k ("v1", "v2", …), "del" deletes it, "get"
+		// reads it, "commit" commits.
+		ops  []string
+		want string // "" for absent
+		// shared says View hands out the cache's slice, not a copy,
+		// once the key has a cache entry.
+		shared bool
+	}{
+		{"absent", nil, "", false},
+		{"pending put", []string{"put"}, "v1", true},
+		{"committed put, not read since", []string{"put", "commit"}, "v1", true},
+		{"overwritten", []string{"put", "commit", "get", "put"}, "v2", true},
+		{"deleted", []string{"put", "commit", "get", "del"}, "", false},
+		{"committed delete", []string{"put", "commit", "del", "commit"}, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := openMem(t, vfs.NewMem())
+			defer db.Close()
+			kv := db.KeyValue("s")
+			k := []byte("k")
+			n := 0
+			for _, op := range tc.ops {
+				switch op {
+				case "put":
+					n++
+					must(t, kv.Put(k, []byte(fmt.Sprintf("v%d", n))))
+				case "del":
+					must(t, kv.Delete(k))
+				case "get":
+					_, err := kv.Get(k)
+					must(t, err)
+				case "commit":
+					must(t, db.Commit(map[string]int64{"s": 1}))
+				}
+			}
+			v, err := kv.View(k)
+			must(t, err)
+			if string(v) != tc.want || (v == nil) != (tc.want == "") {
+				t.Fatalf("View = %q, want %q", v, tc.want)
+			}
+			// The first View may have read the store and made the
+			// cache entry; the next two both read that entry.
+			v2, err := kv.View(k)
+			must(t, err)
+			v3, err := kv.View(k)
+			must(t, err)
+			if string(v2) != tc.want || string(v3) != tc.want {
+				t.Fatalf("Views again = %q, %q; want %q", v2, v3, tc.want)
+			}
+			if shared := len(v2) > 0 && &v2[0] == &v3[0]; shared != tc.shared {
+				t.Errorf("two Views share their bytes: %v, want %v", shared, tc.shared)
+			}
+			if g, err := kv.Get(k); err != nil || string(g) != tc.want {
+				t.Errorf("Get after View = %q, %v; want %q", g, err, tc.want)
+			} else if len(g) > 0 && &g[0] == &v[0] {
+				t.Error("Get returned the slice View shares; it must copy")
+			}
+		})
+	}
+}
+
 func TestKeyValueHas(t *testing.T) {
 	for _, tc := range []struct {
 		name string

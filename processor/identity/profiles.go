@@ -44,6 +44,8 @@ type profiler struct {
 	// buf holds the encoding of the record being written; store.Put
 	// copies it, so it is reused for the next.
 	buf []byte
+	// recs holds the records this task wrote last, decoded.
+	recs *recordCache
 	// sweepFrom is where the next maintenance sweep resumes, nil between
 	// rounds.
 	sweepFrom []byte
@@ -346,15 +348,21 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 		return err
 	}
 	store := ctx.KeyValue(ProfilesStore)
-	raw, err := store.Get([]byte(o.Profile))
+	// The view is compared or decoded at once, before anything else
+	// touches the store.
+	raw, err := store.View([]byte(o.Profile))
 	if err != nil {
 		return err
 	}
-	r := &record{TileFloor: features.NoTiles}
-	if raw != nil {
+	r := pr.recs.take(o.Profile, raw)
+	switch {
+	case r != nil:
+	case raw != nil:
 		if r, err = decodeRecord(raw, pr.names); err != nil {
 			return fmt.Errorf("profile %s: %w", o.Profile, err)
 		}
+	default:
+		r = &record{TileFloor: features.NoTiles}
 	}
 	s := &step{pr: pr, ctx: ctx, id: o.Profile, r: r, ts: rec.Timestamp}
 	if err := s.migrateQueue(); err != nil {
@@ -386,7 +394,11 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 		pr.markers = append(pr.markers, marker{id: o.Profile, erasedAt: time.UnixMilli(r.Erased)})
 	}
 	pr.buf = r.appendTo(pr.buf[:0])
-	return store.Put([]byte(o.Profile), pr.buf)
+	if err := store.Put([]byte(o.Profile), pr.buf); err != nil {
+		return err
+	}
+	pr.recs.put(o.Profile, r, pr.buf)
+	return nil
 }
 
 // step is the processing of one op (and the queue it releases) for one

@@ -132,7 +132,9 @@ func Add(b *topology.Builder, o Options) error {
 		AddSink("resolve-links", t.Links, "resolve").
 		AddSink("resolve-invalid", t.Invalid, "resolve")
 	b.AddSource("ops", t.Ops, o.Partitions).
-		AddProcessor("profile", func() topology.Processor { return &profiler{o: o, c: c, t: t, names: interner{}, sweeps: sweeps} }, "ops").
+		AddProcessor("profile", func() topology.Processor {
+			return &profiler{o: o, c: c, t: t, names: interner{}, sweeps: sweeps, recs: newRecordCache(recordCacheSize)}
+		}, "ops").
 		AddStore(ProfilesStore, topology.KeyValueStore, "profile").
 		AddStore(FeaturesStore, topology.WindowStore, "profile").
 		AddStore(TimelineStore, topology.KeyValueStore, "profile").
