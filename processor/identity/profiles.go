@@ -44,6 +44,9 @@ type profiler struct {
 	// buf holds the encoding of the record being written; store.Put
 	// copies it, so it is reused for the next.
 	buf []byte
+	// tbuf holds the timeline value being written (appendTimelineValue);
+	// reused as buf is.
+	tbuf []byte
 	// recs holds the records this task wrote last, decoded.
 	recs *recordCache
 	// sweepFrom is where the next maintenance sweep resumes, nil between
