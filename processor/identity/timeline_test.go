@@ -1,6 +1,7 @@
 package identity_test
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -168,5 +169,43 @@ func TestTimelineRecountMendsACountAheadOfTheStore(t *testing.T) {
 	send(keep)
 	if n := timeline(); n < keep || n > keep+keep/4 {
 		t.Fatalf("after a recount, the timeline holds %d events, want %d to %d", n, keep, keep+keep/4)
+	}
+}
+
+// TestTimelineStoresLongEventsCompressed sends a short and a long event
+// through the stages: the long one is stored compressed (its value is
+// shorter than the event and starts with the marker byte), and both read
+// back as sent.
+func TestTimelineStoresLongEventsCompressed(t *testing.T) {
+	h := newHub(t, 2, config.DefaultIdentity())
+	short := `{"type":"track","event":"Short","userId":"u1","timestamp":"2026-01-01T00:00:01Z"}`
+	long := `{"type":"track","event":"Long","userId":"u1","timestamp":"2026-01-01T00:00:02Z","properties":{"note":"` +
+		strings.Repeat("the same words again and again, ", 20) + `"}}`
+	h.send(short)
+	h.send(long)
+	if err := h.d.Drain(nil); err != nil {
+		t.Fatal(err)
+	}
+	p := h.state().profileOf("user_id:u1")
+	got := h.timeline(p.ID, 10)
+	if len(got) != 2 || got[0] != long || got[1] != short {
+		t.Fatalf("timeline = %.80q, want the long event, then the short one", got)
+	}
+	var values [][]byte
+	kv := h.d.TaskKeyValue(h.profileTask(p.ID), identity.TimelineStore)
+	if err := kv.Range(nil, nil, func(_, v []byte) error {
+		values = append(values, bytes.Clone(v))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(values) != 2 {
+		t.Fatalf("the timeline store holds %d values, want 2", len(values))
+	}
+	if values[0][0] != '{' {
+		t.Errorf("the short event's value starts %q, want its JSON as is", values[0][:1])
+	}
+	if values[1][0] != 0x01 || len(values[1]) >= len(got[0]) {
+		t.Errorf("the long event's value (%d bytes, starting %#x) is not compressed: the event is %d bytes", len(values[1]), values[1][0], len(got[0]))
 	}
 }
