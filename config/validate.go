@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // maxAppLen leaves room, within Kafka's 249-character limit on topic names, for the
@@ -25,6 +26,10 @@ const maxRestoreConcurrency = 64
 
 // maxThreads bounds processing.threads, as topology.MaxThreads does.
 const maxThreads = 64
+
+// maxProducerLinger bounds processing.producer_linger: a longer wait only
+// delays records, since a full batch or a commit sends them anyway.
+const maxProducerLinger = time.Second
 
 // minReadCacheBytes and maxReadCacheBytes bound processing.read_cache_bytes:
 // below 64 KiB the cache keeps only small entries (none larger than an
@@ -94,6 +99,9 @@ func (c Config) Validate() error {
 	}
 	if p.Threads < 0 || p.Threads > maxThreads {
 		check("processing.threads", fmt.Errorf("must be between 0 (the engine's choice) and %d, got %d", maxThreads, p.Threads))
+	}
+	if l := time.Duration(p.ProducerLinger); l < 0 || l > maxProducerLinger {
+		check("processing.producer_linger", fmt.Errorf("must be between 0 (send at once) and %s, got %s", maxProducerLinger, l))
 	}
 	if b := p.ReadCacheBytes; b != 0 && (b < minReadCacheBytes || b > maxReadCacheBytes) {
 		check("processing.read_cache_bytes", fmt.Errorf("must be 0 (the engine's choice) or between %d and %d, got %d", int64(minReadCacheBytes), int64(maxReadCacheBytes), b))

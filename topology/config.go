@@ -126,6 +126,10 @@ type Config struct {
 	// ReadCacheSize bounds each task's read cache in bytes (state.Options);
 	// default 0, the state package's default.
 	ReadCacheSize int64
+	// ProducerLinger is how long the producer lets a batch fill before
+	// sending it (kgo.ProducerLinger), at most MaxProducerLinger; the
+	// commit flushes whatever waits. Default 0: at once.
+	ProducerLinger time.Duration
 	// StandbyReplicas is how many other instances keep a warm copy of
 	// each task's stores, so that a failover restores only the tail of
 	// the changelogs (see standby.go); default 0, none. The group
@@ -197,6 +201,9 @@ func (c *Config) validate() error {
 	if c.StandbyReplicas < 0 {
 		errs = append(errs, fmt.Errorf("StandbyReplicas %d must not be negative", c.StandbyReplicas))
 	}
+	if c.ProducerLinger < 0 || c.ProducerLinger > MaxProducerLinger {
+		errs = append(errs, fmt.Errorf("ProducerLinger %v must be between 0 and %v", c.ProducerLinger, MaxProducerLinger))
+	}
 	if c.Threads > MaxThreads {
 		errs = append(errs, fmt.Errorf("Threads %d must be at most %d", c.Threads, MaxThreads))
 	}
@@ -211,3 +218,7 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// MaxProducerLinger bounds Config.ProducerLinger: the Kafka client refuses
+// longer ones.
+const MaxProducerLinger = time.Minute

@@ -2,9 +2,11 @@ package topology_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -319,4 +321,45 @@ func runInBackground(rt *topology.Runtime) (<-chan error, context.CancelFunc) {
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(ctx) }()
 	return done, cancel
+}
+
+// TestCommitSendsWhatLingers: with the longest producer linger, far
+// longer than the test takes, outputs and changelog records reach the broker only because each
+// commit sends what waits, under either guarantee.
+func TestCommitSendsWhatLingers(t *testing.T) {
+	for _, g := range []topology.Guarantee{topology.AtLeastOnce, topology.ExactlyOnce} {
+		t.Run(fmt.Sprint(g), func(t *testing.T) {
+			h := newHarness(t, false)
+			cfg := childConfig(h.brokers, t.TempDir())
+			cfg.Guarantee = g
+			cfg.ProducerLinger = topology.MaxProducerLinger
+			rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done, cancel := runInBackground(rt)
+			defer cancel()
+			h.produce(0, 200)
+			// Well before the linger would send them by itself.
+			h.awaitOutputWithin(200, topology.MaxProducerLinger/2)
+			h.awaitProgress(200)
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("runtime stopped with %v", err)
+			}
+			if n := h.changelogRecords(); n < 1 {
+				t.Errorf("the changelog holds %d records, want the counts", n)
+			}
+		})
+	}
+}
+
+func TestConfigBoundsTheLinger(t *testing.T) {
+	for _, linger := range []time.Duration{-time.Millisecond, topology.MaxProducerLinger + time.Millisecond} {
+		cfg := childConfig([]string{"127.0.0.1:1"}, t.TempDir())
+		cfg.ProducerLinger = linger
+		if _, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), cfg); err == nil || !strings.Contains(err.Error(), "ProducerLinger") {
+			t.Errorf("NewRuntime with a linger of %v: %v, want an error naming ProducerLinger", linger, err)
+		}
+	}
 }

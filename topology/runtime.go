@@ -323,7 +323,7 @@ func (r *Runtime) connect(ctx context.Context) error {
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onLost),
 		kgo.RecordPartitioner(newPartitioner()),
-		kgo.ProducerLinger(0),
+		kgo.ProducerLinger(r.cfg.ProducerLinger),
 		kgo.MaxBufferedRecords(1_000_000),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

@@ -237,20 +237,26 @@ func (h *harness) tryProduce(from, to int) error {
 // with no gap and no repeat: an exact, exactly-once result.
 func (h *harness) awaitOutput(want int) {
 	h.t.Helper()
+	h.awaitOutputWithin(want, 90*time.Second)
+}
+
+// awaitOutputWithin is awaitOutput with a deadline of its own.
+func (h *harness) awaitOutputWithin(want int, within time.Duration) {
+	h.t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.brokers...), kgo.ConsumeTopics(outTopic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	last := make(map[string]uint64)
 	seen := 0
 	for seen < want {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			h.t.Fatalf("output has %d records after 90s, want %d", seen, want)
+			h.t.Fatalf("output has %d records after %s, want %d", seen, within, want)
 		}
 		var bad error
 		fs.EachRecord(func(r *kgo.Record) {

@@ -253,6 +253,7 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 		HeartbeatInterval:  time.Duration(cfg.Processing.HeartbeatInterval),
 		MaxPollRecords:     cfg.Processing.MaxPollRecords,
 		ReadCacheSize:      cfg.Processing.ReadCacheBytes,
+		ProducerLinger:     time.Duration(cfg.Processing.ProducerLinger),
 		Partitions:         int32(cfg.Kafka.Partitions),
 		ReplicationFactor:  int16(cfg.Kafka.ReplicationFactor),
 		Registerer:         reg,
