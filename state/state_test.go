@@ -183,12 +183,38 @@ func TestCommittedViewSkipsPendingWrites(t *testing.T) {
 // TestKeyValueHas checks Has against what Get answers, through pending,
 // committed, deleted and held-back writes, and that it leaves the read
 // cache as it found it.
+// storeAfter opens a DB in memory and runs ops on key k of its store "s":
+// "put" writes its next value ("v1", "v2", …), "del" deletes it, "get"
+// reads it, "commit" commits the DB.
+func storeAfter(t *testing.T, ops []string) (db *state.DB, kv *state.KeyValue, k []byte) {
+	t.Helper()
+	db = openMem(t, vfs.NewMem())
+	kv = db.KeyValue("s")
+	k = []byte("k")
+	n := 0
+	for _, op := range ops {
+		switch op {
+		case "put":
+			n++
+			must(t, kv.Put(k, []byte(fmt.Sprintf("v%d", n))))
+		case "del":
+			must(t, kv.Delete(k))
+		case "get":
+			_, err := kv.Get(k)
+			must(t, err)
+		case "commit":
+			must(t, db.Commit(map[string]int64{"s": 1}))
+		default:
+			t.Fatalf("unknown op %q", op)
+		}
+	}
+	return db, kv, k
+}
+
 func TestKeyValueView(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		// ops runs on the store before View("k"): "put" writes the
-		// next value of k ("v1", "v2", …), "del" deletes it, "get"
-		// reads it, "commit" commits.
+		// ops runs on the store before View("k") (storeAfter).
 		ops  []string
 		want string // "" for absent
 		// shared says View hands out the cache's slice, not a copy,
@@ -203,25 +229,8 @@ func TestKeyValueView(t *testing.T) {
 		{"committed delete", []string{"put", "commit", "del", "commit"}, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := openMem(t, vfs.NewMem())
+			db, kv, k := storeAfter(t, tc.ops)
 			defer db.Close()
-			kv := db.KeyValue("s")
-			k := []byte("k")
-			n := 0
-			for _, op := range tc.ops {
-				switch op {
-				case "put":
-					n++
-					must(t, kv.Put(k, []byte(fmt.Sprintf("v%d", n))))
-				case "del":
-					must(t, kv.Delete(k))
-				case "get":
-					_, err := kv.Get(k)
-					must(t, err)
-				case "commit":
-					must(t, db.Commit(map[string]int64{"s": 1}))
-				}
-			}
 			v, err := kv.View(k)
 			must(t, err)
 			if string(v) != tc.want || (v == nil) != (tc.want == "") {
@@ -251,8 +260,7 @@ func TestKeyValueView(t *testing.T) {
 func TestKeyValueHas(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		// ops runs on the store before Has("k"); "put", "del" and
-		// "get" act on k, "commit" commits.
+		// ops runs on the store before Has("k") (storeAfter).
 		ops  []string
 		want bool
 	}{
@@ -267,23 +275,8 @@ func TestKeyValueHas(t *testing.T) {
 		{"absent, read, then written", []string{"get", "put"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := openMem(t, vfs.NewMem())
+			db, kv, k := storeAfter(t, tc.ops)
 			defer db.Close()
-			kv := db.KeyValue("s")
-			k := []byte("k")
-			for _, op := range tc.ops {
-				switch op {
-				case "put":
-					must(t, kv.Put(k, []byte("v")))
-				case "del":
-					must(t, kv.Delete(k))
-				case "get":
-					_, err := kv.Get(k)
-					must(t, err)
-				case "commit":
-					must(t, db.Commit(map[string]int64{"s": 1}))
-				}
-			}
 			before := db.CacheStats()
 			got, err := kv.Has(k)
 			must(t, err)

@@ -76,6 +76,3 @@ func (c *recordCache) put(id string, r *record, raw []byte) {
 	e.raw = append(e.raw[:0], raw...)
 	e.r = r
 }
-
-// drop forgets profile id's record.
-func (c *recordCache) drop(id string) { delete(c.m, id) }

@@ -52,11 +52,6 @@ func TestRecordCache(t *testing.T) {
 			c.put("q", b, []byte("x"))
 			return c.take("q", []byte("x"))
 		}, b},
-		{"dropped", func(c *recordCache) *record {
-			c.put("p", a, []byte("x"))
-			c.drop("p")
-			return c.take("p", []byte("x"))
-		}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.run(newRecordCache(4)); got != tc.want {
