@@ -16,14 +16,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tessera-cdp/tessera/config"
+	"github.com/tessera-cdp/tessera/connectors/ingest"
+	"github.com/tessera-cdp/tessera/internal/hugepages"
+	"github.com/tessera-cdp/tessera/processor/identity"
+	"github.com/tessera-cdp/tessera/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/tessera-cdp/tessera/config"
-	"github.com/tessera-cdp/tessera/connectors/ingest"
-	"github.com/tessera-cdp/tessera/processor/identity"
-	"github.com/tessera-cdp/tessera/schemas"
 )
 
 // The modes.
@@ -51,10 +51,8 @@ type Options struct {
 	// the hub's default.
 	Threads int
 	// HugePages runs the hub with GLIBC_TUNABLES asking glibc's allocator
-	// for transparent huge pages (glibc.malloc.hugetlb=1), as the
-	// Dockerfile does: Pebble's memtables and block caches are C memory,
-	// and with 4 KiB pages every page of a new memtable costs a fault on
-	// first touch (docs/operations.md, "Memory").
+	// for transparent huge pages (hugepages.Tunable), as the Dockerfile
+	// does.
 	HugePages bool
 	// Workload is the synthetic workload.
 	Workload Workload
@@ -263,7 +261,7 @@ func (h *harness) startHub(ctx context.Context) error {
 	h.hubStart = time.Now()
 	env := []string{webhookSecretEnv + "=" + h.run}
 	if h.o.HugePages {
-		env = append(env, hugePagesEnv(os.Getenv(glibcTunablesEnv)))
+		env = append(env, hugepages.Env(os.Getenv(hugepages.EnvVar)))
 	}
 	h.hub, err = startChild(h.exe, h.dir, "hub", env, args...)
 	if err != nil {
@@ -271,23 +269,6 @@ func (h *harness) startHub(ctx context.Context) error {
 	}
 	h.hubHTTP, err = h.hub.line(ctx, "http listening on ", time.Minute)
 	return err
-}
-
-// glibcTunablesEnv is the variable glibc reads its tunables from, once,
-// when a process starts.
-const glibcTunablesEnv = "GLIBC_TUNABLES"
-
-// hugePagesEnv returns the GLIBC_TUNABLES setting that adds
-// glibc.malloc.hugetlb=1 (madvise(MADV_HUGEPAGE) on the memory malloc
-// takes from the kernel) to the tunables in current, the harness's own.
-func hugePagesEnv(current string) string {
-	var keep []string
-	for _, t := range strings.Split(current, ":") {
-		if t != "" && !strings.HasPrefix(t, "glibc.malloc.hugetlb=") {
-			keep = append(keep, t)
-		}
-	}
-	return glibcTunablesEnv + "=" + strings.Join(append(keep, "glibc.malloc.hugetlb=1"), ":")
 }
 
 // waitReady polls /readyz until it answers 200.

@@ -6,23 +6,6 @@ import (
 	"testing"
 )
 
-func TestHugePagesEnv(t *testing.T) {
-	tests := []struct {
-		current, want string
-	}{
-		{"", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"},
-		{"glibc.malloc.arena_max=2", "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"},
-		{"glibc.malloc.hugetlb=0", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"},
-		{"glibc.malloc.hugetlb=2:glibc.malloc.arena_max=2", "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"},
-		{"::glibc.malloc.arena_max=2:", "GLIBC_TUNABLES=glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1"},
-	}
-	for _, tt := range tests {
-		if got := hugePagesEnv(tt.current); got != tt.want {
-			t.Errorf("hugePagesEnv(%q) = %q, want %q", tt.current, got, tt.want)
-		}
-	}
-}
-
 // TestProcessUsageCountsTouchedPages reads this process's own usage
 // before and after touching memory it never touched: each new page is a
 // minor fault.

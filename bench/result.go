@@ -5,6 +5,8 @@ import (
 	"os"
 	"runtime"
 	"strings"
+
+	"github.com/tessera-cdp/tessera/internal/hugepages"
 )
 
 // Result is what a benchmark run measured; `tessera bench --json` prints
@@ -128,14 +130,13 @@ type Machine struct {
 	CPU        string `json:"cpu"`
 	LoadBefore string `json:"load_before"`
 	LoadAfter  string `json:"load_after"`
-	// THP is the kernel's transparent huge page mode, the bracketed word
-	// of /sys/kernel/mm/transparent_hugepage/enabled: always, madvise
-	// (what Options.HugePages needs) or never.
+	// THP is the kernel's transparent huge page mode (hugepages.Mode):
+	// always, madvise (what Options.HugePages needs) or never.
 	THP string `json:"thp"`
 }
 
 func describeMachine() Machine {
-	m := Machine{Cores: runtime.NumCPU(), LoadBefore: loadAverage(), THP: thpMode()}
+	m := Machine{Cores: runtime.NumCPU(), LoadBefore: loadAverage(), THP: hugepages.Mode()}
 	if f, err := os.Open("/proc/cpuinfo"); err == nil {
 		defer f.Close()
 		sc := bufio.NewScanner(f)
@@ -147,21 +148,6 @@ func describeMachine() Machine {
 		}
 	}
 	return m
-}
-
-// thpMode returns the kernel's transparent huge page mode, or "" where
-// the kernel does not say.
-func thpMode() string {
-	b, err := os.ReadFile("/sys/kernel/mm/transparent_hugepage/enabled")
-	if err != nil {
-		return ""
-	}
-	_, rest, ok := strings.Cut(string(b), "[")
-	mode, _, ok2 := strings.Cut(rest, "]")
-	if !ok || !ok2 {
-		return ""
-	}
-	return mode
 }
 
 // loadAverage returns /proc/loadavg's first three fields.

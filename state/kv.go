@@ -98,14 +98,34 @@ func (s *KeyValue) key(key []byte) []byte {
 // Get returns a copy of the value of key, or nil when there is none. It sees
 // the task's uncommitted writes. The caller owns the copy.
 func (s *KeyValue) Get(key []byte) ([]byte, error) {
+	v, shared, err := s.read(key)
+	if shared {
+		return bytes.Clone(v), err
+	}
+	return v, err
+}
+
+// View returns the value of key as Get does, but without a copy when the
+// read cache holds it: the slice is the cache's. The caller must neither
+// modify nor keep it, and must be done with it before its next call into
+// the DB, which may write or drop the entry. It saves the copy of a
+// value that is compared or decoded at once.
+func (s *KeyValue) View(key []byte) ([]byte, error) {
+	v, _, err := s.read(key)
+	return v, err
+}
+
+// read returns the value of key for Get and View; shared says it is the
+// read cache's slice, which Get copies.
+func (s *KeyValue) read(key []byte) (v []byte, shared bool, err error) {
 	if s.db.pdb == nil {
-		return nil, ErrClosed
+		return nil, false, ErrClosed
 	}
 	k := s.key(key)
 	c := s.cache()
 	if c != nil {
 		if e := c.lookup(c.kv, k); e != nil {
-			return bytes.Clone(e.value), nil
+			return e.value, true, nil
 		}
 	}
 	if fs := s.filters(); fs != nil && fs.of(s.name, false, s.prefix).absent(k) {
@@ -117,34 +137,14 @@ func (s *KeyValue) Get(key []byte) ([]byte, error) {
 		if c != nil {
 			c.insert(&cacheEntry{key: string(k)})
 		}
-		return nil, nil
+		return nil, false, nil
 	}
-	v, err := getFrom(s.reader(), k)
+	v, err = getFrom(s.reader(), k)
 	if err != nil {
-		return nil, fmt.Errorf("getting %q from %s: %w", key, s.name, err)
+		return nil, false, fmt.Errorf("getting %q from %s: %w", key, s.name, err)
 	}
-	if c != nil && c.insert(&cacheEntry{key: string(k), value: v}) {
-		// The entry keeps v; the caller gets its own copy.
-		return bytes.Clone(v), nil
-	}
-	return v, nil
-}
-
-// View returns the value of key as Get does, but without a copy when the
-// read cache holds it: the slice is the cache's. The caller must neither
-// modify nor keep it, and must be done with it before its next call into
-// the DB, which may write or drop the entry. It saves the copy of a
-// value that is compared or decoded at once.
-func (s *KeyValue) View(key []byte) ([]byte, error) {
-	if s.db.pdb == nil {
-		return nil, ErrClosed
-	}
-	if c := s.cache(); c != nil {
-		if e := c.lookup(c.kv, s.key(key)); e != nil {
-			return e.value, nil
-		}
-	}
-	return s.Get(key)
+	// An entry that keeps v shares it with the caller.
+	return v, c != nil && c.insert(&cacheEntry{key: string(k), value: v}), nil
 }
 
 // Has reports whether key is present, seeing the task's uncommitted

@@ -351,9 +351,10 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 		return err
 	}
 	store := ctx.KeyValue(ProfilesStore)
+	key := []byte(o.Profile)
 	// The view is compared or decoded at once, before anything else
 	// touches the store.
-	raw, err := store.View([]byte(o.Profile))
+	raw, err := store.View(key)
 	if err != nil {
 		return err
 	}
@@ -397,7 +398,7 @@ func (pr *profiler) Process(ctx *topology.Context, rec topology.Record) error {
 		pr.markers = append(pr.markers, marker{id: o.Profile, erasedAt: time.UnixMilli(r.Erased)})
 	}
 	pr.buf = r.appendTo(pr.buf[:0])
-	if err := store.Put([]byte(o.Profile), pr.buf); err != nil {
+	if err := store.Put(key, pr.buf); err != nil {
 		return err
 	}
 	pr.recs.put(o.Profile, r, pr.buf)

@@ -17,11 +17,11 @@ import "bytes"
 type recordCache struct {
 	max int
 	m   map[string]*cachedRecord
-	// free is an evicted entry kept for its buffer.
-	free *cachedRecord
 }
 
 // cachedRecord is a decoded record and the encoding it was written as.
+// INVARIANT: r decodes from raw, or raw is empty (taken, or forgotten),
+// which no store value equals.
 type cachedRecord struct {
 	raw []byte
 	r   *record
@@ -38,18 +38,19 @@ func newRecordCache(max int) *recordCache {
 }
 
 // take returns the record of profile id if raw, the store's value, is
-// what the cache wrote, and removes it from the cache: the caller
-// changes it, and gives it back with put once the change is stored. A
-// step that fails does not give it back, so the cache never holds a
-// record that the store does not.
+// what the cache wrote. Either way the entry matches nothing from then on:
+// the caller changes the record and gives it back with put once the
+// change is stored, and a step that fails does not, so the cache never
+// answers with a record that the store does not hold. The entry stays in
+// the map, to be reused by put.
 func (c *recordCache) take(id string, raw []byte) *record {
-	e, ok := c.m[id]
-	if !ok {
+	e := c.m[id]
+	if e == nil {
 		return nil
 	}
-	delete(c.m, id)
-	c.free = e
-	if raw == nil || !bytes.Equal(raw, e.raw) {
+	match := len(e.raw) > 0 && bytes.Equal(raw, e.raw)
+	e.raw = e.raw[:0]
+	if !match {
 		return nil
 	}
 	return e.r
@@ -60,15 +61,13 @@ func (c *recordCache) put(id string, r *record, raw []byte) {
 	e := c.m[id]
 	if e == nil {
 		if len(c.m) >= c.max {
-			// A random entry: the map's iteration starts anywhere.
+			// A random entry, reused: the map's iteration starts anywhere.
 			for k, old := range c.m {
 				delete(c.m, k)
-				c.free = old
+				e = old
 				break
 			}
-		}
-		e, c.free = c.free, nil
-		if e == nil {
+		} else {
 			e = &cachedRecord{}
 		}
 		c.m[id] = e

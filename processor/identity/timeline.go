@@ -116,17 +116,22 @@ func appendTimelineValue(b, raw []byte) []byte {
 	return b[:start+1+len(enc)]
 }
 
-// timelineEvent returns the event JSON of timeline value v: v itself, or
-// its decompression, in a new slice.
-func timelineEvent(v []byte) ([]byte, error) {
+// appendTimelineEvent appends the event JSON of timeline value v to b:
+// v itself, or its decompression.
+func appendTimelineEvent(b, v []byte) ([]byte, error) {
 	if len(v) == 0 || v[0] != timelineS2 {
-		return v, nil
+		return append(b, v...), nil
 	}
-	raw, err := s2.Decode(nil, v[1:])
+	n, err := s2.DecodedLen(v[1:])
 	if err != nil {
 		return nil, fmt.Errorf("decompressing a timeline event: %w", err)
 	}
-	return raw, nil
+	start := len(b)
+	b = slices.Grow(b, n)[:start+n]
+	if _, err := s2.Decode(b[start:], v[1:]); err != nil {
+		return nil, fmt.Errorf("decompressing a timeline event: %w", err)
+	}
+	return b, nil
 }
 
 // ReadTimeline returns up to limit of profile id's most recent events,
@@ -136,12 +141,9 @@ func ReadTimeline(kv *state.KeyValue, id string, limit int) ([][]byte, error) {
 	var all [][]byte
 	p := timelinePrefix(id)
 	if err := kv.Prefix(p, func(_, v []byte) error {
-		raw, err := timelineEvent(v)
+		raw, err := appendTimelineEvent(nil, v)
 		if err != nil {
 			return err
-		}
-		if len(raw) > 0 && &raw[0] == &v[0] {
-			raw = slices.Clone(v)
 		}
 		all = append(all, raw)
 		return nil
@@ -286,7 +288,7 @@ func timelineAt(k []byte) int64 {
 func (s *step) eachTimeline(fn func(raw []byte) error) error {
 	p := timelinePrefix(s.id)
 	return s.timeline().Prefix(p, func(_, v []byte) error {
-		raw, err := timelineEvent(v)
+		raw, err := appendTimelineEvent(nil, v)
 		if err != nil {
 			return fmt.Errorf("reading the timeline of %s: %w", s.id, err)
 		}
@@ -315,12 +317,9 @@ func (s *step) takeTimeline() ([][]byte, error) {
 	p := timelinePrefix(s.id)
 	var keys, events [][]byte
 	if err := kv.Prefix(p, func(k, v []byte) error {
-		raw, err := timelineEvent(v)
+		raw, err := appendTimelineEvent(nil, v)
 		if err != nil {
 			return err
-		}
-		if len(raw) > 0 && &raw[0] == &v[0] {
-			raw = slices.Clone(v)
 		}
 		keys = append(keys, slices.Clone(k))
 		events = append(events, raw)

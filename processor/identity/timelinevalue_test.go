@@ -40,25 +40,25 @@ func TestTimelineValues(t *testing.T) {
 			if len(v) > len(tc.event) {
 				t.Errorf("value of %d bytes for an event of %d", len(v), len(tc.event))
 			}
-			got, err := timelineEvent(v)
+			got, err := appendTimelineEvent(nil, v)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if string(got) != tc.event {
-				t.Errorf("timelineEvent = %.60q…, want the event back", got)
+				t.Errorf("appendTimelineEvent = %.60q…, want the event back", got)
 			}
 		})
 	}
 	t.Run("a value written before compression reads as is", func(t *testing.T) {
-		got, err := timelineEvent([]byte(segmentTrack))
+		got, err := appendTimelineEvent(nil, []byte(segmentTrack))
 		if err != nil || string(got) != segmentTrack {
-			t.Errorf("timelineEvent(JSON) = %.40q, %v", got, err)
+			t.Errorf("appendTimelineEvent(JSON) = %.40q, %v", got, err)
 		}
 	})
 	t.Run("a damaged value is an error", func(t *testing.T) {
 		v := appendTimelineValue(nil, []byte(segmentTrack))
-		if _, err := timelineEvent(v[:len(v)/2]); err == nil || !strings.Contains(err.Error(), "decompressing a timeline event") {
-			t.Errorf("timelineEvent(truncated) error = %v", err)
+		if _, err := appendTimelineEvent(nil, v[:len(v)/2]); err == nil || !strings.Contains(err.Error(), "decompressing a timeline event") {
+			t.Errorf("appendTimelineEvent(truncated) error = %v", err)
 		}
 	})
 }
