@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/tessera-cdp/tessera/connectors/sink"
+	"github.com/tessera-cdp/tessera/processor/profile"
 )
 
 // latencyBatchEvery is how often the open-loop generator sends a batch
@@ -131,6 +132,8 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 
 	// Collect: each marked event's activation, once.
 	lat := make([]float64, 0, marked)
+	ingestLat := make([]float64, 0, marked)
+	hubLat := make([]float64, 0, marked)
 	got := make(map[int64]bool, marked)
 	var activations int64
 	deadline := time.Now().Add(time.Duration(h.o.Events/h.o.Rate)*time.Second + h.o.Timeout)
@@ -159,7 +162,12 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 			}
 			got[seq] = true
 			due := start.Add(time.Duration(batchOf[seq]) * every)
-			lat = append(lat, float64(now.Sub(due))/float64(time.Millisecond))
+			lat = append(lat, ms(now.Sub(due)))
+			if at := profile.ParseMillis(fastjson.GetString(a.Event, "receivedAt")); at != 0 {
+				received := time.UnixMilli(at)
+				ingestLat = append(ingestLat, ms(received.Sub(due)))
+				hubLat = append(hubLat, ms(now.Sub(received)))
+			}
 		})
 		select {
 		case lastSend = <-sendDone:
@@ -184,6 +192,9 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 	}
 	slices.Sort(lat)
 	res.LatencyMS = percentiles(lat)
+	slices.Sort(ingestLat)
+	slices.Sort(hubLat)
+	res.IngestLatencyMS, res.HubLatencyMS = percentiles(ingestLat), percentiles(hubLat)
 	res.Activations = activations
 	res.HTTPErrors = httpErrors.Load()
 	res.Seconds = end.Sub(start).Seconds()
@@ -195,3 +206,6 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 		h.o.Rate, res.LatencyMS.P50, res.LatencyMS.P99, len(lat), res.HTTPErrors)
 	return nil
 }
+
+// ms is d in milliseconds.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -69,6 +69,15 @@ type Result struct {
 	// LatencyMS are the percentiles of the time from an event's
 	// scheduled send to its activation being readable (latency mode).
 	LatencyMS *Percentiles `json:"latency_ms,omitempty"`
+	// IngestLatencyMS and HubLatencyMS split each of those times at the
+	// event's receivedAt, which the HTTP API stamps (millisecond
+	// resolution) as it takes the batch: the part before is the
+	// generator's queue and the HTTP server's; the part after is the
+	// hub's (writing the event, both stages, the activation) and the
+	// broker's, up to the harness reading the activation. Each has its own
+	// percentiles, so the two do not add up to LatencyMS's.
+	IngestLatencyMS *Percentiles `json:"latency_ingest_ms,omitempty"`
+	HubLatencyMS    *Percentiles `json:"latency_hub_ms,omitempty"`
 	// Rate is the latency mode's target arrival rate (events/s) and
 	// HTTPErrors the ingest requests that failed.
 	Rate       int   `json:"rate,omitempty"`

@@ -133,6 +133,14 @@ func printBench(w io.Writer, r *bench.Result) {
 	if l := r.LatencyMS; l != nil {
 		row("latency", "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (%d samples at %d/s)", l.P50, l.P95, l.P99, l.P999, l.Samples, r.Rate)
 	}
+	for _, part := range []struct {
+		name string
+		l    *bench.Percentiles
+	}{{"  to receipt", r.IngestLatencyMS}, {"  after", r.HubLatencyMS}} {
+		if l := part.l; l != nil {
+			row(part.name, "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms", l.P50, l.P95, l.P99, l.P999)
+		}
+	}
 	if r.RestoreRecords > 0 {
 		row("restore", "%d records (%d MiB) in %.2f s, %.0f records/s, %.0f MiB/s", r.RestoreRecords, r.RestoreBytes>>20,
 			r.RestoreSeconds, r.RestoreRecordsPerSec, r.RestoreBytesPerSec/(1<<20))

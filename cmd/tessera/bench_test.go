@@ -54,7 +54,7 @@ func TestBenchModes(t *testing.T) {
 			case "throughput", "restore":
 				want = append(want, "disk_bytes_per_profile", "baseline_events_per_core_sec", "overhead_ratio")
 			case "latency":
-				want = append(want, "latency_ms")
+				want = append(want, "latency_ms", "latency_ingest_ms", "latency_hub_ms")
 			}
 			if tt.mode == "restore" {
 				want = append(want, "restore_records_per_sec")
@@ -120,6 +120,16 @@ func TestBenchModes(t *testing.T) {
 				}
 				if r.Activations < int64(l.Samples) || r.HTTPErrors != 0 {
 					t.Errorf("activations %d, samples %d, HTTP errors %d", r.Activations, l.Samples, r.HTTPErrors)
+				}
+				// Each sample splits at its receivedAt, whose
+				// millisecond truncation moves up to 1 ms from the
+				// part before to the part after.
+				in, hub := r.IngestLatencyMS, r.HubLatencyMS
+				if in == nil || hub == nil || in.Samples != l.Samples || hub.Samples != l.Samples {
+					t.Fatalf("latency_ingest_ms %+v, latency_hub_ms %+v: want %d samples each", in, hub, l.Samples)
+				}
+				if in.Max > l.Max || hub.Max > l.Max+1 || hub.P50 <= 0 || in.P50 < -1 {
+					t.Errorf("parts out of range of the whole (%+v): ingest %+v, hub %+v", l, in, hub)
 				}
 			}
 			if tt.mode == "restore" && (r.RestoreRecords < 1 || r.RestoreRecordsPerSec <= 0) {
