@@ -22,6 +22,12 @@ import (
 // (as an SDK flushing its queue); each batch carries rate×this events.
 const latencyBatchEvery = 5 * time.Millisecond
 
+// latencyWindow is the span of schedule over which Result.LatencyWindows
+// gives percentiles: long enough for a few hundred samples at a
+// thousand events a second, short enough that a 20-second run shows a
+// trend.
+const latencyWindow = 5 * time.Second
+
 // latencySenders is how many batch requests may be in flight at once.
 const latencySenders = 256
 
@@ -132,6 +138,8 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 
 	// Collect: each marked event's activation, once.
 	lat := make([]float64, 0, marked)
+	// windows are the samples per latencyWindow of the schedule.
+	windows := make([][]float64, int(time.Duration(nBatches)*every/latencyWindow)+1)
 	ingestLat := make([]float64, 0, marked)
 	hubLat := make([]float64, 0, marked)
 	got := make(map[int64]bool, marked)
@@ -163,6 +171,8 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 			got[seq] = true
 			due := start.Add(time.Duration(batchOf[seq]) * every)
 			lat = append(lat, ms(now.Sub(due)))
+			w := int(due.Sub(start) / latencyWindow)
+			windows[w] = append(windows[w], ms(now.Sub(due)))
 			if at := profile.ParseMillis(fastjson.GetString(a.Event, "receivedAt")); at != 0 {
 				received := time.UnixMilli(at)
 				ingestLat = append(ingestLat, ms(received.Sub(due)))
@@ -195,6 +205,7 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 	slices.Sort(ingestLat)
 	slices.Sort(hubLat)
 	res.IngestLatencyMS, res.HubLatencyMS = percentiles(ingestLat), percentiles(hubLat)
+	res.LatencyWindows, res.LatencyWindowSeconds = latencyWindows(windows, latencyWindow), latencyWindow.Seconds()
 	res.Activations = activations
 	res.HTTPErrors = httpErrors.Load()
 	res.Seconds = end.Sub(start).Seconds()
@@ -209,3 +220,17 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 
 // ms is d in milliseconds.
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// latencyWindows sorts each window's samples and returns the percentiles
+// of those that have any.
+func latencyWindows(windows [][]float64, span time.Duration) []LatencyWindow {
+	var out []LatencyWindow
+	for i, w := range windows {
+		if len(w) == 0 {
+			continue
+		}
+		slices.Sort(w)
+		out = append(out, LatencyWindow{Start: (time.Duration(i) * span).Seconds(), Percentiles: *percentiles(w)})
+	}
+	return out
+}

@@ -78,6 +78,12 @@ type Result struct {
 	// percentiles, so the two do not add up to LatencyMS's.
 	IngestLatencyMS *Percentiles `json:"latency_ingest_ms,omitempty"`
 	HubLatencyMS    *Percentiles `json:"latency_hub_ms,omitempty"`
+	// LatencyWindows are LatencyMS's percentiles per LatencyWindowSeconds
+	// of the schedule, in order, by each event's scheduled send: a rate
+	// the hub sustains keeps them level, one it does not makes them climb
+	// however the whole run's percentiles look.
+	LatencyWindows       []LatencyWindow `json:"latency_windows,omitempty"`
+	LatencyWindowSeconds float64         `json:"latency_window_seconds,omitempty"`
 	// Rate is the latency mode's target arrival rate (events/s) and
 	// HTTPErrors the ingest requests that failed.
 	Rate       int   `json:"rate,omitempty"`
@@ -129,6 +135,13 @@ type Percentiles struct {
 	Max  float64 `json:"max"`
 	// Samples is how many latencies they are computed from.
 	Samples int `json:"samples"`
+}
+
+// LatencyWindow is one window of a latency run's schedule.
+type LatencyWindow struct {
+	// Start is the window's start in seconds from the schedule's.
+	Start float64 `json:"start_s"`
+	Percentiles
 }
 
 // Machine describes the machine: its cores, CPU model, and the load

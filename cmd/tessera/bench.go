@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -132,6 +133,16 @@ func printBench(w io.Writer, r *bench.Result) {
 	}
 	if l := r.LatencyMS; l != nil {
 		row("latency", "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (%d samples at %d/s)", l.P50, l.P95, l.P99, l.P999, l.Samples, r.Rate)
+	}
+	if len(r.LatencyWindows) > 1 {
+		var b strings.Builder
+		for i, w := range r.LatencyWindows {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%gs %.0f/%.0f", w.Start, w.P50, w.P99)
+		}
+		row("  by window", "p50/p99 ms per %gs of the schedule: %s", r.LatencyWindowSeconds, b.String())
 	}
 	for _, part := range []struct {
 		name string

@@ -131,6 +131,17 @@ func TestBenchModes(t *testing.T) {
 				if in.Max > l.Max || hub.Max > l.Max+1 || hub.P50 <= 0 || in.P50 < -1 {
 					t.Errorf("parts out of range of the whole (%+v): ingest %+v, hub %+v", l, in, hub)
 				}
+				n, maxMax := 0, 0.0
+				for i, w := range r.LatencyWindows {
+					if i > 0 && w.Start <= r.LatencyWindows[i-1].Start {
+						t.Errorf("latency_windows out of order: %+v", r.LatencyWindows)
+					}
+					n += w.Samples
+					maxMax = max(maxMax, w.Max)
+				}
+				if n != l.Samples || maxMax != l.Max || r.LatencyWindowSeconds <= 0 {
+					t.Errorf("latency_windows %+v (every %gs) hold %d samples and a maximum of %g, want %d and %g", r.LatencyWindows, r.LatencyWindowSeconds, n, maxMax, l.Samples, l.Max)
+				}
 			}
 			if tt.mode == "restore" && (r.RestoreRecords < 1 || r.RestoreRecordsPerSec <= 0) {
 				t.Errorf("restore_records %d, restore_records_per_sec %g: want records restored", r.RestoreRecords, r.RestoreRecordsPerSec)
