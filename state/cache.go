@@ -93,10 +93,16 @@ type CacheStats struct {
 	Entries int
 }
 
-// cachedTile is one tile of a window entry.
+// cachedTile is one tile of a window entry. Its value is n bytes at off in
+// the entry's buf (tileValue). It holds no pointer, so the garbage
+// collector does not walk an entry's tiles, and a tile costs no allocation
+// of its own: with one per feature, period and profile, the tiles and their
+// values were about a third of the hub's heap objects, and the collector's
+// mark phases, which visit every one, lined up with the latency's peaks
+// (bench/README.md, "4 December, late morning").
 type cachedTile struct {
-	start int64
-	value []byte // the cache's own copy
+	start  int64
+	off, n int
 	// dirty says the value is not yet in the pending batch.
 	dirty bool
 }
@@ -108,11 +114,20 @@ type cacheEntry struct {
 	// value is a key-value entry's value, nil when absent.
 	value []byte
 	// tiles are a window entry's tiles, sorted by start, without
-	// duplicates.
-	tiles []cachedTile
-	size  int64 // accounted bytes
-	slot  int   // index in readCache.ring
-	ref   bool  // read since the CLOCK hand last passed
+	// duplicates; buf holds their values, and garbage counts the bytes of
+	// buf that no tile refers to any longer (values replaced or deleted).
+	//
+	// INVARIANT: the bytes of buf[:len(buf)] that a tile refers to change
+	// only in place of that tile's value (putTile, when no Fetch
+	// iterates); everything else appends to buf or makes a new one
+	// (compact). A Fetch that took tiles and buf at its start therefore
+	// reads the values it started with, whatever is written meanwhile.
+	tiles   []cachedTile
+	buf     []byte
+	garbage int
+	size    int64 // accounted bytes
+	slot    int   // index in readCache.ring
+	ref     bool  // read since the CLOCK hand last passed
 	// iterating counts the Fetches iterating over tiles: while it is not
 	// zero, a write replaces tiles and the changed value rather than
 	// changing them in place, so that the iteration goes on over what it
@@ -342,11 +357,48 @@ func (c *readCache) dropPrefix(prefix string) {
 }
 
 func (e *cacheEntry) computeSize() int64 {
-	n := int64(entryOverhead + len(e.key) + cap(e.value))
-	for _, t := range e.tiles {
-		n += int64(tileOverhead + cap(t.value))
+	return int64(entryOverhead+len(e.key)+cap(e.value)+cap(e.buf)) + int64(len(e.tiles))*tileOverhead
+}
+
+// tileValue returns tile t's value in buf, the buf of t's entry (or the
+// one a Fetch took with its tiles). The slice's capacity ends with the
+// value, so appending to it cannot touch the next one. It is never nil:
+// Pebble reads an empty value back as empty, not as absent.
+func tileValue(buf []byte, t cachedTile) []byte {
+	if t.n == 0 {
+		return []byte{}
 	}
-	return n
+	return buf[t.off : t.off+t.n : t.off+t.n]
+}
+
+// appendTile appends value to e.buf and returns the tile of start that
+// refers to it.
+func (e *cacheEntry) appendTile(start int64, value []byte, dirty bool) cachedTile {
+	t := cachedTile{start: start, off: len(e.buf), n: len(value), dirty: dirty}
+	e.buf = append(e.buf, value...)
+	return t
+}
+
+// minCompact is the least garbage, in bytes, that makes putTile compact a
+// window entry's buf: below it, the copy would cost more than the bytes it
+// frees.
+const minCompact = 256
+
+// compact copies the live values of window entry e into a new buf once
+// garbage is most of the old one. It never writes the old buf, which a
+// Fetch may still be reading.
+func (e *cacheEntry) compact() {
+	if e.garbage < minCompact || 2*e.garbage < len(e.buf) {
+		return
+	}
+	buf := make([]byte, 0, len(e.buf)-e.garbage)
+	for i := range e.tiles {
+		t := &e.tiles[i]
+		v := tileValue(e.buf, *t)
+		t.off = len(buf)
+		buf = append(buf, v...)
+	}
+	e.buf, e.garbage = buf, 0
 }
 
 // setValue makes value (nil: absent) the value of key-value entry e.
@@ -401,19 +453,22 @@ func (e *cacheEntry) putTile(start int64, value []byte, dirty bool) (wasDirty bo
 	}
 	switch {
 	case value == nil && found:
+		e.garbage += e.tiles[i].n
 		e.tiles = slices.Delete(e.tiles, i, i+1)
 	case value == nil:
+	case found && !shared && len(value) <= e.tiles[i].n:
+		// In place: Window.Get hands out copies, and Fetch's values
+		// are only valid during the call.
+		t := &e.tiles[i]
+		copy(e.buf[t.off:], value)
+		e.garbage += t.n - len(value)
+		t.n, t.dirty = len(value), dirty
 	case found:
-		var buf []byte
-		if !shared {
-			// In place: Window.Get hands out copies, and Fetch's
-			// values are only valid during the call.
-			buf = e.tiles[i].value
-		}
-		e.tiles[i].value = copyInto(buf, value)
-		e.tiles[i].dirty = dirty
+		e.garbage += e.tiles[i].n
+		e.tiles[i] = e.appendTile(start, value, dirty)
 	default:
-		e.tiles = slices.Insert(e.tiles, i, cachedTile{start: start, value: copyInto(nil, value), dirty: dirty})
+		e.tiles = slices.Insert(e.tiles, i, e.appendTile(start, value, dirty))
 	}
+	e.compact()
 	return wasDirty
 }

@@ -327,7 +327,7 @@ func (db *DB) writeBack(e *cacheEntry) {
 		if t.dirty {
 			t.dirty = false
 			db.wbuf = binary.BigEndian.AppendUint64(db.wbuf[:len(e.key)], uint64(t.start))
-			db.writeBackValue(e, db.wbuf, t.value)
+			db.writeBackValue(e, db.wbuf, tileValue(e.buf, *t))
 		}
 	}
 }

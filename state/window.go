@@ -64,7 +64,7 @@ func (w *Window) Get(key []byte, start int64) ([]byte, error) {
 		return nil, err
 	}
 	if i, ok := e.search(start); ok {
-		return bytes.Clone(e.tiles[i].value), nil
+		return bytes.Clone(tileValue(e.buf, e.tiles[i])), nil
 	}
 	return nil, nil
 }
@@ -149,12 +149,13 @@ func (w *Window) Fetch(key []byte, from, to int64, fn func(start int64, value []
 	}
 	i, _ := e.search(from)
 	// INVARIANT: while iterating is not zero, writes to e replace its
-	// tiles rather than changing them, so this slice stays as it is.
-	tiles := e.tiles
+	// tiles rather than changing them, and leave the bytes of its buf
+	// alone (cacheEntry.buf), so these slices stay as they are.
+	tiles, buf := e.tiles, e.buf
 	e.iterating++
 	defer func() { e.iterating-- }()
 	for ; i < len(tiles) && startCmp(tiles[i].start, to) < 0; i++ {
-		if err := fn(tiles[i].start, tiles[i].value); err != nil {
+		if err := fn(tiles[i].start, tileValue(buf, tiles[i])); err != nil {
 			return err
 		}
 	}
@@ -208,10 +209,7 @@ func (w *Window) tiles(c *readCache, prefix []byte) (*cacheEntry, error) {
 			it.Close()
 			return nil, fmt.Errorf("iterating %s: %w", w.kv.name, err)
 		}
-		e.tiles = append(e.tiles, cachedTile{
-			start: int64(binary.BigEndian.Uint64(it.Key()[len(prefix):])),
-			value: copyInto(nil, v),
-		})
+		e.tiles = append(e.tiles, e.appendTile(int64(binary.BigEndian.Uint64(it.Key()[len(prefix):])), v, false))
 	}
 	if err := it.Close(); err != nil {
 		return nil, fmt.Errorf("iterating %s: %w", w.kv.name, err)
@@ -251,11 +249,15 @@ func (w *Window) DeleteBefore(key []byte, t int64) (int, error) {
 		}
 	}
 	if n > 0 {
+		for _, tile := range e.tiles[:n] {
+			e.garbage += tile.n
+		}
 		if e.iterating > 0 {
 			e.tiles = slices.Clone(e.tiles[n:])
 		} else {
 			e.tiles = slices.Delete(e.tiles, 0, n)
 		}
+		e.compact()
 		c.resized(e)
 	}
 	return n, nil
