@@ -170,9 +170,10 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 			}
 			got[seq] = true
 			due := start.Add(time.Duration(batchOf[seq]) * every)
-			lat = append(lat, ms(now.Sub(due)))
+			took := ms(now.Sub(due))
+			lat = append(lat, took)
 			w := int(due.Sub(start) / latencyWindow)
-			windows[w] = append(windows[w], ms(now.Sub(due)))
+			windows[w] = append(windows[w], took)
 			if at := profile.ParseMillis(fastjson.GetString(a.Event, "receivedAt")); at != 0 {
 				received := time.UnixMilli(at)
 				ingestLat = append(ingestLat, ms(received.Sub(due)))

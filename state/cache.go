@@ -380,7 +380,22 @@ func (e *cacheEntry) appendTile(start int64, value []byte, dirty bool) cachedTil
 	return t
 }
 
-// minCompact is the least garbage, in bytes, that makes putTile compact a
+// deleteTiles removes tiles [i, j) of window entry e, their values
+// becoming garbage. While a Fetch iterates over e.tiles, it leaves that
+// slice as it is and makes e.tiles a new one.
+func (e *cacheEntry) deleteTiles(i, j int) {
+	for _, t := range e.tiles[i:j] {
+		e.garbage += t.n
+	}
+	if e.iterating > 0 {
+		e.tiles = slices.Concat(e.tiles[:i], e.tiles[j:])
+	} else {
+		e.tiles = slices.Delete(e.tiles, i, j)
+	}
+	e.compact()
+}
+
+// minCompact is the least garbage, in bytes, that makes a write compact a
 // window entry's buf: below it, the copy would cost more than the bytes it
 // frees.
 const minCompact = 256
@@ -442,21 +457,23 @@ func startCmp(a, b int64) int {
 // dirty or not, or deletes it when value is nil. It reports whether the
 // tile it replaced was dirty.
 func (e *cacheEntry) putTile(start int64, value []byte, dirty bool) (wasDirty bool) {
+	i, found := e.search(start)
+	if found {
+		wasDirty = e.tiles[i].dirty
+	}
+	if value == nil {
+		if found {
+			e.deleteTiles(i, i+1)
+		}
+		return wasDirty
+	}
 	// While a Fetch iterates over e.tiles, change a copy: the Fetch
 	// goes on over the tiles and values it started with.
 	shared := e.iterating > 0
 	if shared {
 		e.tiles = slices.Clone(e.tiles)
 	}
-	i, found := e.search(start)
-	if found {
-		wasDirty = e.tiles[i].dirty
-	}
 	switch {
-	case value == nil && found:
-		e.garbage += e.tiles[i].n
-		e.tiles = slices.Delete(e.tiles, i, i+1)
-	case value == nil:
 	case found && !shared && len(value) <= e.tiles[i].n:
 		// In place: Window.Get hands out copies, and Fetch's values
 		// are only valid during the call.

@@ -67,5 +67,4 @@ func benchmarkCacheCollection(b *testing.B, profiles, tiles int) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapObjects), "heap-objects")
-	runtime.KeepAlive(db)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -249,15 +248,7 @@ func (w *Window) DeleteBefore(key []byte, t int64) (int, error) {
 		}
 	}
 	if n > 0 {
-		for _, tile := range e.tiles[:n] {
-			e.garbage += tile.n
-		}
-		if e.iterating > 0 {
-			e.tiles = slices.Clone(e.tiles[n:])
-		} else {
-			e.tiles = slices.Delete(e.tiles, 0, n)
-		}
-		e.compact()
+		e.deleteTiles(0, n)
 		c.resized(e)
 	}
 	return n, nil

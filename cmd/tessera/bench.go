@@ -132,7 +132,7 @@ func printBench(w io.Writer, r *bench.Result) {
 		row("baseline", "%.0f events per core-second; overhead ratio %.2f", r.BaselineEventsPerCoreSec, r.OverheadRatio)
 	}
 	if l := r.LatencyMS; l != nil {
-		row("latency", "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms (%d samples at %d/s)", l.P50, l.P95, l.P99, l.P999, l.Samples, r.Rate)
+		row("latency", "%s (%d samples at %d/s)", percentileRow(l), l.Samples, r.Rate)
 	}
 	if len(r.LatencyWindows) > 1 {
 		var b strings.Builder
@@ -149,7 +149,7 @@ func printBench(w io.Writer, r *bench.Result) {
 		l    *bench.Percentiles
 	}{{"  to receipt", r.IngestLatencyMS}, {"  after", r.HubLatencyMS}} {
 		if l := part.l; l != nil {
-			row(part.name, "p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms", l.P50, l.P95, l.P99, l.P999)
+			row(part.name, "%s", percentileRow(l))
 		}
 	}
 	if r.RestoreRecords > 0 {
@@ -211,4 +211,9 @@ func threadsOf(n int) string {
 		return "default"
 	}
 	return strconv.Itoa(n)
+}
+
+// percentileRow formats latency percentiles for printBench.
+func percentileRow(l *bench.Percentiles) string {
+	return fmt.Sprintf("p50 %.1f ms, p95 %.1f ms, p99 %.1f ms, p99.9 %.1f ms", l.P50, l.P95, l.P99, l.P999)
 }
