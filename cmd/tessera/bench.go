@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/tessera-cdp/tessera/bench"
 )
@@ -24,8 +26,10 @@ const latencyMarkShare = 0.1
 func newBenchCmd() *cobra.Command {
 	o := bench.DefaultOptions()
 	var (
-		asJSON bool
-		quiet  bool
+		asJSON  bool
+		quiet   bool
+		against string
+		rounds  int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -62,6 +66,9 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
   # Latency at 7,000 events/s, at-least-once:
   tessera bench --mode latency --rate 7000 --events 140000 --guarantee at_least_once
 
+  # This build against an older one, 4 runs in the order ABBA, with ratios:
+  tessera bench --mode throughput --events 500000 --against ./tessera-old --rounds 2
+
   # Restore, with a CPU profile of the throughput part:
   tessera bench --mode restore --events 500000 --pprof 127.0.0.1:6060 --cpuprofile cpu.pprof`,
 		Args: cobra.NoArgs,
@@ -70,6 +77,9 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 			defer stop()
 			if !quiet {
 				o.Progress = cmd.ErrOrStderr()
+			}
+			if against != "" {
+				return compareBuilds(ctx, cmd, against, rounds, asJSON)
 			}
 			if o.Mode == bench.Latency && !cmd.Flags().Changed("mark-share") {
 				// Latency is measured on marked events: take more samples.
@@ -117,7 +127,85 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write the hub's CPU profile over the first --profile-seconds of the measured phase (processing, sending, or the restart) to this file (needs --pprof)")
 	f.IntVar(&o.ProfileSeconds, "profile-seconds", o.ProfileSeconds, "length of the CPU profile")
 	f.DurationVar(&o.Timeout, "timeout", o.Timeout, "bound on each wait (readiness, processing, activations)")
+	f.StringVar(&against, "against", "", "compare this binary with the tessera binary at this path: run the same benchmark with each in turn (baseline first, ABBA…) and print every run and the ratios")
+	f.IntVar(&rounds, "rounds", 2, "with --against: pairs of runs (2 is ABBA)")
 	return cmd
+}
+
+// compareBuilds runs `tessera bench --against`: the flags the user set,
+// but for the comparison's own, go to every run of both binaries.
+func compareBuilds(ctx context.Context, cmd *cobra.Command, against string, rounds int, asJSON bool) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("finding this binary: %w", err)
+	}
+	var args, set []string
+	cmd.Flags().Visit(func(f *pflag.Flag) {
+		switch f.Name {
+		case "against", "rounds", "json", "quiet":
+			return
+		}
+		set = append(set, f.Name)
+		v := f.Value.String()
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			v = strings.Join(sv.GetSlice(), ",")
+		}
+		args = append(args, "--"+f.Name+"="+v)
+	})
+	if err := bench.CompareArgs(set); err != nil {
+		return err
+	}
+	var progress io.Writer
+	if !cmd.Flags().Changed("quiet") {
+		progress = cmd.ErrOrStderr()
+	}
+	c, err := bench.Compare(ctx, bench.CompareOptions{Baseline: against, Candidate: self, Args: args, Rounds: rounds, Progress: progress})
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(c)
+	}
+	printComparison(cmd.OutOrStdout(), c)
+	return nil
+}
+
+// printComparison prints a comparison's runs in order, then a metric per
+// row with the ratio, candidate (this binary) over baseline.
+func printComparison(w io.Writer, c *bench.Comparison) {
+	fmt.Fprintf(w, "baseline  %s\ncandidate %s\nflags     %s\n\n", c.Baseline, c.Candidate, strings.Join(c.Args, " "))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "run\tbuild\tCPU s\tevents/core-s\twall s\tp50 ms\tp99 ms\trestore rec/s\t")
+	for i, r := range c.Runs {
+		p50, p99 := "-", "-"
+		if l := r.Result.LatencyMS; l != nil {
+			p50, p99 = fmt.Sprintf("%.1f", l.P50), fmt.Sprintf("%.1f", l.P99)
+		}
+		restore := "-"
+		if r.Result.RestoreRecordsPerSec > 0 {
+			restore = fmt.Sprintf("%.0f", r.Result.RestoreRecordsPerSec)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%.2f\t%.0f\t%.1f\t%s\t%s\t%s\t\n", i+1, r.Build, r.Result.CPUSeconds, r.Result.EventsPerCoreSec, r.Result.Seconds, p50, p99, restore)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\tover runs\tbaseline\tcandidate\tcandidate/baseline")
+	for _, row := range c.Summary {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\n", row.Metric, row.Aggregate, figure(row.Baseline), figure(row.Candidate), row.Ratio)
+	}
+	tw.Flush()
+}
+
+// figure formats a comparison's value: whole above a thousand, else to
+// two decimals.
+func figure(v float64) string {
+	if v >= 1000 || v <= -1000 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
 func printBench(w io.Writer, r *bench.Result) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"net"
 	"os"
@@ -163,4 +164,57 @@ func freeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// TestBenchAgainst compares the binary with itself over one round: two
+// runs, baseline first, whose figures the summary adds up and divides
+// as it says; and flags that every run would share are refused.
+func TestBenchAgainst(t *testing.T) {
+	bin := buildTessera(t)
+	args := []string{"bench", "--mode", "throughput", "--guarantee", "at_least_once",
+		"--events", "1000", "--customers", "200", "--partitions", "2", "--timeout", "60s",
+		"--against", bin, "--rounds", "1", "--json", "--quiet"}
+	out, err := exec.Command(bin, args...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("tessera %v: %v\n%s%s", args, err, out, stderr)
+	}
+	var c bench.Comparison
+	if err := json.Unmarshal(out, &c); err != nil {
+		t.Fatalf("result is not JSON: %v\n%s", err, out)
+	}
+	if len(c.Runs) != 2 || c.Runs[0].Build != bench.BuildBaseline || c.Runs[1].Build != bench.BuildCandidate {
+		t.Fatalf("runs %+v: want baseline then candidate", c.Runs)
+	}
+	for i, r := range c.Runs {
+		if r.Result == nil || r.Result.Mode != "throughput" || r.Result.Events != 1000 || r.Result.Partitions != 2 {
+			t.Fatalf("run %d did not get the flags: %+v", i+1, r.Result)
+		}
+	}
+	a, b := c.Runs[0].Result, c.Runs[1].Result
+	rows := map[string]bench.CompareRow{}
+	for _, row := range c.Summary {
+		rows[row.Metric] = row
+	}
+	near := func(x, y float64) bool { return x-y < 1e-9*max(1, y) && y-x < 1e-9*max(1, y) }
+	cpu, ok := rows["cpu_seconds"]
+	if !ok || !near(cpu.Baseline, a.CPUSeconds) || !near(cpu.Candidate, b.CPUSeconds) || !near(cpu.Ratio, b.CPUSeconds/a.CPUSeconds) {
+		t.Errorf("cpu_seconds row %+v, runs %g and %g", cpu, a.CPUSeconds, b.CPUSeconds)
+	}
+	rate, ok := rows["events_per_core_sec"]
+	if !ok || !near(rate.Candidate, float64(b.EventsProcessed)/b.CPUSeconds) {
+		t.Errorf("events_per_core_sec row %+v, candidate run %d events in %g CPU s", rate, b.EventsProcessed, b.CPUSeconds)
+	}
+	if _, ok := rows["latency_p99_ms"]; ok {
+		t.Errorf("a throughput comparison has a latency row: %+v", c.Summary)
+	}
+
+	refused := exec.Command(bin, "bench", "--events", "10", "--against", bin, "--dir", t.TempDir())
+	msg, err := refused.CombinedOutput()
+	if err == nil || !bytes.Contains(msg, []byte("--dir: not allowed with --against")) {
+		t.Errorf("--against with --dir: err %v, output %s", err, msg)
+	}
 }
