@@ -90,9 +90,7 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(res)
+				return printJSON(cmd.OutOrStdout(), res)
 			}
 			printBench(cmd.OutOrStdout(), res)
 			return nil
@@ -164,12 +162,17 @@ func compareBuilds(ctx context.Context, cmd *cobra.Command, against string, roun
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(cmd.OutOrStdout())
-		enc.SetIndent("", "  ")
-		return enc.Encode(c)
+		return printJSON(cmd.OutOrStdout(), c)
 	}
 	printComparison(cmd.OutOrStdout(), c)
 	return nil
+}
+
+// printJSON prints v as one indented JSON object: `tessera bench --json`.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
 
 // printComparison prints a comparison's runs in order, then a metric per

@@ -34,15 +34,7 @@ func TestBenchModes(t *testing.T) {
 				"--events", "2000", "--customers", "300", "--partitions", "4", "--timeout", "60s",
 				"--pprof", freeAddr(t), "--cpuprofile", profile, "--profile-seconds", "1",
 				"--json", "--quiet"}, tt.extra...)
-			cmd := exec.Command(bin, args...)
-			out, err := cmd.Output()
-			if err != nil {
-				var stderr []byte
-				if ee, ok := err.(*exec.ExitError); ok {
-					stderr = ee.Stderr
-				}
-				t.Fatalf("tessera %v: %v\n%s%s", args, err, out, stderr)
-			}
+			out := runBenchJSON(t, bin, args)
 			var r bench.Result
 			if err := json.Unmarshal(out, &r); err != nil {
 				t.Fatalf("result is not JSON: %v\n%s", err, out)
@@ -174,14 +166,7 @@ func TestBenchAgainst(t *testing.T) {
 	args := []string{"bench", "--mode", "throughput", "--guarantee", "at_least_once",
 		"--events", "1000", "--customers", "200", "--partitions", "2", "--timeout", "60s",
 		"--against", bin, "--rounds", "1", "--json", "--quiet"}
-	out, err := exec.Command(bin, args...).Output()
-	if err != nil {
-		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = ee.Stderr
-		}
-		t.Fatalf("tessera %v: %v\n%s%s", args, err, out, stderr)
-	}
+	out := runBenchJSON(t, bin, args)
 	var c bench.Comparison
 	if err := json.Unmarshal(out, &c); err != nil {
 		t.Fatalf("result is not JSON: %v\n%s", err, out)
@@ -217,4 +202,19 @@ func TestBenchAgainst(t *testing.T) {
 	if err == nil || !bytes.Contains(msg, []byte("--dir: not allowed with --against")) {
 		t.Errorf("--against with --dir: err %v, output %s", err, msg)
 	}
+}
+
+// runBenchJSON runs bin with args and returns its stdout, failing the
+// test with its stderr if it fails.
+func runBenchJSON(t *testing.T, bin string, args []string) []byte {
+	t.Helper()
+	out, err := exec.Command(bin, args...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		t.Fatalf("tessera %v: %v\n%s%s", args, err, out, stderr)
+	}
+	return out
 }
