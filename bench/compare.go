@@ -117,7 +117,10 @@ func runBench(ctx context.Context, bin string, args []string) (*Result, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("%w: %s", err, lastLines(stderr.String(), 5))
+		if tail := lastLines(stderr.String(), 5); tail != "" {
+			return nil, fmt.Errorf("%w: %s", err, tail)
+		}
+		return nil, err
 	}
 	var r Result
 	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {

@@ -79,7 +79,7 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 				o.Progress = cmd.ErrOrStderr()
 			}
 			if against != "" {
-				return compareBuilds(ctx, cmd, against, rounds, asJSON)
+				return compareBuilds(ctx, cmd, bench.CompareOptions{Baseline: against, Rounds: rounds, Progress: o.Progress}, asJSON)
 			}
 			if o.Mode == bench.Latency && !cmd.Flags().Changed("mark-share") {
 				// Latency is measured on marked events: take more samples.
@@ -130,13 +130,15 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 	return cmd
 }
 
-// compareBuilds runs `tessera bench --against`: the flags the user set,
-// but for the comparison's own, go to every run of both binaries.
-func compareBuilds(ctx context.Context, cmd *cobra.Command, against string, rounds int, asJSON bool) error {
+// compareBuilds runs `tessera bench --against`, this binary being the
+// candidate: the flags the user set, but for the comparison's own, go to
+// every run of both binaries.
+func compareBuilds(ctx context.Context, cmd *cobra.Command, opts bench.CompareOptions, asJSON bool) error {
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("finding this binary: %w", err)
 	}
+	opts.Candidate = self
 	var args, set []string
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {
@@ -153,11 +155,8 @@ func compareBuilds(ctx context.Context, cmd *cobra.Command, against string, roun
 	if err := bench.CompareArgs(set); err != nil {
 		return err
 	}
-	var progress io.Writer
-	if !cmd.Flags().Changed("quiet") {
-		progress = cmd.ErrOrStderr()
-	}
-	c, err := bench.Compare(ctx, bench.CompareOptions{Baseline: against, Candidate: self, Args: args, Rounds: rounds, Progress: progress})
+	opts.Args = args
+	c, err := bench.Compare(ctx, opts)
 	if err != nil {
 		return err
 	}
