@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -120,22 +121,59 @@ func newHarness(t *testing.T, persist bool) *harness {
 	return h
 }
 
+// startBroker starts the harness's broker, on its port if it had one
+// (restartBroker). A first start picks a port below the kernel's range of
+// ephemeral ports (stablePorts): the port of an ephemeral listener can be
+// taken, while the broker is down, as the local port of any outgoing
+// connection on the machine (another package's tests run alongside), and
+// the restart would then fail to bind it.
 func (h *harness) startBroker() {
 	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(500 * time.Millisecond)}
-	if h.port != 0 {
-		opts = append(opts, kfake.Ports(h.port))
-	}
 	if h.dataDir != "" {
 		opts = append(opts, kfake.DataDir(h.dataDir))
 	}
-	c, err := kfake.NewCluster(opts...)
+	ports := []int{h.port}
+	if h.port == 0 {
+		ports = append(stablePorts(), 0) // 0: any port, if none of those is free
+	}
+	var c *kfake.Cluster
+	var err error
+	for _, p := range ports {
+		if c, err = kfake.NewCluster(append(opts, kfake.Ports(p))...); err == nil {
+			break
+		}
+	}
 	if err != nil {
-		h.t.Fatal(err)
+		h.t.Fatalf("starting the broker on port %v: %v", ports, err)
 	}
 	h.cluster = c
 	h.brokers = c.ListenAddrs()
 	_, port, _ := strings.Cut(h.brokers[0], ":")
 	h.port, _ = strconv.Atoi(port)
+	h.t.Logf("broker listening at %s", h.brokers[0])
+}
+
+// stablePorts returns a few random ports below the kernel's ephemeral
+// range (net.ipv4.ip_local_port_range), none if that range is unknown or
+// starts too low to leave room.
+func stablePorts() []int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return nil
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return nil
+	}
+	low, err := strconv.Atoi(f[0])
+	if err != nil || low < 11_024 {
+		return nil
+	}
+	ports := make([]int, 8)
+	for i := range ports {
+		ports[i] = low - 10_000 + rand.IntN(10_000)
+	}
+	return ports
 }
 
 func (h *harness) restartBroker() {
