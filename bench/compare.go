@@ -69,9 +69,9 @@ const (
 	BuildCandidate = "candidate"
 )
 
-// Order returns the builds of rounds pairs in the order they run: ABBA
+// order returns the builds of rounds pairs in the order they run: ABBA
 // ABBA …, A being the baseline.
-func Order(rounds int) []string {
+func order(rounds int) []string {
 	out := make([]string, 0, 2*rounds)
 	for i := range rounds {
 		if i%2 == 0 {
@@ -83,7 +83,7 @@ func Order(rounds int) []string {
 	return out
 }
 
-// Compare runs `bench` with opts.Args of each binary in turn (Order) and
+// Compare runs `bench` with opts.Args of each binary in turn (order) and
 // sums them up. A run that fails ends the comparison with its error and
 // its stderr's last lines.
 func Compare(ctx context.Context, opts CompareOptions) (*Comparison, error) {
@@ -91,19 +91,19 @@ func Compare(ctx context.Context, opts CompareOptions) (*Comparison, error) {
 		return nil, fmt.Errorf("comparing builds: rounds is %d, want 1 or more", opts.Rounds)
 	}
 	c := &Comparison{Baseline: opts.Baseline, Candidate: opts.Candidate, Args: opts.Args}
-	order := Order(opts.Rounds)
-	for i, build := range order {
+	builds := order(opts.Rounds)
+	for i, build := range builds {
 		bin := opts.Baseline
 		if build == BuildCandidate {
 			bin = opts.Candidate
 		}
 		r, err := runBench(ctx, bin, opts.Args)
 		if err != nil {
-			return nil, fmt.Errorf("comparing builds, run %d of %d (%s, %s): %w", i+1, len(order), build, bin, err)
+			return nil, fmt.Errorf("comparing builds, run %d of %d (%s, %s): %w", i+1, len(builds), build, bin, err)
 		}
 		c.Runs = append(c.Runs, ComparedRun{Build: build, Result: r})
 		if opts.Progress != nil {
-			fmt.Fprintf(opts.Progress, "bench: run %d of %d (%s): %s\n", i+1, len(order), build, runLine(r))
+			fmt.Fprintf(opts.Progress, "bench: run %d of %d (%s): %s\n", i+1, len(builds), build, runLine(r))
 		}
 	}
 	c.Summary = summarize(c.Runs)
@@ -241,9 +241,9 @@ func summarize(runs []ComparedRun) []CompareRow {
 	return rows
 }
 
-// ErrCompareFlag is returned by CompareArgs for a flag that a comparison
+// errCompareFlag is CompareArgs's error for a flag that a comparison
 // cannot pass on to both builds' runs.
-var ErrCompareFlag = errors.New("not allowed with --against")
+var errCompareFlag = errors.New("not allowed with --against")
 
 // CompareArgs checks the flags a comparison passes to each run: a work
 // directory, a kept one, or a profile would be shared by every run, or
@@ -252,7 +252,7 @@ func CompareArgs(flags []string) error {
 	for _, f := range flags {
 		switch f {
 		case "dir", "keep", "pprof", "cpuprofile", "profile-seconds":
-			return fmt.Errorf("--%s: %w", f, ErrCompareFlag)
+			return fmt.Errorf("--%s: %w", f, errCompareFlag)
 		}
 	}
 	return nil

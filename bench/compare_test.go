@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestOrder(t *testing.T) {
+func TestRunOrder(t *testing.T) {
 	a, b := BuildBaseline, BuildCandidate
 	tests := []struct {
 		rounds int
@@ -16,8 +16,8 @@ func TestOrder(t *testing.T) {
 		{3, []string{a, b, b, a, a, b}},
 	}
 	for _, tt := range tests {
-		if got := Order(tt.rounds); !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("Order(%d) = %v, want %v", tt.rounds, got, tt.want)
+		if got := order(tt.rounds); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("order(%d) = %v, want %v", tt.rounds, got, tt.want)
 		}
 	}
 }
