@@ -1,9 +1,11 @@
 package state
 
 import (
+	"bytes"
 	"cmp"
 	"slices"
-	"strings"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // The read cache keeps recently read entries of a DB's stores in memory so
@@ -53,6 +55,15 @@ import (
 //
 // The cache belongs to the task's goroutine like the pending batch; the
 // committed views, which other goroutines read, never use it.
+//
+// Its memory is arenas (arena.go): an entry is a struct without pointers
+// in a page of entries, found through a map from its key's hash to its id,
+// and its key, value, tiles and tile values are chunks of two arenas. The
+// collector thus finds nothing to mark in the cache but its pages, where
+// it found several objects per entry. A caller may hold an entry across
+// calls that evict it (its used flag is then unset): its id is not given
+// to a new entry while a Fetch iterates, and a Fetch is the only caller
+// that holds one across another call into the cache.
 
 // defaultReadCacheSize is Options.ReadCacheSize's default. It was 4 MiB:
 // in `tessera bench` at 500,000 events, where the profiles outgrow the
@@ -62,13 +73,25 @@ import (
 const defaultReadCacheSize = 16 << 20
 
 // Accounted overheads, in bytes, of the cache's own structures: an entry
-// (the struct, its map slot and its ring slot) and one tile of a window
-// entry (start and slice header). Rough, but they keep a cache of many
-// small entries from going far past its bound.
+// (the struct in its page and its index slot) and one tile of a window
+// entry. Rough, but they keep a cache of many small entries from going far
+// past its bound.
 const (
 	entryOverhead = 160
-	tileOverhead  = 40
+	tileOverhead  = 32 // unsafe.Sizeof(cachedTile{})
 )
+
+// The arenas' shapes: byte chunks of 16 bytes to 64 KiB, tile chunks of 1
+// to 2,048 tiles, both in pages of 64 KiB; entries in pages of 1,024.
+const (
+	byteMinShift, bytePageShift = 4, 16
+	tileMinShift, tilePageShift = 0, 11
+	entPageShift                = 10
+)
+
+// minRepackSlack is the least waste of the arenas (readCache.repack) that
+// makes the cache copy its entries into new ones: a few pages per class.
+const minRepackSlack = 2 << 20
 
 // CacheStats counts what the read cache of a DB did since it was opened.
 type CacheStats struct {
@@ -88,19 +111,17 @@ type CacheStats struct {
 	// WrittenBack counts the held-back values written to the pending
 	// batch and the changelog.
 	WrittenBack int64
+	// Repacks counts the copies of the entries into new arenas
+	// (readCache.maybeRepack).
+	Repacks int64
 	// Bytes and Entries are what the cache holds now.
 	Bytes   int64
 	Entries int
 }
 
 // cachedTile is one tile of a window entry. Its value is n bytes at off in
-// the entry's buf (tileValue). It holds no pointer, so the garbage
-// collector does not walk an entry's tiles, and a tile costs no allocation
-// of its own: a profile's feature with a month of daily tiles was 30 value
-// allocations and a slice of pointers, and is now two slices, which the
-// collector's mark phases visit much faster (BenchmarkReadCacheCollection;
-// the mark phases lined up with the latency's peaks, bench/README.md, "4
-// December, late morning").
+// the entry's buf (tileValue), the tile values after the key in the
+// entry's data chunk.
 type cachedTile struct {
 	start  int64
 	off, n int
@@ -108,27 +129,43 @@ type cachedTile struct {
 	dirty bool
 }
 
-// cacheEntry is one key-value or window entry.
+// cacheEntry is one key-value or window entry. It holds no pointer: its
+// bytes are chunks of the cache's arenas.
 type cacheEntry struct {
-	key    string // the Pebble key (key-value) or key prefix (window)
+	// data holds the key (the Pebble key of a key-value entry, the key
+	// prefix of a window entry), then the value of a key-value entry or
+	// the tile values of a window entry (its buf); klen and dlen are the
+	// lengths of the key and of all data holds.
+	data       chunk
+	klen, dlen int
+	// absent says a key-value entry's key has no value (a negative
+	// entry).
+	absent bool
 	window bool
-	// value is a key-value entry's value, nil when absent.
-	value []byte
-	// tiles are a window entry's tiles, sorted by start, without
-	// duplicates; buf holds their values, and garbage counts the bytes of
-	// buf that no tile refers to any longer (values replaced or deleted).
+	// tiles holds a window entry's ntiles tiles, sorted by start, without
+	// duplicates; garbage counts the bytes of buf that no tile refers to
+	// any longer (values replaced or deleted).
 	//
-	// INVARIANT: the bytes of buf[:len(buf)] that a tile refers to change
-	// only in place of that tile's value (putTile, when no Fetch
-	// iterates); everything else appends to buf or makes a new one
-	// (compact). A Fetch that took tiles and buf at its start therefore
+	// INVARIANT: the bytes of buf that a tile refers to change only in
+	// place of that tile's value (putTile, when no Fetch iterates);
+	// everything else appends to buf or moves data to a new chunk, and
+	// a chunk that a Fetch may read is released only once no Fetch
+	// iterates. A Fetch that took tiles and buf at its start therefore
 	// reads the values it started with, whatever is written meanwhile.
-	tiles   []cachedTile
-	buf     []byte
+	tiles   chunk
+	ntiles  int
 	garbage int
 	size    int64 // accounted bytes
-	slot    int   // index in readCache.ring
-	ref     bool  // read since the CLOCK hand last passed
+	// id is the entry's index in readCache.ents; hash is its key's
+	// (cacheHash), next the id of the next entry of the same hash, -1 for
+	// none.
+	id   int32
+	next int32
+	hash uint64
+	// used says the entry is in the cache: a read made it and it was
+	// neither evicted nor dropped since.
+	used bool
+	ref  bool // read since the CLOCK hand last passed
 	// iterating counts the Fetches iterating over tiles: while it is not
 	// zero, a write replaces tiles and the changed value rather than
 	// changing them in place, so that the iteration goes on over what it
@@ -136,59 +173,151 @@ type cacheEntry struct {
 	iterating int
 	// dirty says a key-value entry holds a write that neither the pending
 	// batch nor the changelog has yet, or a window entry a dirty tile;
-	// store names its store and plen is the length of its Pebble prefix,
-	// for writing it back.
+	// store indexes its store's name in readCache.stores and plen is the
+	// length of its Pebble prefix, for writing it back.
 	dirty bool
 	plen  int
-	store string
+	store int32
 }
 
 // readCache is a DB's read cache. A nil *readCache is a disabled one.
 type readCache struct {
 	limit int64 // the bound, in accounted bytes
 	size  int64
-	kv    map[string]*cacheEntry
-	win   map[string]*cacheEntry
-	// ring holds every entry at its slot for the CLOCK; free lists the
-	// empty slots.
-	ring  []*cacheEntry
-	free  []int
-	hand  int
-	stats CacheStats
+	// repackSlack is how far the arenas may outgrow the accounted bytes
+	// before repack copies the entries into new ones.
+	repackSlack int64
+	bytes       *arena[byte]
+	tileArena   *arena[cachedTile]
+	// ents holds the entries by id, in pages that never move; ids below
+	// n were handed out, and freeIDs lists those free again. The CLOCK
+	// hand walks the ids.
+	ents    [][]cacheEntry
+	n       int32
+	freeIDs []int32
+	hand    int32
+	// index maps a key's hash to the first entry of that hash.
+	index   map[uint64]int32
+	entries int
+	stats   CacheStats
 	// filters are the stores' absent-key filters (absent.go); clear
 	// drops them with the entries.
 	filters filters
-	// dirty lists the entries made dirty since the last flush, in the
-	// order they were; an entry written back since has dirty unset.
-	dirty []*cacheEntry
-	// listed counts the entries of dirty by store, so that a scan of a
-	// store with none (the timeline's, never cached) skips the walk.
+	// dirty lists the ids of the entries made dirty since the last flush,
+	// in the order they were. An id may be there for an entry written
+	// back since, or twice when it was reused: flush skips those.
+	dirty []int32
+	// listed counts the dirty entries by store, so that a scan of a store
+	// with none (the timeline's, never cached) skips the walk; held is
+	// their number.
 	listed map[string]int
+	held   int
+	// stores names the stores of the dirty entries, storeIDs the reverse.
+	stores   []string
+	storeIDs map[string]int32
 	// writeBack writes a dirty entry to the pending batch and the
-	// changelog, and marks it clean (DB.writeBack).
+	// changelog (DB.writeBack).
 	writeBack func(e *cacheEntry)
+	// iterating counts the Fetches under way; while it is not zero the
+	// chunks and ids released wait in the later lists.
+	iterating              int
+	laterBytes, laterTiles []chunk
+	laterIDs               []int32
 }
 
 func newReadCache(limit int64) *readCache {
 	if limit <= 0 {
 		return nil
 	}
-	return &readCache{
-		limit:   limit,
-		kv:      make(map[string]*cacheEntry),
-		win:     make(map[string]*cacheEntry),
-		listed:  make(map[string]int),
-		filters: filters{m: make(map[string]*storeFilter)},
+	c := &readCache{
+		limit:       limit,
+		repackSlack: max(limit/2, minRepackSlack),
+		listed:      make(map[string]int),
+		storeIDs:    make(map[string]int32),
+		filters:     filters{m: make(map[string]*storeFilter)},
 	}
+	c.reset()
+	return c
+}
+
+// reset makes the cache empty, with new arenas: a Fetch under way may
+// still read the old ones, which the Go heap keeps until it is done.
+func (c *readCache) reset() {
+	c.bytes = newArena[byte](byteMinShift, bytePageShift)
+	c.tileArena = newArena[cachedTile](tileMinShift, tilePageShift)
+	c.ents, c.n, c.freeIDs, c.hand = nil, 0, nil, 0
+	c.index = make(map[uint64]int32)
+	c.entries, c.size = 0, 0
+	c.dirty = c.dirty[:0]
+	clear(c.listed)
+	c.held = 0
+	c.laterBytes, c.laterTiles, c.laterIDs = nil, nil, nil
 }
 
 // maxEntry is the largest entry the cache keeps: a larger one would evict
 // too much for one key.
 func (c *readCache) maxEntry() int64 { return c.limit / 8 }
 
-// lookup returns the entry of key in m and counts a hit or a miss.
-func (c *readCache) lookup(m map[string]*cacheEntry, key []byte) *cacheEntry {
-	e := m[string(key)]
+// windowSeed sets the hashes of window entries apart from those of
+// key-value entries of the same key.
+const windowSeed = 0x9e3779b97f4a7c15
+
+func cacheHash(window bool, key []byte) uint64 {
+	h := xxhash.Sum64(key)
+	if window {
+		h ^= windowSeed
+	}
+	return h
+}
+
+// entry returns the entry of id.
+func (c *readCache) entry(id int32) *cacheEntry {
+	return &c.ents[id>>entPageShift][id&(1<<entPageShift-1)]
+}
+
+// keyOf, valueOf, bufOf and tilesOf return e's key, value (nil when
+// absent, never nil when present: Pebble reads an empty value back as
+// empty, not as absent), tile values and tiles: slices of the arenas, valid
+// until the next change of the cache.
+func (c *readCache) keyOf(e *cacheEntry) []byte {
+	return c.bytes.slice(e.data)[:e.klen:e.klen]
+}
+
+func (c *readCache) valueOf(e *cacheEntry) []byte {
+	if e.absent {
+		return nil
+	}
+	return c.bytes.slice(e.data)[e.klen:e.dlen:e.dlen]
+}
+
+func (c *readCache) bufOf(e *cacheEntry) []byte {
+	return c.bytes.slice(e.data)[e.klen:e.dlen]
+}
+
+func (c *readCache) tilesOf(e *cacheEntry) []cachedTile {
+	return c.tileArena.slice(e.tiles)[:e.ntiles]
+}
+
+// find returns the entry of key, nil if there is none.
+func (c *readCache) find(window bool, key []byte) *cacheEntry {
+	id, ok := c.index[cacheHash(window, key)]
+	if !ok {
+		return nil
+	}
+	for id >= 0 {
+		e := c.entry(id)
+		if e.window == window && bytes.Equal(c.keyOf(e), key) {
+			return e
+		}
+		id = e.next
+	}
+	return nil
+}
+
+// lookup returns the entry of key as find does, and counts a hit or a
+// miss.
+func (c *readCache) lookup(window bool, key []byte) *cacheEntry {
+	e := c.find(window, key)
 	if e == nil {
 		c.stats.Misses++
 		return nil
@@ -198,41 +327,65 @@ func (c *readCache) lookup(m map[string]*cacheEntry, key []byte) *cacheEntry {
 	return e
 }
 
-// insert adds e (whose key, kind and content are set) unless it is larger
-// than maxEntry, evicting other entries as needed. It returns whether e is
-// in the cache.
+// newEntry returns a new entry of key, not yet in the cache (insert), with
+// room for extra bytes after the key.
+func (c *readCache) newEntry(window bool, key []byte, extra int) *cacheEntry {
+	var id int32
+	if l := len(c.freeIDs); l > 0 {
+		id = c.freeIDs[l-1]
+		c.freeIDs = c.freeIDs[:l-1]
+	} else {
+		id = c.n
+		c.n++
+		if int(id>>entPageShift) == len(c.ents) {
+			c.ents = append(c.ents, make([]cacheEntry, 1<<entPageShift))
+		}
+	}
+	e := c.entry(id)
+	*e = cacheEntry{
+		id: id, next: -1, hash: cacheHash(window, key), window: window,
+		klen: len(key), dlen: len(key), data: c.bytes.alloc(len(key) + extra), store: -1,
+	}
+	copy(c.bytes.slice(e.data), key)
+	return e
+}
+
+// newValue returns a new key-value entry of key holding value, or its
+// absence when value is nil.
+func (c *readCache) newValue(key, value []byte) *cacheEntry {
+	e := c.newEntry(false, key, len(value))
+	c.setValue(e, value)
+	return e
+}
+
+// insert adds e, a new entry, unless it is larger than maxEntry, evicting
+// other entries as needed. It returns whether e is in the cache; if not,
+// e is gone.
 func (c *readCache) insert(e *cacheEntry) bool {
-	e.size = e.computeSize()
+	e.size = c.computeSize(e)
 	if e.size > c.maxEntry() {
-		e.slot = -1
+		c.free(e)
 		return false
 	}
 	c.evictFor(e.size)
-	if n := len(c.free); n > 0 {
-		e.slot = c.free[n-1]
-		c.free = c.free[:n-1]
-		c.ring[e.slot] = e
-	} else {
-		e.slot = len(c.ring)
-		c.ring = append(c.ring, e)
+	if head, ok := c.index[e.hash]; ok {
+		e.next = head
 	}
-	if e.window {
-		c.win[e.key] = e
-	} else {
-		c.kv[e.key] = e
-	}
+	c.index[e.hash] = e.id
+	e.used = true
+	c.entries++
 	c.size += e.size
+	c.maybeRepack()
 	return true
 }
 
 // resized accounts for a change of e's content, evicting other entries, or
-// e itself when it outgrew maxEntry. An entry not in the cache (a load too
-// large to keep) is left alone.
+// e itself when it outgrew maxEntry.
 func (c *readCache) resized(e *cacheEntry) {
-	if e.slot < 0 {
+	if !e.used {
 		return
 	}
-	n := e.computeSize()
+	n := c.computeSize(e)
 	c.size += n - e.size
 	e.size = n
 	if n > c.maxEntry() {
@@ -242,6 +395,7 @@ func (c *readCache) resized(e *cacheEntry) {
 	}
 	e.ref = true // evictFor must not pick the entry being written
 	c.evictFor(0)
+	c.maybeRepack()
 }
 
 // evictFor evicts entries until need more bytes fit under the bound. The
@@ -251,14 +405,14 @@ func (c *readCache) resized(e *cacheEntry) {
 func (c *readCache) evictFor(need int64) {
 	// Two turns of the hand clear every ref bit and then evict, so the
 	// loop ends; the bound on steps keeps a bug from spinning.
-	for steps := 2*len(c.ring) + 1; c.size+need > c.limit && c.size > 0 && steps > 0; steps-- {
-		if c.hand >= len(c.ring) {
+	for steps := 2*int64(c.n) + 1; c.size+need > c.limit && c.size > 0 && steps > 0; steps-- {
+		if c.hand >= c.n {
 			c.hand = 0
 		}
-		e := c.ring[c.hand]
+		e := c.entry(c.hand)
 		c.hand++
 		switch {
-		case e == nil:
+		case !e.used:
 		case e.ref:
 			e.ref = false
 		default:
@@ -270,9 +424,20 @@ func (c *readCache) evictFor(need int64) {
 
 // drop removes e from the cache if it is there.
 func (c *readCache) drop(e *cacheEntry) {
-	if e.slot >= 0 {
+	if e.used {
 		c.remove(e)
 	}
+}
+
+// storeID returns the index of store's name in c.stores.
+func (c *readCache) storeID(store string) int32 {
+	id, ok := c.storeIDs[store]
+	if !ok {
+		id = int32(len(c.stores))
+		c.stores = append(c.stores, store)
+		c.storeIDs[store] = id
+	}
+	return id
 }
 
 // markDirty records that e, an entry of store (whose Pebble prefix is
@@ -281,9 +446,18 @@ func (c *readCache) markDirty(e *cacheEntry, store string, plen int) {
 	if e.dirty {
 		return
 	}
-	e.dirty, e.store, e.plen = true, store, plen
-	c.dirty = append(c.dirty, e)
+	e.dirty, e.store, e.plen = true, c.storeID(store), plen
+	c.dirty = append(c.dirty, e.id)
 	c.listed[store]++
+	c.held++
+}
+
+// clean writes dirty entry e back and marks it clean.
+func (c *readCache) clean(e *cacheEntry) {
+	e.dirty = false
+	c.listed[c.stores[e.store]]--
+	c.held--
+	c.writeBack(e)
 }
 
 // flush writes back the dirty entries whose keys lie in [lo, hi) (a nil
@@ -291,35 +465,103 @@ func (c *readCache) markDirty(e *cacheEntry, store string, plen int) {
 func (c *readCache) flush(lo, hi []byte) {
 	all := lo == nil && hi == nil
 	kept := c.dirty[:0]
-	for _, e := range c.dirty {
-		if e.dirty && !all && (e.key < string(lo) || hi != nil && e.key >= string(hi)) {
-			kept = append(kept, e)
+	for _, id := range c.dirty {
+		e := c.entry(id)
+		if !e.used || !e.dirty {
 			continue
 		}
-		c.listed[e.store]--
-		if e.dirty {
-			c.writeBack(e)
+		if !all {
+			k := c.keyOf(e)
+			if bytes.Compare(k, lo) < 0 || hi != nil && bytes.Compare(k, hi) >= 0 {
+				kept = append(kept, id)
+				continue
+			}
 		}
+		c.clean(e)
 	}
-	clear(c.dirty[len(kept):])
 	c.dirty = kept
+	if c.held == 0 {
+		c.dirty = c.dirty[:0] // ids of entries cleaned otherwise
+	}
 }
 
 // remove drops e from the cache, writing it back first if it is dirty.
 // REQUIRES: e is in the cache.
 func (c *readCache) remove(e *cacheEntry) {
 	if e.dirty {
-		c.writeBack(e)
+		c.clean(e)
 	}
-	if e.window {
-		delete(c.win, e.key)
+	if c.index[e.hash] == e.id {
+		if e.next < 0 {
+			delete(c.index, e.hash)
+		} else {
+			c.index[e.hash] = e.next
+		}
 	} else {
-		delete(c.kv, e.key)
+		p := c.entry(c.index[e.hash])
+		for p.next != e.id {
+			p = c.entry(p.next)
+		}
+		p.next = e.next
 	}
-	c.ring[e.slot] = nil
-	c.free = append(c.free, e.slot)
+	e.used = false
+	c.entries--
 	c.size -= e.size
-	e.slot = -1
+	c.free(e)
+}
+
+// free gives back e's chunks and id, once no Fetch iterates.
+func (c *readCache) free(e *cacheEntry) {
+	if c.iterating > 0 {
+		c.laterBytes = append(c.laterBytes, e.data)
+		c.laterTiles = append(c.laterTiles, e.tiles)
+		c.laterIDs = append(c.laterIDs, e.id)
+	} else {
+		c.bytes.release(e.data)
+		c.tileArena.release(e.tiles)
+		c.freeIDs = append(c.freeIDs, e.id)
+	}
+	e.data, e.tiles, e.klen, e.dlen, e.ntiles = chunk{}, chunk{}, 0, 0, 0
+}
+
+// releaseBytes and releaseTiles give back a chunk that e no longer uses,
+// once no Fetch iterates.
+func (c *readCache) releaseBytes(ch chunk) {
+	if c.iterating > 0 {
+		c.laterBytes = append(c.laterBytes, ch)
+		return
+	}
+	c.bytes.release(ch)
+}
+
+func (c *readCache) releaseTiles(ch chunk) {
+	if c.iterating > 0 {
+		c.laterTiles = append(c.laterTiles, ch)
+		return
+	}
+	c.tileArena.release(ch)
+}
+
+// startIteration and endIteration bracket a Fetch's iteration over e.
+func (c *readCache) startIteration(e *cacheEntry) {
+	e.iterating++
+	c.iterating++
+}
+
+func (c *readCache) endIteration(e *cacheEntry) {
+	e.iterating--
+	c.iterating--
+	if c.iterating > 0 {
+		return
+	}
+	for _, ch := range c.laterBytes {
+		c.bytes.release(ch)
+	}
+	for _, ch := range c.laterTiles {
+		c.tileArena.release(ch)
+	}
+	c.freeIDs = append(c.freeIDs, c.laterIDs...)
+	c.laterBytes, c.laterTiles, c.laterIDs = c.laterBytes[:0], c.laterTiles[:0], c.laterIDs[:0]
 }
 
 // clear drops every entry.
@@ -327,38 +569,58 @@ func (c *readCache) clear() {
 	if c == nil {
 		return
 	}
-	for _, e := range c.ring {
-		if e != nil {
-			e.slot = -1 // a Fetch or a write may still hold it
-			e.dirty = false
-		}
+	for id := range c.n {
+		e := c.entry(id)
+		e.used, e.dirty = false, false // a Fetch or a write may still hold it
 	}
-	clear(c.dirty)
-	c.dirty = c.dirty[:0]
-	clear(c.listed)
-	clear(c.kv)
-	clear(c.win)
 	c.filters.drop()
-	clear(c.ring)
-	c.ring = c.ring[:0]
-	c.free = c.free[:0]
-	c.hand = 0
-	c.size = 0
+	c.reset()
 	c.stats.Clears++
 }
 
 // dropPrefix drops the entries whose key begins with prefix: a store's,
 // when it stops being cached.
 func (c *readCache) dropPrefix(prefix string) {
-	for _, e := range c.ring {
-		if e != nil && strings.HasPrefix(e.key, prefix) {
+	for id := range c.n {
+		if e := c.entry(id); e.used && bytes.HasPrefix(c.keyOf(e), []byte(prefix)) {
 			c.remove(e)
 		}
 	}
 }
 
-func (e *cacheEntry) computeSize() int64 {
-	return int64(entryOverhead+len(e.key)+cap(e.value)+cap(e.buf)) + int64(len(e.tiles))*tileOverhead
+// maybeRepack copies the entries into new arenas once the pages hold
+// repackSlack more bytes than the entries account for. Pages stay with the
+// class they were first carved for (arena.go), so a cache whose entries
+// change sizes would otherwise keep pages of every size it ever needed;
+// the copy costs at most the cache's bound, and frees the waste at once.
+// Never while a Fetch iterates: it reads the old chunks.
+func (c *readCache) maybeRepack() {
+	if c.iterating > 0 || c.bytes.held+c.tileArena.held*tileOverhead <= c.size+c.repackSlack {
+		return
+	}
+	nb := newArena[byte](byteMinShift, bytePageShift)
+	nt := newArena[cachedTile](tileMinShift, tilePageShift)
+	for id := range c.n {
+		e := c.entry(id)
+		if !e.used {
+			continue
+		}
+		d := nb.alloc(e.dlen)
+		copy(nb.slice(d), c.bytes.slice(e.data)[:e.dlen])
+		e.data = d
+		t := nt.alloc(e.ntiles)
+		copy(nt.slice(t), c.tilesOf(e))
+		e.tiles = t
+		n := c.computeSize(e)
+		c.size += n - e.size
+		e.size = n
+	}
+	c.bytes, c.tileArena = nb, nt
+	c.stats.Repacks++
+}
+
+func (c *readCache) computeSize(e *cacheEntry) int64 {
+	return entryOverhead + int64(e.data.cap) + int64(e.tiles.cap)*tileOverhead
 }
 
 // tileValue returns tile t's value in buf, the buf of t's entry (or the
@@ -372,27 +634,73 @@ func tileValue(buf []byte, t cachedTile) []byte {
 	return buf[t.off : t.off+t.n : t.off+t.n]
 }
 
-// appendTile appends value to e.buf and returns the tile of start that
+// reserve makes room in e's data for need bytes in all, moving it to a
+// chunk twice as large when it has not: appends then cost amortised
+// constant time. The old chunk keeps its bytes for a Fetch reading them.
+func (c *readCache) reserve(e *cacheEntry, need int) {
+	if need <= int(e.data.cap) {
+		return
+	}
+	nd := c.bytes.alloc(max(need, 2*int(e.data.cap)))
+	copy(c.bytes.slice(nd), c.bytes.slice(e.data)[:e.dlen])
+	c.releaseBytes(e.data)
+	e.data = nd
+}
+
+// appendTile appends value to e's buf and returns the tile of start that
 // refers to it.
-func (e *cacheEntry) appendTile(start int64, value []byte, dirty bool) cachedTile {
-	t := cachedTile{start: start, off: len(e.buf), n: len(value), dirty: dirty}
-	e.buf = append(e.buf, value...)
+func (c *readCache) appendTile(e *cacheEntry, start int64, value []byte, dirty bool) cachedTile {
+	c.reserve(e, e.dlen+len(value))
+	t := cachedTile{start: start, off: e.dlen - e.klen, n: len(value), dirty: dirty}
+	copy(c.bytes.slice(e.data)[e.dlen:], value)
+	e.dlen += len(value)
 	return t
 }
 
+// setTiles makes ts (which is not e's tiles chunk) e's tiles, in a chunk
+// of its own. It leaves the old chunk as it was, for a Fetch reading it.
+func (c *readCache) setTiles(e *cacheEntry, ts []cachedTile) {
+	nt := c.tileArena.alloc(len(ts))
+	copy(c.tileArena.slice(nt), ts)
+	c.releaseTiles(e.tiles)
+	e.tiles, e.ntiles = nt, len(ts)
+}
+
+// insertTile inserts t at index i of e's tiles.
+func (c *readCache) insertTile(e *cacheEntry, i int, t cachedTile) {
+	ts := c.tilesOf(e)
+	if e.iterating > 0 || e.ntiles+1 > int(e.tiles.cap) {
+		nt := c.tileArena.alloc(max(e.ntiles+1, 2*int(e.tiles.cap)))
+		s := c.tileArena.slice(nt)
+		copy(s, ts[:i])
+		s[i] = t
+		copy(s[i+1:], ts[i:])
+		c.releaseTiles(e.tiles)
+		e.tiles = nt
+		e.ntiles++
+		return
+	}
+	ts = ts[:e.ntiles+1]
+	copy(ts[i+1:], ts[i:e.ntiles])
+	ts[i] = t
+	e.ntiles++
+}
+
 // deleteTiles removes tiles [i, j) of window entry e, their values
-// becoming garbage. While a Fetch iterates over e.tiles, it leaves that
-// slice as it is and makes e.tiles a new one.
-func (e *cacheEntry) deleteTiles(i, j int) {
-	for _, t := range e.tiles[i:j] {
+// becoming garbage. While a Fetch iterates over e's tiles, it leaves them
+// as they are and gives e new ones.
+func (c *readCache) deleteTiles(e *cacheEntry, i, j int) {
+	ts := c.tilesOf(e)
+	for _, t := range ts[i:j] {
 		e.garbage += t.n
 	}
 	if e.iterating > 0 {
-		e.tiles = slices.Concat(e.tiles[:i], e.tiles[j:])
+		c.setTiles(e, slices.Concat(ts[:i], ts[j:]))
 	} else {
-		e.tiles = slices.Delete(e.tiles, i, j)
+		copy(ts[i:], ts[j:])
+		e.ntiles -= j - i
 	}
-	e.compact()
+	c.compact(e)
 }
 
 // minCompact is the least garbage, in bytes, that makes a write compact a
@@ -400,47 +708,54 @@ func (e *cacheEntry) deleteTiles(i, j int) {
 // frees.
 const minCompact = 256
 
-// compact copies the live values of window entry e into a new buf once
-// garbage is most of the old one. It never writes the old buf, which a
-// Fetch may still be reading.
-func (e *cacheEntry) compact() {
-	if e.garbage < minCompact || 2*e.garbage < len(e.buf) {
+// compact copies the key and the live values of window entry e into a
+// new chunk once garbage is most of its buf. It never writes the old
+// chunk, which a Fetch may still be reading; it rewrites the tiles' offsets,
+// which a Fetch does not share (putTile and deleteTiles gave e new tiles
+// if one iterates).
+func (c *readCache) compact(e *cacheEntry) {
+	if e.garbage < minCompact || 2*e.garbage < e.dlen-e.klen {
 		return
 	}
-	buf := make([]byte, 0, len(e.buf)-e.garbage)
-	for i := range e.tiles {
-		t := &e.tiles[i]
-		v := tileValue(e.buf, *t)
-		t.off = len(buf)
-		buf = append(buf, v...)
+	old := c.bytes.slice(e.data)
+	nd := c.bytes.alloc(e.dlen - e.garbage)
+	b := c.bytes.slice(nd)
+	n := copy(b, old[:e.klen])
+	buf := old[e.klen:e.dlen]
+	ts := c.tilesOf(e)
+	for i := range ts {
+		t := &ts[i]
+		v := tileValue(buf, *t)
+		t.off = n - e.klen
+		n += copy(b[n:], v)
 	}
-	e.buf, e.garbage = buf, 0
+	c.releaseBytes(e.data)
+	e.data, e.dlen, e.garbage = nd, n, 0
 }
 
-// setValue makes value (nil: absent) the value of key-value entry e.
-func (e *cacheEntry) setValue(value []byte) {
+// setValue makes value (nil: absent) the value of key-value entry e. The
+// chunk is reused when the value fits and the chunk is not much larger.
+// No one reads e's value but the caller of View, until its next call.
+func (c *readCache) setValue(e *cacheEntry, value []byte) {
 	if value == nil {
-		e.value = nil
+		e.absent, e.dlen = true, e.klen
 		return
 	}
-	// Reused in place when it fits: Get hands out copies, never e.value.
-	e.value = copyInto(e.value, value)
-}
-
-// copyInto returns a copy of value in buf when buf has room and is not
-// much larger, else in a new slice. The result is never nil: Pebble reads
-// an empty value back as empty, not as absent.
-func copyInto(buf, value []byte) []byte {
-	if buf == nil || cap(buf) < len(value) || cap(buf) > 2*len(value)+64 {
-		buf = make([]byte, 0, len(value))
+	need := e.klen + len(value)
+	if int(e.data.cap) < need || int(e.data.cap) > 2*need+64 {
+		nd := c.bytes.alloc(need)
+		copy(c.bytes.slice(nd), c.keyOf(e))
+		c.releaseBytes(e.data)
+		e.data = nd
 	}
-	return append(buf[:0], value...)
+	copy(c.bytes.slice(e.data)[e.klen:], value)
+	e.absent, e.dlen = false, need
 }
 
 // search returns the index of the first tile of e starting at or after
 // start, and whether it starts at start.
-func (e *cacheEntry) search(start int64) (int, bool) {
-	return slices.BinarySearchFunc(e.tiles, start, func(t cachedTile, s int64) int {
+func (c *readCache) search(e *cacheEntry, start int64) (int, bool) {
+	return slices.BinarySearchFunc(c.tilesOf(e), start, func(t cachedTile, s int64) int {
 		return startCmp(t.start, s)
 	})
 }
@@ -456,37 +771,38 @@ func startCmp(a, b int64) int {
 // putTile sets the tile at start of window entry e to a copy of value,
 // dirty or not, or deletes it when value is nil. It reports whether the
 // tile it replaced was dirty.
-func (e *cacheEntry) putTile(start int64, value []byte, dirty bool) (wasDirty bool) {
-	i, found := e.search(start)
+func (c *readCache) putTile(e *cacheEntry, start int64, value []byte, dirty bool) (wasDirty bool) {
+	i, found := c.search(e, start)
 	if found {
-		wasDirty = e.tiles[i].dirty
+		wasDirty = c.tilesOf(e)[i].dirty
 	}
 	if value == nil {
 		if found {
-			e.deleteTiles(i, i+1)
+			c.deleteTiles(e, i, i+1)
 		}
 		return wasDirty
 	}
-	// While a Fetch iterates over e.tiles, change a copy: the Fetch
+	// While a Fetch iterates over e's tiles, change a copy: the Fetch
 	// goes on over the tiles and values it started with.
 	shared := e.iterating > 0
-	if shared {
-		e.tiles = slices.Clone(e.tiles)
-	}
 	switch {
-	case found && !shared && len(value) <= e.tiles[i].n:
+	case found && !shared && len(value) <= c.tilesOf(e)[i].n:
 		// In place: Window.Get hands out copies, and Fetch's values
 		// are only valid during the call.
-		t := &e.tiles[i]
-		copy(e.buf[t.off:], value)
+		t := &c.tilesOf(e)[i]
+		copy(c.bufOf(e)[t.off:], value)
 		e.garbage += t.n - len(value)
 		t.n, t.dirty = len(value), dirty
 	case found:
-		e.garbage += e.tiles[i].n
-		e.tiles[i] = e.appendTile(start, value, dirty)
+		e.garbage += c.tilesOf(e)[i].n
+		t := c.appendTile(e, start, value, dirty)
+		if shared {
+			c.setTiles(e, slices.Clone(c.tilesOf(e)))
+		}
+		c.tilesOf(e)[i] = t
 	default:
-		e.tiles = slices.Insert(e.tiles, i, e.appendTile(start, value, dirty))
+		c.insertTile(e, i, c.appendTile(e, start, value, dirty))
 	}
-	e.compact()
+	c.compact(e)
 	return wasDirty
 }

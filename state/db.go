@@ -311,23 +311,24 @@ func (db *DB) Flush() error {
 
 // HoldsWrites reports whether the read cache may hold writes back that
 // Flush would write.
-func (db *DB) HoldsWrites() bool { return db.cache != nil && len(db.cache.dirty) > 0 }
+func (db *DB) HoldsWrites() bool { return db.cache != nil && db.cache.held > 0 }
 
 // writeBack writes dirty entry e (its value, or its dirty tiles) to the
-// pending batch and the changelog, and marks it clean.
+// pending batch and the changelog; the cache has marked it clean.
 func (db *DB) writeBack(e *cacheEntry) {
-	e.dirty = false
-	db.wbuf = append(db.wbuf[:0], e.key...)
+	c := db.cache
+	db.wbuf = append(db.wbuf[:0], c.keyOf(e)...)
 	if !e.window {
-		db.writeBackValue(e, db.wbuf, e.value)
+		db.writeBackValue(e, db.wbuf, c.valueOf(e))
 		return
 	}
-	for i := range e.tiles {
-		t := &e.tiles[i]
+	ts, buf := c.tilesOf(e), c.bufOf(e)
+	for i := range ts {
+		t := &ts[i]
 		if t.dirty {
 			t.dirty = false
-			db.wbuf = binary.BigEndian.AppendUint64(db.wbuf[:len(e.key)], uint64(t.start))
-			db.writeBackValue(e, db.wbuf, tileValue(e.buf, *t))
+			db.wbuf = binary.BigEndian.AppendUint64(db.wbuf[:e.klen], uint64(t.start))
+			db.writeBackValue(e, db.wbuf, tileValue(buf, *t))
 		}
 	}
 }
@@ -344,12 +345,12 @@ func (db *DB) writeBackValue(e *cacheEntry, k, value []byte) {
 	}
 	if err != nil {
 		if db.wbErr == nil {
-			db.wbErr = fmt.Errorf("writing back %q of %s: %w", k[e.plen:], e.store, err)
+			db.wbErr = fmt.Errorf("writing back %q of %s: %w", k[e.plen:], db.cache.stores[e.store], err)
 		}
 		return
 	}
 	if db.logger != nil {
-		db.logger.LogChange(e.store, k[e.plen:], value)
+		db.logger.LogChange(db.cache.stores[e.store], k[e.plen:], value)
 	}
 }
 
@@ -433,7 +434,7 @@ func (db *DB) CacheStats() CacheStats {
 	st := c.stats
 	st.Filtered = c.filters.absents
 	st.Bytes = c.size
-	st.Entries = len(c.kv) + len(c.win)
+	st.Entries = c.entries
 	return st
 }
 

@@ -21,3 +21,8 @@ func SetFilterMinCapacity(n uint) (restore func()) {
 	absentMinCapacity = n
 	return func() { absentMinCapacity = old }
 }
+
+// SetRepackSlack sets how far db's read-cache arenas may outgrow what
+// their entries account for before they are repacked: 0 repacks at nearly
+// every insertion and resize.
+func SetRepackSlack(db *DB, n int64) { db.cache.repackSlack = n }

@@ -124,8 +124,8 @@ func (s *KeyValue) read(key []byte) (v []byte, shared bool, err error) {
 	k := s.key(key)
 	c := s.cache()
 	if c != nil {
-		if e := c.lookup(c.kv, k); e != nil {
-			return e.value, true, nil
+		if e := c.lookup(false, k); e != nil {
+			return c.valueOf(e), true, nil
 		}
 	}
 	if fs := s.filters(); fs != nil && fs.of(s.name, false, s.prefix).absent(k) {
@@ -135,7 +135,7 @@ func (s *KeyValue) read(key []byte) (v []byte, shared bool, err error) {
 		// identifier), and with an entry that write waits in the
 		// cache, where the key's next writes of the poll fold into it.
 		if c != nil {
-			c.insert(&cacheEntry{key: string(k)})
+			c.insert(c.newValue(k, nil))
 		}
 		return nil, false, nil
 	}
@@ -143,8 +143,10 @@ func (s *KeyValue) read(key []byte) (v []byte, shared bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("getting %q from %s: %w", key, s.name, err)
 	}
-	// An entry that keeps v shares it with the caller.
-	return v, c != nil && c.insert(&cacheEntry{key: string(k), value: v}), nil
+	if c != nil {
+		c.insert(c.newValue(k, v)) // a copy: v is the caller's
+	}
+	return v, false, nil
 }
 
 // Has reports whether key is present, seeing the task's uncommitted
@@ -160,8 +162,8 @@ func (s *KeyValue) Has(key []byte) (bool, error) {
 	}
 	k := s.key(key)
 	if c := s.cache(); c != nil {
-		if e := c.kv[string(k)]; e != nil {
-			return e.value != nil, nil
+		if e := c.find(false, k); e != nil {
+			return !e.absent, nil
 		}
 	}
 	_, closer, err := s.reader().Get(k)
@@ -253,18 +255,18 @@ func (s *KeyValue) holdBack(k, value []byte) bool {
 	if c == nil {
 		return false
 	}
-	e := c.kv[string(k)]
+	e := c.find(false, k)
 	if e == nil {
 		return false
 	}
-	if e.value == nil && value != nil {
+	if e.absent && value != nil {
 		s.written(k) // see cached
 	}
 	if e.dirty {
 		c.stats.Absorbed++
 	}
 	c.markDirty(e, s.name, len(s.prefix))
-	e.setValue(value)
+	c.setValue(e, value)
 	c.resized(e)
 	return true
 }
@@ -280,9 +282,9 @@ func (s *KeyValue) cached(k, value []byte) (present bool) {
 	if c == nil {
 		return false
 	}
-	if e := c.kv[string(k)]; e != nil {
-		present = e.value != nil
-		e.setValue(value)
+	if e := c.find(false, k); e != nil {
+		present = !e.absent
+		c.setValue(e, value)
 		c.resized(e)
 	}
 	return present

@@ -62,8 +62,15 @@ func (w *Window) Get(key []byte, start int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if i, ok := e.search(start); ok {
-		return bytes.Clone(tileValue(e.buf, e.tiles[i])), nil
+	if e == nil {
+		v, err := getFrom(w.kv.reader(), full)
+		if err != nil {
+			return nil, fmt.Errorf("getting %q from %s: %w", full[len(w.kv.prefix):], w.kv.name, err)
+		}
+		return v, nil
+	}
+	if i, ok := c.search(e, start); ok {
+		return bytes.Clone(tileValue(c.bufOf(e), c.tilesOf(e)[i])), nil
 	}
 	return nil, nil
 }
@@ -76,18 +83,18 @@ func (w *Window) Put(key []byte, start int64, value []byte) error {
 	var e *cacheEntry
 	c := w.kv.cache()
 	if c != nil {
-		e = c.win[string(prefix)]
+		e = c.find(true, prefix)
 	}
 	// present: the key had tiles, so its prefix is in the store's
 	// absent-key filter already (see KeyValue.cached).
-	present := e != nil && len(e.tiles) > 0
+	present := e != nil && e.ntiles > 0
 	if e != nil && value != nil {
 		// Held back until DB.Flush (cache.go). A committed view has
 		// no cache, so e is nil for it.
 		if w.kv.db.pdb == nil {
 			return ErrClosed
 		}
-		if e.putTile(start, value, true) {
+		if c.putTile(e, start, value, true) {
 			c.stats.Absorbed++
 		}
 		c.markDirty(e, w.kv.name, len(w.kv.prefix))
@@ -97,7 +104,7 @@ func (w *Window) Put(key []byte, start int64, value []byte) error {
 			return err
 		}
 		if e != nil {
-			e.putTile(start, nil, false)
+			c.putTile(e, start, nil, false)
 			c.resized(e)
 		}
 	}
@@ -146,13 +153,17 @@ func (w *Window) Fetch(key []byte, from, to int64, fn func(start int64, value []
 	if err != nil {
 		return err
 	}
-	i, _ := e.search(from)
+	if e == nil {
+		return w.fetch(key, from, to, fn)
+	}
+	i, _ := c.search(e, from)
 	// INVARIANT: while iterating is not zero, writes to e replace its
-	// tiles rather than changing them, and leave the bytes of its buf
-	// alone (cacheEntry.buf), so these slices stay as they are.
-	tiles, buf := e.tiles, e.buf
-	e.iterating++
-	defer func() { e.iterating-- }()
+	// tiles rather than changing them, leave the bytes of its buf alone
+	// (cacheEntry.tiles), and the chunks released wait: so these slices
+	// stay as they are.
+	tiles, buf := c.tilesOf(e), c.bufOf(e)
+	c.startIteration(e)
+	defer c.endIteration(e)
 	for ; i < len(tiles) && startCmp(tiles[i].start, to) < 0; i++ {
 		if err := fn(tiles[i].start, tileValue(buf, tiles[i])); err != nil {
 			return err
@@ -179,17 +190,19 @@ func (w *Window) fetch(key []byte, from, to int64, fn func(start int64, value []
 }
 
 // tiles returns the cache entry of the tiles under the Pebble key prefix
-// prefix, loading them with one scan of the pending batch on a miss. The
-// entry it returns after a miss is not in the cache when it is too large to
-// keep, which its slot says.
+// prefix, loading them with one scan of the pending batch on a miss. It
+// returns nil when they are too many to keep (maxEntry): the caller then
+// reads Pebble, since no write of theirs is held back.
 func (w *Window) tiles(c *readCache, prefix []byte) (*cacheEntry, error) {
-	if e := c.lookup(c.win, prefix); e != nil {
+	if e := c.lookup(true, prefix); e != nil {
 		return e, nil
 	}
 	if c.filters.of(w.kv.name, true, w.kv.prefix).absent(prefix) {
 		c.filters.absents++
-		e := &cacheEntry{key: string(prefix), window: true, slot: -1}
-		c.insert(e)
+		e := c.newEntry(true, prefix, 0)
+		if !c.insert(e) {
+			return nil, nil
+		}
 		return e, nil
 	}
 	w.hbuf = appendPrefixEnd(w.hbuf[:0], prefix)
@@ -198,7 +211,7 @@ func (w *Window) tiles(c *readCache, prefix []byte) (*cacheEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iterating %s: %w", w.kv.name, err)
 	}
-	e := &cacheEntry{key: string(prefix), window: true, slot: -1}
+	e := c.newEntry(true, prefix, 0)
 	for valid := it.First(); valid; valid = it.Next() {
 		v, err := it.ValueAndErr()
 		if err == nil && len(it.Key()) != len(prefix)+8 {
@@ -206,14 +219,25 @@ func (w *Window) tiles(c *readCache, prefix []byte) (*cacheEntry, error) {
 		}
 		if err != nil {
 			it.Close()
+			c.free(e)
 			return nil, fmt.Errorf("iterating %s: %w", w.kv.name, err)
 		}
-		e.tiles = append(e.tiles, e.appendTile(int64(binary.BigEndian.Uint64(it.Key()[len(prefix):])), v, false))
+		if int64(e.dlen) > c.maxEntry() {
+			break // too large: insert gives it up
+		}
+		c.insertTile(e, e.ntiles, c.appendTile(e, int64(binary.BigEndian.Uint64(it.Key()[len(prefix):])), v, false))
 	}
 	if err := it.Close(); err != nil {
+		c.free(e)
 		return nil, fmt.Errorf("iterating %s: %w", w.kv.name, err)
 	}
-	c.insert(e)
+	if int64(e.dlen) > c.maxEntry() {
+		c.free(e)
+		return nil, nil
+	}
+	if !c.insert(e) {
+		return nil, nil
+	}
 	return e, nil
 }
 
@@ -232,13 +256,17 @@ func (w *Window) DeleteBefore(key []byte, t int64) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, _ := e.search(t)
+	if e == nil {
+		return w.deleteBefore(key, t)
+	}
+	n, _ := c.search(e, t)
+	ts := c.tilesOf(e)
 	for i := range n {
 		// The deletion goes to the batch; a held-back value of the
 		// tile must never follow it there.
-		e.tiles[i].dirty = false
+		ts[i].dirty = false
 	}
-	for _, tile := range e.tiles[:n] {
+	for _, tile := range ts[:n] {
 		binary.BigEndian.PutUint64(full[len(full)-8:], uint64(tile.start))
 		if err := w.kv.write(full, nil); err != nil {
 			// Some deletes reached the batch, so the entry no
@@ -248,7 +276,7 @@ func (w *Window) DeleteBefore(key []byte, t int64) (int, error) {
 		}
 	}
 	if n > 0 {
-		e.deleteTiles(0, n)
+		c.deleteTiles(e, 0, n)
 		c.resized(e)
 	}
 	return n, nil
