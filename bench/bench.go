@@ -66,6 +66,12 @@ type Options struct {
 	// RecentEvents, if not negative, overrides profiles.recent_events (the
 	// events each profile keeps inline for its timeline; default 100).
 	RecentEvents int
+	// ReadCacheBytes, if positive, sets processing.read_cache_bytes, and
+	// ProducerLinger, if not negative, processing.producer_linger: the
+	// two settings that trade the tail latency against throughput
+	// (docs/operations.md).
+	ReadCacheBytes int64
+	ProducerLinger time.Duration
 	// Pprof, if set, is where the hub serves /debug/pprof/ (host:port).
 	Pprof string
 	// CPUProfile, if set, is a file the hub's CPU profile over the first
@@ -84,7 +90,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{
 		Mode: Throughput, Events: 200_000, Rate: 5000, Guarantee: "exactly_once", Partitions: 12, HugePages: true,
-		Workload: DefaultWorkload(), RecentEvents: -1, ProfileSeconds: 10, Timeout: 10 * time.Minute,
+		Workload: DefaultWorkload(), RecentEvents: -1, ProducerLinger: -1, ProfileSeconds: 10, Timeout: 10 * time.Minute,
 	}
 }
 
@@ -115,6 +121,21 @@ func (o Options) validate() error {
 	if o.Timeout <= 0 {
 		return fmt.Errorf("timeout must be positive, got %s", o.Timeout)
 	}
+	if o.ReadCacheBytes < 0 {
+		return fmt.Errorf("read cache bytes must be 0 (the hub's default) or positive, got %d", o.ReadCacheBytes)
+	}
+	// The hub's own rules judge the settings passed through to it, so
+	// that a bad one fails here and not in the hub's log.
+	h := hubConfig{App: "bench", Data: ".", Partitions: o.Partitions, Guarantee: o.Guarantee, WriteKey: "k",
+		WebhookURL: "http://127.0.0.1:1/", RecentEvents: o.RecentEvents, Threads: o.Threads,
+		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: lingerSetting(o)}
+	cfg, err := config.Parse([]byte(h.yaml()), "the hub's configuration")
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return err
+	}
 	return o.Workload.Validate()
 }
 
@@ -129,7 +150,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer h.close()
 	res := &Result{Mode: o.Mode, Guarantee: o.Guarantee, Partitions: o.Partitions, Threads: o.Threads, HugePages: o.HugePages, Customers: o.Workload.Customers,
-		Machine: describeMachine()}
+		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: lingerSetting(o), Machine: describeMachine()}
 	switch o.Mode {
 	case Throughput:
 		err = h.throughput(ctx, res)
@@ -248,6 +269,7 @@ func (h *harness) startHub(ctx context.Context) error {
 	cfg := hubConfig{
 		App: h.app, Data: filepath.Join(h.dir, "hub"), Partitions: h.o.Partitions, Guarantee: h.o.Guarantee,
 		WriteKey: writeKey, WebhookURL: h.hook.url, RecentEvents: h.o.RecentEvents, Threads: h.o.Threads,
+		ReadCacheBytes: h.o.ReadCacheBytes, ProducerLinger: lingerSetting(h.o),
 	}
 	path := filepath.Join(h.dir, "tessera.yaml")
 	if err := os.WriteFile(path, []byte(cfg.yaml()), 0o644); err != nil {

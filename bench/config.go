@@ -21,6 +21,19 @@ type hubConfig struct {
 	RecentEvents int
 	// Threads, if positive, sets processing.threads.
 	Threads int
+	// ReadCacheBytes, if positive, sets processing.read_cache_bytes;
+	// ProducerLinger, if set, processing.producer_linger (lingerSetting).
+	ReadCacheBytes int64
+	ProducerLinger string
+}
+
+// lingerSetting returns the producer_linger a run's Options set, empty
+// for the hub's default.
+func lingerSetting(o Options) string {
+	if o.ProducerLinger < 0 {
+		return ""
+	}
+	return o.ProducerLinger.String()
 }
 
 // TriggerName is the benchmark's event trigger: it fires for each marked
@@ -41,11 +54,18 @@ kafka:
 processing:
   guarantee: %s
   threads: %d
-log:
+`, h.App, h.Data, h.Partitions, h.Guarantee, h.Threads)
+	if h.ReadCacheBytes > 0 {
+		fmt.Fprintf(&b, "  read_cache_bytes: %d\n", h.ReadCacheBytes)
+	}
+	if h.ProducerLinger != "" {
+		fmt.Fprintf(&b, "  producer_linger: %s\n", h.ProducerLinger)
+	}
+	fmt.Fprintf(&b, `log:
   level: warn
 ingest:
   write_keys: [%s]
-`, h.App, h.Data, h.Partitions, h.Guarantee, h.Threads, h.WriteKey)
+`, h.WriteKey)
 	if h.RecentEvents >= 0 {
 		fmt.Fprintf(&b, "profiles:\n  recent_events: %d\n", h.RecentEvents)
 	}

@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/tessera-cdp/tessera/config"
 	"github.com/tessera-cdp/tessera/processor/audience"
@@ -32,6 +34,9 @@ func TestHubConfig(t *testing.T) {
 		if cfg.Profiles.RecentEvents != want {
 			t.Errorf("recent_events = %d, want %d", cfg.Profiles.RecentEvents, want)
 		}
+		if cfg.Processing.ReadCacheBytes != 0 || cfg.Processing.ProducerLinger != config.Default().Processing.ProducerLinger {
+			t.Errorf("read_cache_bytes %d, producer_linger %s: not the defaults", cfg.Processing.ReadCacheBytes, cfg.Processing.ProducerLinger)
+		}
 		if len(cfg.Features) != 8 {
 			t.Errorf("%d features, want 8", len(cfg.Features))
 		}
@@ -60,5 +65,43 @@ func TestHubConfig(t *testing.T) {
 		if len(cfg.Destinations) != 2 || !types["discard"] || !types["webhook"] {
 			t.Errorf("destinations %+v, want a discard and a webhook", cfg.Destinations)
 		}
+	}
+}
+
+// TestHubConfigSettings checks that the settings a run passes through to
+// the hub reach its configuration, and that the hub's own rules reject a
+// bad one before anything starts.
+func TestHubConfigSettings(t *testing.T) {
+	h := hubConfig{App: "bench-x", Data: t.TempDir(), Partitions: 6, Guarantee: "at_least_once",
+		WriteKey: "k", WebhookURL: "http://127.0.0.1:1/hook", RecentEvents: -1,
+		ReadCacheBytes: 4 << 20, ProducerLinger: "0s"}
+	cfg, err := config.Parse([]byte(h.yaml()), "tessera.yaml")
+	if err != nil {
+		t.Fatalf("parsing:\n%s\n%v", h.yaml(), err)
+	}
+	if cfg.Processing.ReadCacheBytes != 4<<20 || cfg.Processing.ProducerLinger != 0 {
+		t.Errorf("read_cache_bytes %d, producer_linger %s, want 4194304 and 0s", cfg.Processing.ReadCacheBytes, cfg.Processing.ProducerLinger)
+	}
+
+	for _, tc := range []struct {
+		name string
+		set  func(*Options)
+		want string
+	}{
+		{"cache below the hub's minimum", func(o *Options) { o.ReadCacheBytes = 1000 }, "processing.read_cache_bytes"},
+		{"negative cache", func(o *Options) { o.ReadCacheBytes = -1 }, "read cache bytes must be"},
+		{"linger past the hub's maximum", func(o *Options) { o.ProducerLinger = 2 * time.Second }, "processing.producer_linger"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := DefaultOptions()
+			tc.set(&o)
+			err := o.validate()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error naming %q", err, tc.want)
+			}
+		})
+	}
+	if err := DefaultOptions().validate(); err != nil {
+		t.Errorf("the default options: %v", err)
 	}
 }

@@ -22,6 +22,11 @@ type Result struct {
 	// Threads is the hub's processing.threads as the run set it; 0 is
 	// the hub's default.
 	Threads int `json:"threads"`
+	// ReadCacheBytes and ProducerLinger are the hub's
+	// processing.read_cache_bytes and producer_linger where the run set
+	// them (Options), absent where it kept the hub's defaults.
+	ReadCacheBytes int64  `json:"read_cache_bytes,omitempty"`
+	ProducerLinger string `json:"producer_linger,omitempty"`
 	// Customers is the workload's customer count; Profiles how many of
 	// them sent events (the live profiles once merges are done).
 	Customers int `json:"customers"`

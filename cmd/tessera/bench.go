@@ -119,6 +119,8 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 	f.IntVar(&o.Threads, "threads", o.Threads, "processing.threads of the hub (goroutines processing tasks at once); 0 keeps the default")
 	f.BoolVar(&o.HugePages, "huge-pages", o.HugePages, "run the hub with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for Pebble's C memory), as the Dockerfile does")
 	f.IntVar(&o.RecentEvents, "recent-events", o.RecentEvents, "profiles.recent_events of the hub (events kept inline per profile); negative keeps the default")
+	f.Int64Var(&o.ReadCacheBytes, "read-cache-bytes", o.ReadCacheBytes, "processing.read_cache_bytes of the hub (each task's read cache); 0 keeps the default")
+	f.DurationVar(&o.ProducerLinger, "producer-linger", o.ProducerLinger, "processing.producer_linger of the hub (how long a produced batch may fill); negative keeps the default")
 	f.StringVar(&o.Dir, "dir", "", "work directory (config, state, logs); default a temporary one, removed afterwards")
 	f.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory")
 	f.StringVar(&o.Pprof, "pprof", "", "serve the hub's /debug/pprof/ on this host:port")
@@ -210,10 +212,21 @@ func figure(v float64) string {
 	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
+// orDefault returns s if set, else "default".
+func orDefault(s string, set bool) string {
+	if set {
+		return s
+	}
+	return "default"
+}
+
 func printBench(w io.Writer, r *bench.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	row("mode", "%s (%s, %d partitions, threads %s)", r.Mode, r.Guarantee, r.Partitions, threadsOf(r.Threads))
+	if r.ReadCacheBytes > 0 || r.ProducerLinger != "" {
+		row("settings", "read_cache_bytes %s, producer_linger %s", orDefault(strconv.FormatInt(r.ReadCacheBytes, 10), r.ReadCacheBytes > 0), orDefault(r.ProducerLinger, r.ProducerLinger != ""))
+	}
 	row("machine", "%d cores, %s; load %s → %s; transparent huge pages %s", r.Machine.Cores, r.Machine.CPU, r.Machine.LoadBefore, r.Machine.LoadAfter, r.Machine.THP)
 	row("events", "%d (%d processed, %d B each), %d profiles", r.Events, r.EventsProcessed, r.EventBytes, r.Profiles)
 	row("wall", "%.2f s, %.0f events/s", r.Seconds, r.EventsPerSec)
