@@ -73,7 +73,7 @@ import (
 const defaultReadCacheSize = 16 << 20
 
 // Accounted overheads, in bytes, of the cache's own structures: an entry
-// (the struct in its page and its index slot) and one tile of a window
+// (its 128-byte struct in a page, and its index slot) and one tile of a window
 // entry. Rough, but they keep a cache of many small entries from going far
 // past its bound.
 const (
@@ -581,8 +581,9 @@ func (c *readCache) clear() {
 // dropPrefix drops the entries whose key begins with prefix: a store's,
 // when it stops being cached.
 func (c *readCache) dropPrefix(prefix string) {
+	p := []byte(prefix)
 	for id := range c.n {
-		if e := c.entry(id); e.used && bytes.HasPrefix(c.keyOf(e), []byte(prefix)) {
+		if e := c.entry(id); e.used && bytes.HasPrefix(c.keyOf(e), p) {
 			c.remove(e)
 		}
 	}
