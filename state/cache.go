@@ -480,9 +480,6 @@ func (c *readCache) flush(lo, hi []byte) {
 		c.clean(e)
 	}
 	c.dirty = kept
-	if c.held == 0 {
-		c.dirty = c.dirty[:0] // ids of entries cleaned otherwise
-	}
 }
 
 // remove drops e from the cache, writing it back first if it is dirty.
@@ -658,8 +655,9 @@ func (c *readCache) appendTile(e *cacheEntry, start int64, value []byte, dirty b
 	return t
 }
 
-// setTiles makes ts (which is not e's tiles chunk) e's tiles, in a chunk
-// of its own. It leaves the old chunk as it was, for a Fetch reading it.
+// setTiles makes a copy of ts (which may be e's tiles) e's tiles, in a
+// chunk of its own. It leaves the old chunk as it was, for a Fetch reading
+// it.
 func (c *readCache) setTiles(e *cacheEntry, ts []cachedTile) {
 	nt := c.tileArena.alloc(len(ts))
 	copy(c.tileArena.slice(nt), ts)
@@ -798,7 +796,7 @@ func (c *readCache) putTile(e *cacheEntry, start int64, value []byte, dirty bool
 		e.garbage += c.tilesOf(e)[i].n
 		t := c.appendTile(e, start, value, dirty)
 		if shared {
-			c.setTiles(e, slices.Clone(c.tilesOf(e)))
+			c.setTiles(e, c.tilesOf(e))
 		}
 		c.tilesOf(e)[i] = t
 	default:
