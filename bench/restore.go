@@ -35,11 +35,11 @@ func (h *harness) restore(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	m, err := h.scrape(map[string]string{
+	m, _, err := h.scrape(map[string]string{
 		"tessera_restore_records_total":        "",
 		"tessera_restore_bytes_total":          "",
 		"tessera_restore_active_seconds_total": "",
-	})
+	}, "")
 	if err != nil {
 		return err
 	}

@@ -261,7 +261,7 @@ func printBench(w io.Writer, r *bench.Result) {
 		row("ready", "%.2f s from start to ready, %.0f records/s over it, %.2f CPU s", r.RestoreReadySeconds, r.RestoreReadyRecordsPerSec, r.RestoreCPUSeconds)
 	}
 	if r.Commits > 0 {
-		row("commits", "%d, %.1f ms each on average", r.Commits, r.CommitMSMean)
+		row("commits", "%d, %.1f ms each on average, p99 %.1f ms", r.Commits, r.CommitMSMean, r.CommitMSP99)
 	}
 	if r.ChangelogOffsetsPerEvent > 0 {
 		row("changelogs", "%.2f offsets per event", r.ChangelogOffsetsPerEvent)

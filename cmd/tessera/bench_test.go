@@ -71,8 +71,8 @@ func TestBenchModes(t *testing.T) {
 				t.Errorf("seconds %g, events/s %g, CPU s %g, events/core-s %g: all must be positive",
 					r.Seconds, r.EventsPerSec, r.CPUSeconds, r.EventsPerCoreSec)
 			}
-			if r.Commits < 1 || r.CommitMSMean <= 0 {
-				t.Errorf("commits %d, commit_ms_mean %g: the hub committed, so both must be positive", r.Commits, r.CommitMSMean)
+			if r.Commits < 1 || r.CommitMSMean <= 0 || r.CommitMSP99 <= 0 {
+				t.Errorf("commits %d, commit_ms_mean %g, commit_ms_p99 %g: the hub committed, so all must be positive", r.Commits, r.CommitMSMean, r.CommitMSP99)
 			}
 			if r.MinorFaults <= 0 || !r.HugePages {
 				t.Errorf("minor_faults %d, huge_pages %v: a process that ran faults pages in, and huge pages are the default", r.MinorFaults, r.HugePages)
