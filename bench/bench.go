@@ -126,9 +126,7 @@ func (o Options) validate() error {
 	}
 	// The hub's own rules judge the settings passed through to it, so
 	// that a bad one fails here and not in the hub's log.
-	h := hubConfig{App: "bench", Data: ".", Partitions: o.Partitions, Guarantee: o.Guarantee, WriteKey: "k",
-		WebhookURL: "http://127.0.0.1:1/", RecentEvents: o.RecentEvents, Threads: o.Threads,
-		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: lingerSetting(o)}
+	h := o.hubConfig("bench", ".", "http://127.0.0.1:1/")
 	cfg, err := config.Parse([]byte(h.yaml()), "the hub's configuration")
 	if err == nil {
 		err = cfg.Validate()
@@ -266,11 +264,7 @@ func (h *harness) stateDir() string { return filepath.Join(h.dir, "hub", h.app) 
 // startHub writes the configuration and starts `tessera run`, returning
 // once it serves HTTP (not yet ready).
 func (h *harness) startHub(ctx context.Context) error {
-	cfg := hubConfig{
-		App: h.app, Data: filepath.Join(h.dir, "hub"), Partitions: h.o.Partitions, Guarantee: h.o.Guarantee,
-		WriteKey: writeKey, WebhookURL: h.hook.url, RecentEvents: h.o.RecentEvents, Threads: h.o.Threads,
-		ReadCacheBytes: h.o.ReadCacheBytes, ProducerLinger: lingerSetting(h.o),
-	}
+	cfg := h.o.hubConfig(h.app, filepath.Join(h.dir, "hub"), h.hook.url)
 	path := filepath.Join(h.dir, "tessera.yaml")
 	if err := os.WriteFile(path, []byte(cfg.yaml()), 0o644); err != nil {
 		return fmt.Errorf("writing the hub's configuration: %w", err)

@@ -27,6 +27,17 @@ type hubConfig struct {
 	ProducerLinger string
 }
 
+// hubConfig returns the configuration of the hub that a run of o starts,
+// as app, keeping its data under data and calling the webhook at
+// webhookURL.
+func (o Options) hubConfig(app, data, webhookURL string) hubConfig {
+	return hubConfig{
+		App: app, Data: data, Partitions: o.Partitions, Guarantee: o.Guarantee, WriteKey: writeKey,
+		WebhookURL: webhookURL, RecentEvents: o.RecentEvents, Threads: o.Threads,
+		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: lingerSetting(o),
+	}
+}
+
 // lingerSetting returns the producer_linger a run's Options set, empty
 // for the hub's default.
 func lingerSetting(o Options) string {

@@ -1,78 +1,96 @@
 package bench
 
 import (
-	"bufio"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
-	"strconv"
-	"strings"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
-// scrape reads the hub's /metrics and returns the sum of each metric's
-// samples whose labels contain every one of match (`topic="x"`), keyed by
-// metric name, and the buckets of the histogram named hist (its _bucket
-// series, by upper bound, in the order served: ascending). It reads
-// Prometheus's text format, which the hub serves when the request asks
-// for nothing else.
-func (h *harness) scrape(match map[string]string, hist string) (map[string]float64, []bucket, error) {
+// scrape reads the hub's /metrics, in Prometheus's text format (which
+// the hub serves when the request asks for nothing else), parsed by the
+// Prometheus library's own parser.
+func (h *harness) scrape() (metrics, error) {
 	resp, err := http.Get("http://" + h.hubHTTP + "/metrics")
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the hub's metrics: %w", err)
+		return nil, fmt.Errorf("reading the hub's metrics: %w", err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("reading the hub's metrics: %s", resp.Status)
+		return nil, fmt.Errorf("reading the hub's metrics: %s", resp.Status)
 	}
-	out := make(map[string]float64)
-	var buckets []bucket
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		sp := strings.LastIndexByte(line, ' ')
-		if sp < 0 {
-			continue
-		}
-		series, val := line[:sp], line[sp+1:]
-		name, labels, _ := strings.Cut(series, "{")
-		want, ok := match[name]
-		isBucket := hist != "" && name == hist+"_bucket"
-		if !isBucket && (!ok || !strings.Contains(labels, want)) {
-			continue
-		}
-		v, err := strconv.ParseFloat(val, 64)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reading the hub's metrics: %q: %w", line, err)
-		}
-		if !isBucket {
-			out[name] += v
-			continue
-		}
-		le, err := strconv.ParseFloat(labelValue(labels, "le"), 64)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reading the hub's metrics: the bound of %q: %w", line, err)
-		}
-		buckets = append(buckets, bucket{le: le, count: v})
+	m, err := parseMetrics(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading the hub's metrics: %w", err)
 	}
-	if err := sc.Err(); err != nil {
-		return nil, nil, fmt.Errorf("reading the hub's metrics: %w", err)
-	}
-	return out, buckets, nil
+	return m, nil
 }
 
-// labelValue returns the value of label name in labels (`a="x",b="y"}`),
-// empty when it is not there.
-func labelValue(labels, name string) string {
-	_, rest, ok := strings.Cut(labels, name+`="`)
-	if !ok {
-		return ""
+// parseMetrics parses metrics in Prometheus's text format.
+func parseMetrics(r io.Reader) (metrics, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(r)
+}
+
+// metrics are the hub's metric families by name.
+type metrics map[string]*dto.MetricFamily
+
+// sum returns the sum of the samples of counter or gauge name, over its
+// series with label set to value (every series when label is empty); 0
+// when the hub has no such metric.
+func (m metrics) sum(name, label, value string) float64 {
+	f := m[name]
+	if f == nil {
+		return 0
 	}
-	v, _, _ := strings.Cut(rest, `"`)
-	return v
+	var total float64
+	for _, s := range f.GetMetric() {
+		if label != "" && !hasLabel(s, label, value) {
+			continue
+		}
+		switch {
+		case s.Counter != nil:
+			total += s.GetCounter().GetValue()
+		case s.Gauge != nil:
+			total += s.GetGauge().GetValue()
+		case s.Untyped != nil:
+			total += s.GetUntyped().GetValue()
+		}
+	}
+	return total
+}
+
+func hasLabel(s *dto.Metric, label, value string) bool {
+	for _, l := range s.GetLabel() {
+		if l.GetName() == label {
+			return l.GetValue() == value
+		}
+	}
+	return false
+}
+
+// histogram returns histogram name's observation count, their sum and its
+// cumulative buckets (ascending, +Inf last), over its one series; zeros
+// when the hub has no such metric.
+func (m metrics) histogram(name string) (count uint64, sum float64, buckets []bucket) {
+	f := m[name]
+	if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].Histogram == nil {
+		return 0, 0, nil
+	}
+	hist := f.GetMetric()[0].GetHistogram()
+	for _, b := range hist.GetBucket() {
+		buckets = append(buckets, bucket{le: b.GetUpperBound(), count: float64(b.GetCumulativeCount())})
+	}
+	// The text format's +Inf bucket is the count; the parser keeps it
+	// only there.
+	if n := len(buckets); n == 0 || !math.IsInf(buckets[n-1].le, 1) {
+		buckets = append(buckets, bucket{le: math.Inf(1), count: float64(hist.GetSampleCount())})
+	}
+	return hist.GetSampleCount(), hist.GetSampleSum(), buckets
 }
 
 // bucket is one cumulative bucket of a Prometheus histogram: count
@@ -118,19 +136,15 @@ func (h *harness) readHub(res *Result) (usage, error) {
 	if res.RSSPeakBytes, err = peakRSS(h.hub.pid()); err != nil {
 		return usage{}, err
 	}
-	m, commits, err := h.scrape(map[string]string{
-		"tessera_records_processed_total":      `topic="` + h.topics.Events + `"`,
-		"tessera_commit_latency_seconds_sum":   "",
-		"tessera_commit_latency_seconds_count": "",
-	}, "tessera_commit_latency_seconds")
+	m, err := h.scrape()
 	if err != nil {
 		return usage{}, err
 	}
-	res.EventsProcessed = int64(m["tessera_records_processed_total"])
-	if n := m["tessera_commit_latency_seconds_count"]; n > 0 {
+	res.EventsProcessed = int64(m.sum("tessera_records_processed_total", "topic", h.topics.Events))
+	if n, total, buckets := m.histogram("tessera_commit_latency_seconds"); n > 0 {
 		res.Commits = int64(n)
-		res.CommitMSMean = m["tessera_commit_latency_seconds_sum"] / n * 1000
-		res.CommitMSP99 = quantile(0.99, commits) * 1000
+		res.CommitMSMean = total / float64(n) * 1000
+		res.CommitMSP99 = quantile(0.99, buckets) * 1000
 	}
 	return u, nil
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -37,15 +38,49 @@ func TestQuantile(t *testing.T) {
 	}
 }
 
-// TestLabelValue reads a label out of a series' label text.
-func TestLabelValue(t *testing.T) {
-	for _, tc := range []struct{ labels, name, want string }{
-		{`le="0.0016"}`, "le", "0.0016"},
-		{`topic="x",le="+Inf"}`, "le", "+Inf"},
-		{`topic="x"}`, "le", ""},
-	} {
-		if got := labelValue(tc.labels, tc.name); got != tc.want {
-			t.Errorf("labelValue(%q, %q) = %q, want %q", tc.labels, tc.name, got, tc.want)
-		}
+// TestMetricsFromText reads the figures the harness takes from the hub
+// out of a page in the hub's format: a counter's series for one label
+// value, a sum over every series, and a histogram's count, sum and
+// buckets, whose p99 falls past its last finite bound here.
+func TestMetricsFromText(t *testing.T) {
+	page := `# TYPE tessera_records_processed_total counter
+tessera_records_processed_total{topic="events"} 120
+tessera_records_processed_total{topic="ops"} 7
+# TYPE tessera_restore_bytes_total counter
+tessera_restore_bytes_total{store="a"} 10
+tessera_restore_bytes_total{store="b"} 32
+# TYPE tessera_commit_latency_seconds histogram
+tessera_commit_latency_seconds_bucket{le="0.001"} 2
+tessera_commit_latency_seconds_bucket{le="0.002"} 6
+tessera_commit_latency_seconds_bucket{le="0.004"} 8
+tessera_commit_latency_seconds_bucket{le="+Inf"} 10
+tessera_commit_latency_seconds_sum 0.05
+tessera_commit_latency_seconds_count 10
+`
+	m, err := parseMetrics(strings.NewReader(page))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.sum("tessera_records_processed_total", "topic", "events"); got != 120 {
+		t.Errorf("events processed %g, want 120", got)
+	}
+	if got := m.sum("tessera_restore_bytes_total", "", ""); got != 42 {
+		t.Errorf("restored bytes %g, want 42", got)
+	}
+	if got := m.sum("tessera_absent_total", "", ""); got != 0 {
+		t.Errorf("an absent metric sums to %g, want 0", got)
+	}
+	n, total, buckets := m.histogram("tessera_commit_latency_seconds")
+	if n != 10 || total != 0.05 {
+		t.Errorf("count %d, sum %g, want 10 and 0.05", n, total)
+	}
+	if got := quantile(0.5, buckets); math.Abs(got-0.00175) > 1e-12 {
+		t.Errorf("median %g, want 0.00175", got)
+	}
+	if got := quantile(0.99, buckets); got != 0.004 {
+		t.Errorf("p99 %g, want 0.004 (the last finite bound)", got)
+	}
+	if n, _, b := m.histogram("tessera_absent_seconds"); n != 0 || b != nil {
+		t.Errorf("an absent histogram: count %d, buckets %v", n, b)
 	}
 }

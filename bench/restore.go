@@ -35,11 +35,7 @@ func (h *harness) restore(ctx context.Context, res *Result) error {
 	if err != nil {
 		return err
 	}
-	m, _, err := h.scrape(map[string]string{
-		"tessera_restore_records_total":        "",
-		"tessera_restore_bytes_total":          "",
-		"tessera_restore_active_seconds_total": "",
-	}, "")
+	m, err := h.scrape()
 	if err != nil {
 		return err
 	}
@@ -48,13 +44,13 @@ func (h *harness) restore(ctx context.Context, res *Result) error {
 		return err
 	}
 	res.RSSPeakBytes = max(res.RSSPeakBytes, rss)
-	res.RestoreRecords = int64(m["tessera_restore_records_total"])
-	res.RestoreBytes = int64(m["tessera_restore_bytes_total"])
+	res.RestoreRecords = int64(m.sum("tessera_restore_records_total", "", ""))
+	res.RestoreBytes = int64(m.sum("tessera_restore_bytes_total", "", ""))
 	res.RestoreReadySeconds = ready.Seconds()
 	res.RestoreCPUSeconds = u.CPU.Seconds()
 	res.MinorFaults = u.MinorFaults
 	res.RestoreReadyRecordsPerSec = float64(res.RestoreRecords) / res.RestoreReadySeconds
-	res.RestoreSeconds = m["tessera_restore_active_seconds_total"]
+	res.RestoreSeconds = m.sum("tessera_restore_active_seconds_total", "", "")
 	if res.RestoreSeconds <= 0 {
 		// A hub without the metric, or nothing to restore: the
 		// end-to-end time is all there is.

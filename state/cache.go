@@ -509,20 +509,18 @@ func (c *readCache) remove(e *cacheEntry) {
 
 // free gives back e's chunks and id, once no Fetch iterates.
 func (c *readCache) free(e *cacheEntry) {
+	c.releaseBytes(e.data)
+	c.releaseTiles(e.tiles)
 	if c.iterating > 0 {
-		c.laterBytes = append(c.laterBytes, e.data)
-		c.laterTiles = append(c.laterTiles, e.tiles)
 		c.laterIDs = append(c.laterIDs, e.id)
 	} else {
-		c.bytes.release(e.data)
-		c.tileArena.release(e.tiles)
 		c.freeIDs = append(c.freeIDs, e.id)
 	}
 	e.data, e.tiles, e.klen, e.dlen, e.ntiles = chunk{}, chunk{}, 0, 0, 0
 }
 
-// releaseBytes and releaseTiles give back a chunk that e no longer uses,
-// once no Fetch iterates.
+// releaseBytes and releaseTiles give back a chunk that its entry no
+// longer uses, once no Fetch iterates.
 func (c *readCache) releaseBytes(ch chunk) {
 	if c.iterating > 0 {
 		c.laterBytes = append(c.laterBytes, ch)
@@ -694,7 +692,11 @@ func (c *readCache) deleteTiles(e *cacheEntry, i, j int) {
 		e.garbage += t.n
 	}
 	if e.iterating > 0 {
-		c.setTiles(e, slices.Concat(ts[:i], ts[j:]))
+		nt := c.tileArena.alloc(len(ts) - (j - i))
+		s := c.tileArena.slice(nt)
+		copy(s[copy(s, ts[:i]):], ts[j:])
+		c.releaseTiles(e.tiles)
+		e.tiles, e.ntiles = nt, len(ts)-(j-i)
 	} else {
 		copy(ts[i:], ts[j:])
 		e.ntiles -= j - i

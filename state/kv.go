@@ -195,9 +195,9 @@ func (s *KeyValue) Put(key, value []byte) error {
 	if err := s.db.pending.Set(k, value, nil); err != nil {
 		return fmt.Errorf("putting %q into %s: %w", key, s.name, err)
 	}
-	if !s.cached(k, value) {
-		s.written(k)
-	}
+	// holdBack found no entry of k: the key may be new to the store's
+	// absent-key filter.
+	s.written(k)
 	if s.db.logger != nil {
 		s.db.logger.LogChange(s.name, key, value)
 	}
@@ -219,7 +219,6 @@ func (s *KeyValue) Delete(key []byte) error {
 	if err := s.db.pending.Delete(k, nil); err != nil {
 		return fmt.Errorf("deleting %q from %s: %w", key, s.name, err)
 	}
-	s.cached(k, nil)
 	if s.db.logger != nil {
 		s.db.logger.LogChange(s.name, key, nil)
 	}
@@ -260,7 +259,10 @@ func (s *KeyValue) holdBack(k, value []byte) bool {
 		return false
 	}
 	if e.absent && value != nil {
-		s.written(k) // see cached
+		// A key the entry held as present is in the store's
+		// absent-key filter already, since every key the task can
+		// read is (absent.go); one it held absent may not be.
+		s.written(k)
 	}
 	if e.dirty {
 		c.stats.Absorbed++
@@ -269,25 +271,6 @@ func (s *KeyValue) holdBack(k, value []byte) bool {
 	c.setValue(e, value)
 	c.resized(e)
 	return true
-}
-
-// cached writes value (nil: deleted) of the Pebble key k through to its
-// cache entry, if k has one: a write does not create an entry, since keys
-// that are only written (the timeline's) would push out the read ones. It
-// reports whether the entry said k was present before: then k is in the
-// store's absent-key filter already (absent.go), since every key the task
-// can read is.
-func (s *KeyValue) cached(k, value []byte) (present bool) {
-	c := s.cache()
-	if c == nil {
-		return false
-	}
-	if e := c.find(false, k); e != nil {
-		present = !e.absent
-		c.setValue(e, value)
-		c.resized(e)
-	}
-	return present
 }
 
 // Range calls fn for each entry with start <= key < end in key order (a nil

@@ -86,7 +86,7 @@ func (w *Window) Put(key []byte, start int64, value []byte) error {
 		e = c.find(true, prefix)
 	}
 	// present: the key had tiles, so its prefix is in the store's
-	// absent-key filter already (see KeyValue.cached).
+	// absent-key filter already (see KeyValue.holdBack).
 	present := e != nil && e.ntiles > 0
 	if e != nil && value != nil {
 		// Held back until DB.Flush (cache.go). A committed view has
