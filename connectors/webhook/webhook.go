@@ -92,7 +92,7 @@ func newSink(dest config.Destination, getenv func(string) string) (*Sink, error)
 		name:   dest.Name,
 		url:    dest.URL,
 		secret: []byte(secret),
-		client: &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()},
+		client: &http.Client{Transport: transport()},
 		now:    time.Now,
 	}
 	if dest.Template != "" {
@@ -101,6 +101,17 @@ func newSink(dest config.Destination, getenv func(string) string) (*Sink, error)
 		}
 	}
 	return s, nil
+}
+
+// transport returns the sink's HTTP transport: Go's default, keeping as
+// many idle connections to the receiver as a batch has requests in flight.
+// With the default's 2, each batch closed 6 of its 8 connections and the
+// next one dialled them again: in `tessera bench`, dialling was 2 % of the
+// hub's CPU, and every closed connection waits out TIME_WAIT.
+func transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = parallel
+	return t
 }
 
 // Sign returns the X-Tessera-Signature value of body under secret, for

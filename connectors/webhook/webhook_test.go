@@ -5,10 +5,14 @@ import (
 	"crypto/hmac"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -311,5 +315,48 @@ func TestBatchReportsEachFailure(t *testing.T) {
 	}
 	if len(be.Failed) != 2 || !sink.IsPermanent(be.Failed[1]) || be.Failed[3] == nil || sink.IsPermanent(be.Failed[3]) {
 		t.Errorf("failed %v, want #1 permanent and #3 retryable", be.Failed)
+	}
+}
+
+// TestBatchesReuseConnections: batch after batch of requests all in
+// flight at once (the receiver answers none of a batch until all of it has
+// arrived) go over the connections of the first batch, one per request in
+// flight (8), rather than dialling anew.
+func TestBatchesReuseConnections(t *testing.T) {
+	const inFlight, batches = 8, 10
+	var (
+		dialled atomic.Int64
+		batch   atomic.Pointer[sync.WaitGroup]
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wg := batch.Load()
+		wg.Done()
+		wg.Wait()
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialled.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	s, err := webhook.New(config.Destination{Name: "hook", Type: "webhook", URL: srv.URL, SecretEnv: secretEnv}, getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := range batches {
+		var wg sync.WaitGroup
+		wg.Add(inFlight)
+		batch.Store(&wg)
+		acts := make([]sink.Activation, inFlight)
+		for i := range acts {
+			acts[i] = sink.Activation{ID: fmt.Sprintf("b%d-%d", b, i)}
+		}
+		if err := s.WriteBatch(context.Background(), acts); err != nil {
+			t.Fatalf("batch %d: %v", b, err)
+		}
+	}
+	if n := dialled.Load(); n != inFlight {
+		t.Errorf("%d batches of %d opened %d connections, want %d", batches, inFlight, n, inFlight)
 	}
 }
