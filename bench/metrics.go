@@ -81,7 +81,12 @@ func (m metrics) histogram(name string) (count uint64, sum float64, buckets []bu
 	if f == nil || len(f.GetMetric()) == 0 || f.GetMetric()[0].Histogram == nil {
 		return 0, 0, nil
 	}
-	hist := f.GetMetric()[0].GetHistogram()
+	return series(f.GetMetric()[0].GetHistogram())
+}
+
+// series returns a histogram series' observation count, their sum and its
+// cumulative buckets (ascending, +Inf last).
+func series(hist *dto.Histogram) (count uint64, sum float64, buckets []bucket) {
 	for _, b := range hist.GetBucket() {
 		buckets = append(buckets, bucket{le: b.GetUpperBound(), count: float64(b.GetCumulativeCount())})
 	}
@@ -146,5 +151,37 @@ func (h *harness) readHub(res *Result) (usage, error) {
 		res.CommitMSMean = total / float64(n) * 1000
 		res.CommitMSP99 = quantile(0.99, buckets) * 1000
 	}
+	res.CommitPhasesMS = m.commitPhases()
 	return u, nil
+}
+
+// commitPhases returns the mean and p99 of each phase of the hub's
+// commits (tessera_commit_phase_seconds) in milliseconds, by phase; nil
+// when the hub reports none.
+func (m metrics) commitPhases() map[string]Timing {
+	f := m["tessera_commit_phase_seconds"]
+	if f == nil {
+		return nil
+	}
+	out := make(map[string]Timing)
+	for _, s := range f.GetMetric() {
+		var phase string
+		for _, l := range s.GetLabel() {
+			if l.GetName() == "phase" {
+				phase = l.GetValue()
+			}
+		}
+		if s.Histogram == nil || phase == "" {
+			continue
+		}
+		n, total, buckets := series(s.GetHistogram())
+		if n == 0 {
+			continue
+		}
+		out[phase] = Timing{MeanMS: total / float64(n) * 1000, P99MS: quantile(0.99, buckets) * 1000}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }

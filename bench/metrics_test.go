@@ -56,6 +56,17 @@ tessera_commit_latency_seconds_bucket{le="0.004"} 8
 tessera_commit_latency_seconds_bucket{le="+Inf"} 10
 tessera_commit_latency_seconds_sum 0.05
 tessera_commit_latency_seconds_count 10
+# TYPE tessera_commit_phase_seconds histogram
+tessera_commit_phase_seconds_bucket{phase="apply",le="0.001"} 3
+tessera_commit_phase_seconds_bucket{phase="apply",le="0.002"} 4
+tessera_commit_phase_seconds_bucket{phase="apply",le="+Inf"} 4
+tessera_commit_phase_seconds_sum{phase="apply"} 0.004
+tessera_commit_phase_seconds_count{phase="apply"} 4
+tessera_commit_phase_seconds_bucket{phase="offset_commit",le="0.001"} 0
+tessera_commit_phase_seconds_bucket{phase="offset_commit",le="0.002"} 0
+tessera_commit_phase_seconds_bucket{phase="offset_commit",le="+Inf"} 0
+tessera_commit_phase_seconds_sum{phase="offset_commit"} 0
+tessera_commit_phase_seconds_count{phase="offset_commit"} 0
 `
 	m, err := parseMetrics(strings.NewReader(page))
 	if err != nil {
@@ -79,6 +90,11 @@ tessera_commit_latency_seconds_count 10
 	}
 	if got := quantile(0.99, buckets); got != 0.004 {
 		t.Errorf("p99 %g, want 0.004 (the last finite bound)", got)
+	}
+	// A phase's series by its label; one that never ran is left out.
+	phases := m.commitPhases()
+	if got, want := phases["apply"], (Timing{MeanMS: 1, P99MS: 1.96}); len(phases) != 1 || math.Abs(got.MeanMS-want.MeanMS) > 1e-9 || math.Abs(got.P99MS-want.P99MS) > 1e-9 {
+		t.Errorf("commit phases %v, want only apply at %v", phases, want)
 	}
 	if n, _, b := m.histogram("tessera_absent_seconds"); n != 0 || b != nil {
 		t.Errorf("an absent histogram: count %d, buckets %v", n, b)

@@ -71,6 +71,11 @@ type Result struct {
 	// histogram_quantile does: a commit that stalls processing shows
 	// here before it shows in the mean.
 	CommitMSP99 float64 `json:"commit_ms_p99,omitempty"`
+	// CommitPhasesMS splits the commits' time by phase
+	// (tessera_commit_phase_seconds): store_flush, then produce_flush,
+	// apply and offset_commit under at-least-once, or transaction_end and
+	// apply under exactly-once.
+	CommitPhasesMS map[string]Timing `json:"commit_phases_ms,omitempty"`
 	// ChangelogOffsetsPerEvent is how far the hub's changelog topics
 	// advanced, over all of them, per event processed (throughput mode):
 	// the store writes it logged, plus under exactly-once a transaction
@@ -205,4 +210,12 @@ func percentiles(sorted []float64) *Percentiles {
 		return sorted[min(max(i-1, 0), len(sorted)-1)]
 	}
 	return &Percentiles{P50: at(0.5), P95: at(0.95), P99: at(0.99), P999: at(0.999), Max: sorted[len(sorted)-1], Samples: len(sorted)}
+}
+
+// Timing is the mean and 99th percentile of a duration the hub measures
+// in a histogram, in milliseconds; the percentile is estimated from the
+// histogram's buckets as Prometheus's histogram_quantile does.
+type Timing struct {
+	MeanMS float64 `json:"mean"`
+	P99MS  float64 `json:"p99"`
 }

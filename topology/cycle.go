@@ -700,6 +700,7 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RebalanceTimeout)
 	defer cancel()
+	phase := start
 	if tryCommit {
 		// Before the transaction ends or the producer flushes: the
 		// stores' held-back writes produce their changelog records.
@@ -707,6 +708,7 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 			r.log.Error("aborting cycle after a store flush error", "err", err)
 			tryCommit = false
 		}
+		phase = r.endPhase(phaseStoreFlush, phase)
 	}
 	if err := r.prodErr.take(); err != nil {
 		r.log.Error("aborting cycle after produce error", "err", err)
@@ -730,9 +732,10 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 		}
 		var err error
 		r.inTxn = false
-		endStart := time.Now()
 		committed, err = r.sess.End(kgo.PreTxnCommitFnContext(ctx, c.rewriteTxnOffsets), kgo.TransactionEndTry(tryCommit))
-		r.noteCommitCost(time.Since(endStart))
+		endStart := phase
+		phase = r.endPhase(phaseTransactionEnd, phase)
+		r.noteCommitCost(phase.Sub(endStart))
 		firsts := r.firsts.take()
 		if err != nil {
 			r.abandonAll()
@@ -771,6 +774,7 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 			r.abandonAll()
 			return false, fmt.Errorf("flushing: %w", err)
 		}
+		phase = r.endPhase(phaseProduceFlush, phase)
 		if err := r.prodErr.take(); err != nil {
 			r.abandonAll()
 			return false, err
@@ -785,6 +789,7 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 	if err := r.applyAll(); err != nil {
 		return true, err
 	}
+	phase = r.endPhase(phaseApply, phase)
 	if r.sess == nil && len(c.last) > 0 {
 		recs := make([]*kgo.Record, 0, len(c.last))
 		for _, rec := range c.last {
@@ -793,10 +798,28 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 		if err := r.cl.CommitRecords(ctx, recs...); err != nil {
 			return true, fmt.Errorf("committing offsets: %w", err)
 		}
+		r.endPhase(phaseOffsetCommit, phase)
 	}
 	r.metrics.transactions.WithLabelValues("committed").Inc()
 	r.metrics.commitLatency.Observe(time.Since(start).Seconds())
 	return true, nil
+}
+
+// The phases of a commit, as tessera_commit_phase_seconds labels them.
+const (
+	phaseStoreFlush     = "store_flush"
+	phaseProduceFlush   = "produce_flush"
+	phaseTransactionEnd = "transaction_end"
+	phaseApply          = "apply"
+	phaseOffsetCommit   = "offset_commit"
+)
+
+// endPhase observes that a commit's phase ran from since until now, and
+// returns now, when the next phase begins.
+func (r *Runtime) endPhase(phase string, since time.Time) time.Time {
+	now := time.Now()
+	r.metrics.commitPhase.WithLabelValues(phase).Observe(now.Sub(since).Seconds())
+	return now
 }
 
 // beginTxn begins the cycle's transaction if it has not begun. It runs on

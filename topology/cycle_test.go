@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/tessera-cdp/tessera/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
@@ -252,6 +253,20 @@ func (h *harness) checkCommittedOffsets() {
 // counterValue returns the value of counter name with the one label value.
 func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
+	return seriesWith(t, reg, name, label).GetCounter().GetValue()
+}
+
+// histogramCount returns the observation count of histogram name's series
+// with the one label value.
+func histogramCount(t *testing.T, reg *prometheus.Registry, name, label string) uint64 {
+	t.Helper()
+	return seriesWith(t, reg, name, label).GetHistogram().GetSampleCount()
+}
+
+// seriesWith returns metric name's series with a label of value label; nil
+// (whose getters return zeros) when there is none.
+func seriesWith(t *testing.T, reg *prometheus.Registry, name, label string) *dto.Metric {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -263,12 +278,12 @@ func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) fl
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetValue() == label {
-					return m.GetCounter().GetValue()
+					return m
 				}
 			}
 		}
 	}
-	return 0
+	return nil
 }
 
 // TestCycleEndsWhenInputDrains: under exactly-once an output is readable
@@ -361,5 +376,53 @@ func TestConfigBoundsTheLinger(t *testing.T) {
 		if _, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), cfg); err == nil || !strings.Contains(err.Error(), "ProducerLinger") {
 			t.Errorf("NewRuntime with a linger of %v: %v, want an error naming ProducerLinger", linger, err)
 		}
+	}
+}
+
+// TestOffsetsCommittedWhenStopped: under either guarantee, every record
+// processed has its offset committed by the time Run returns from a clean
+// stop; and each commit phase of the guarantee is timed, and only those.
+func TestOffsetsCommittedWhenStopped(t *testing.T) {
+	for _, tc := range []struct {
+		g            topology.Guarantee
+		timed, never []string
+	}{
+		{topology.AtLeastOnce, []string{"produce_flush", "apply", "offset_commit"}, []string{"transaction_end"}},
+		{topology.ExactlyOnce, []string{"transaction_end", "apply"}, []string{"produce_flush", "offset_commit"}},
+	} {
+		t.Run(fmt.Sprint(tc.g), func(t *testing.T) {
+			h := newHarness(t, false)
+			reg := prometheus.NewRegistry()
+			cfg := childConfig(h.brokers, t.TempDir())
+			cfg.Guarantee = tc.g
+			cfg.CommitInterval = 20 * time.Millisecond
+			cfg.Registerer = reg
+			rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done, cancel := runInBackground(rt)
+			defer cancel()
+			const rounds, perRound = 3, 50
+			for i := range rounds {
+				h.produce(i*perRound, (i+1)*perRound)
+				h.awaitOutput((i + 1) * perRound)
+			}
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("runtime stopped with %v", err)
+			}
+			h.checkCommittedOffsets()
+			for _, phase := range tc.timed {
+				if n := histogramCount(t, reg, "tessera_commit_phase_seconds", phase); n == 0 {
+					t.Errorf("phase %s: no commit timed", phase)
+				}
+			}
+			for _, phase := range tc.never {
+				if n := histogramCount(t, reg, "tessera_commit_phase_seconds", phase); n != 0 {
+					t.Errorf("phase %s: %d commits timed, want none under %v", phase, n, tc.g)
+				}
+			}
+		})
 	}
 }

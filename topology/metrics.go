@@ -10,23 +10,24 @@ import (
 // metrics are the engine's Prometheus metrics. Names are part of the
 // product's interface: the Grafana dashboard in deploy/ reads them.
 type metrics struct {
-	processed      *prometheus.CounterVec // topic
-	latency        prometheus.Histogram   // per record, source to done
-	lag            *prometheus.GaugeVec   // topic, partition
-	commitLatency  prometheus.Histogram   // one commit cycle
-	transactions   *prometheus.CounterVec // result
-	txnChecks      *prometheus.CounterVec // result
-	restored       *prometheus.CounterVec // store
-	restoredBytes  *prometheus.CounterVec // store
-	restoreSeconds prometheus.Counter     //
-	remaining      *prometheus.GaugeVec   // task, store
-	storeSize      *prometheus.GaugeVec   // task
-	rebalances     *prometheus.CounterVec // kind
-	tasks          *prometheus.GaugeVec   // state
-	punctuations   *prometheus.CounterVec // type
-	produceErrors  prometheus.Counter     //
-	standby        *prometheus.CounterVec // store
-	readCache      *prometheus.CounterVec // event
+	processed      *prometheus.CounterVec   // topic
+	latency        prometheus.Histogram     // per record, source to done
+	lag            *prometheus.GaugeVec     // topic, partition
+	commitLatency  prometheus.Histogram     // one commit cycle
+	commitPhase    *prometheus.HistogramVec // phase (commitPhases)
+	transactions   *prometheus.CounterVec   // result
+	txnChecks      *prometheus.CounterVec   // result
+	restored       *prometheus.CounterVec   // store
+	restoredBytes  *prometheus.CounterVec   // store
+	restoreSeconds prometheus.Counter       //
+	remaining      *prometheus.GaugeVec     // task, store
+	storeSize      *prometheus.GaugeVec     // task
+	rebalances     *prometheus.CounterVec   // kind
+	tasks          *prometheus.GaugeVec     // state
+	punctuations   *prometheus.CounterVec   // type
+	produceErrors  prometheus.Counter       //
+	standby        *prometheus.CounterVec   // store
+	readCache      *prometheus.CounterVec   // event
 	// busy is each processing thread's tessera_thread_busy_seconds_total,
 	// by thread index.
 	busy []prometheus.Counter
@@ -84,6 +85,11 @@ func newMetrics(reg prometheus.Registerer, threads int) *metrics {
 			Help:    "Time to commit one cycle: flush, offsets, transaction end and store apply.",
 			Buckets: prometheus.ExponentialBuckets(1e-4, 2, 16),
 		}),
+		commitPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tessera_commit_phase_seconds",
+			Help:    "Time spent in each phase of a commit, by phase: store_flush (held-back store writes logged), produce_flush (at-least-once: waiting for the broker to acknowledge every record produced), transaction_end (exactly-once: the producer's flush and EndTransaction), apply (store writes and checkpoints into Pebble), offset_commit (at-least-once: the consumer group's offsets).",
+			Buckets: prometheus.ExponentialBuckets(1e-4, 2, 16),
+		}, []string{"phase"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_transactions_total",
 			Help: "Commit cycles by result (committed or aborted); under at-least-once each offset commit counts as committed.",
@@ -138,7 +144,7 @@ func newMetrics(reg prometheus.Registerer, threads int) *metrics {
 		}, []string{"event"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.processed, m.latency, m.lag, m.commitLatency, m.transactions, m.txnChecks,
+		reg.MustRegister(m.processed, m.latency, m.lag, m.commitLatency, m.commitPhase, m.transactions, m.txnChecks,
 			m.restored, m.restoredBytes, m.restoreSeconds, m.remaining, m.storeSize, m.rebalances, m.tasks, m.punctuations, m.produceErrors, m.standby, m.readCache, busy)
 	}
 	for i := range threads {

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -262,6 +264,10 @@ func printBench(w io.Writer, r *bench.Result) {
 	}
 	if r.Commits > 0 {
 		row("commits", "%d, %.1f ms each on average, p99 %.1f ms", r.Commits, r.CommitMSMean, r.CommitMSP99)
+		for _, phase := range slices.Sorted(maps.Keys(r.CommitPhasesMS)) {
+			t := r.CommitPhasesMS[phase]
+			row("  "+phase, "%.1f ms on average, p99 %.1f ms", t.MeanMS, t.P99MS)
+		}
 	}
 	if r.ChangelogOffsetsPerEvent > 0 {
 		row("changelogs", "%.2f offsets per event", r.ChangelogOffsetsPerEvent)

@@ -74,6 +74,19 @@ func TestBenchModes(t *testing.T) {
 			if r.Commits < 1 || r.CommitMSMean <= 0 || r.CommitMSP99 <= 0 {
 				t.Errorf("commits %d, commit_ms_mean %g, commit_ms_p99 %g: the hub committed, so all must be positive", r.Commits, r.CommitMSMean, r.CommitMSP99)
 			}
+			// The phases the guarantee's commits go through.
+			phases := []string{"store_flush", "transaction_end", "apply"}
+			if tt.guarantee == "at_least_once" {
+				phases = []string{"store_flush", "produce_flush", "apply", "offset_commit"}
+			}
+			if len(r.CommitPhasesMS) != len(phases) {
+				t.Errorf("commit_phases_ms %v, want the phases %v", r.CommitPhasesMS, phases)
+			}
+			for _, p := range phases {
+				if ph, ok := r.CommitPhasesMS[p]; !ok || ph.MeanMS < 0 || ph.P99MS <= 0 {
+					t.Errorf("commit phase %s: %+v (present %v)", p, ph, ok)
+				}
+			}
 			if r.MinorFaults <= 0 || !r.HugePages {
 				t.Errorf("minor_faults %d, huge_pages %v: a process that ran faults pages in, and huge pages are the default", r.MinorFaults, r.HugePages)
 			}
