@@ -72,6 +72,10 @@ type Options struct {
 	// (docs/operations.md).
 	ReadCacheBytes int64
 	ProducerLinger time.Duration
+	// CommitInterval, if positive, sets processing.commit_interval: how
+	// often the hub commits, and so how long a commit makes the records
+	// arriving meanwhile wait (commit_phases_ms).
+	CommitInterval time.Duration
 	// Pprof, if set, is where the hub serves /debug/pprof/ (host:port).
 	Pprof string
 	// CPUProfile, if set, is a file the hub's CPU profile over the first
@@ -124,6 +128,9 @@ func (o Options) validate() error {
 	if o.ReadCacheBytes < 0 {
 		return fmt.Errorf("read cache bytes must be 0 (the hub's default) or positive, got %d", o.ReadCacheBytes)
 	}
+	if o.CommitInterval < 0 {
+		return fmt.Errorf("commit interval must be 0 (the hub's default) or positive, got %s", o.CommitInterval)
+	}
 	// The hub's own rules judge the settings passed through to it, so
 	// that a bad one fails here and not in the hub's log.
 	h := o.hubConfig("bench", ".", "http://127.0.0.1:1/")
@@ -148,7 +155,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	defer h.close()
 	res := &Result{Mode: o.Mode, Guarantee: o.Guarantee, Partitions: o.Partitions, Threads: o.Threads, HugePages: o.HugePages, Customers: o.Workload.Customers,
-		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: lingerSetting(o), Machine: describeMachine()}
+		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: durationSetting(o.ProducerLinger, 0),
+		CommitInterval: durationSetting(o.CommitInterval, 1), Machine: describeMachine()}
 	switch o.Mode {
 	case Throughput:
 		err = h.throughput(ctx, res)

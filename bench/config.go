@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // hubConfig is the tessera.yaml the processing process runs: the full
@@ -22,9 +23,12 @@ type hubConfig struct {
 	// Threads, if positive, sets processing.threads.
 	Threads int
 	// ReadCacheBytes, if positive, sets processing.read_cache_bytes;
-	// ProducerLinger, if set, processing.producer_linger (lingerSetting).
+	// ProducerLinger, if set, processing.producer_linger (durationSetting).
 	ReadCacheBytes int64
 	ProducerLinger string
+	// CommitInterval, if set, sets processing.commit_interval
+	// (durationSetting).
+	CommitInterval string
 }
 
 // hubConfig returns the configuration of the hub that a run of o starts,
@@ -34,17 +38,20 @@ func (o Options) hubConfig(app, data, webhookURL string) hubConfig {
 	return hubConfig{
 		App: app, Data: data, Partitions: o.Partitions, Guarantee: o.Guarantee, WriteKey: writeKey,
 		WebhookURL: webhookURL, RecentEvents: o.RecentEvents, Threads: o.Threads,
-		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: lingerSetting(o),
+		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: durationSetting(o.ProducerLinger, 0),
+		CommitInterval: durationSetting(o.CommitInterval, 1),
 	}
 }
 
-// lingerSetting returns the producer_linger a run's Options set, empty
-// for the hub's default.
-func lingerSetting(o Options) string {
-	if o.ProducerLinger < 0 {
+// durationSetting returns the hub setting of a duration option, empty
+// (the hub's default) when d is below least: the options' way of saying
+// "keep the default" is a negative producer linger, where 0 is a setting,
+// and a zero commit interval.
+func durationSetting(d, least time.Duration) string {
+	if d < least {
 		return ""
 	}
-	return o.ProducerLinger.String()
+	return d.String()
 }
 
 // TriggerName is the benchmark's event trigger: it fires for each marked
@@ -71,6 +78,9 @@ processing:
 	}
 	if h.ProducerLinger != "" {
 		fmt.Fprintf(&b, "  producer_linger: %s\n", h.ProducerLinger)
+	}
+	if h.CommitInterval != "" {
+		fmt.Fprintf(&b, "  commit_interval: %s\n", h.CommitInterval)
 	}
 	fmt.Fprintf(&b, `log:
   level: warn

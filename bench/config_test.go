@@ -74,13 +74,14 @@ func TestHubConfig(t *testing.T) {
 func TestHubConfigSettings(t *testing.T) {
 	h := hubConfig{App: "bench-x", Data: t.TempDir(), Partitions: 6, Guarantee: "at_least_once",
 		WriteKey: "k", WebhookURL: "http://127.0.0.1:1/hook", RecentEvents: -1,
-		ReadCacheBytes: 4 << 20, ProducerLinger: "0s"}
+		ReadCacheBytes: 4 << 20, ProducerLinger: "0s", CommitInterval: "50ms"}
 	cfg, err := config.Parse([]byte(h.yaml()), "tessera.yaml")
 	if err != nil {
 		t.Fatalf("parsing:\n%s\n%v", h.yaml(), err)
 	}
-	if cfg.Processing.ReadCacheBytes != 4<<20 || cfg.Processing.ProducerLinger != 0 {
-		t.Errorf("read_cache_bytes %d, producer_linger %s, want 4194304 and 0s", cfg.Processing.ReadCacheBytes, cfg.Processing.ProducerLinger)
+	if cfg.Processing.ReadCacheBytes != 4<<20 || cfg.Processing.ProducerLinger != 0 || cfg.Processing.CommitInterval != config.Duration(50*time.Millisecond) {
+		t.Errorf("read_cache_bytes %d, producer_linger %s, commit_interval %s, want 4194304, 0s and 50ms",
+			cfg.Processing.ReadCacheBytes, cfg.Processing.ProducerLinger, cfg.Processing.CommitInterval)
 	}
 
 	for _, tc := range []struct {
@@ -91,6 +92,8 @@ func TestHubConfigSettings(t *testing.T) {
 		{"cache below the hub's minimum", func(o *Options) { o.ReadCacheBytes = 1000 }, "processing.read_cache_bytes"},
 		{"negative cache", func(o *Options) { o.ReadCacheBytes = -1 }, "read cache bytes must be"},
 		{"linger past the hub's maximum", func(o *Options) { o.ProducerLinger = 2 * time.Second }, "processing.producer_linger"},
+		{"negative commit interval", func(o *Options) { o.CommitInterval = -time.Second }, "commit interval must be"},
+		{"commit interval past the transaction timeout", func(o *Options) { o.CommitInterval = time.Hour }, "processing.commit_interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := DefaultOptions()
