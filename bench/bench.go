@@ -54,6 +54,10 @@ type Options struct {
 	// for transparent huge pages (hugepages.Tunable), as the Dockerfile
 	// does.
 	HugePages bool
+	// HubEnv are NAME=value settings added to the hub's environment
+	// alone, such as the Go runtime's GOGC or GOMEMLIMIT, which a
+	// deployment sets the same way.
+	HubEnv []string
 	// Workload is the synthetic workload.
 	Workload Workload
 	// Dir is the work directory (configuration, state, logs); empty makes
@@ -128,6 +132,11 @@ func (o Options) validate() error {
 	if o.ReadCacheBytes < 0 {
 		return fmt.Errorf("read cache bytes must be 0 (the hub's default) or positive, got %d", o.ReadCacheBytes)
 	}
+	for _, kv := range o.HubEnv {
+		if name, _, ok := strings.Cut(kv, "="); !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return fmt.Errorf("hub environment: want NAME=value, got %q", kv)
+		}
+	}
 	if o.CommitInterval < 0 {
 		return fmt.Errorf("commit interval must be 0 (the hub's default) or positive, got %s", o.CommitInterval)
 	}
@@ -154,7 +163,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		return nil, err
 	}
 	defer h.close()
-	res := &Result{Mode: o.Mode, Guarantee: o.Guarantee, Partitions: o.Partitions, Threads: o.Threads, HugePages: o.HugePages, Customers: o.Workload.Customers,
+	res := &Result{Mode: o.Mode, Guarantee: o.Guarantee, Partitions: o.Partitions, Threads: o.Threads, HugePages: o.HugePages, HubEnv: o.HubEnv, Customers: o.Workload.Customers,
 		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: durationSetting(o.ProducerLinger, 0),
 		CommitInterval: durationSetting(o.CommitInterval, 1), Machine: describeMachine()}
 	switch o.Mode {
@@ -287,6 +296,7 @@ func (h *harness) startHub(ctx context.Context) error {
 	if h.o.HugePages {
 		env = append(env, hugepages.Env(os.Getenv(hugepages.EnvVar)))
 	}
+	env = append(env, h.o.HubEnv...)
 	h.hub, err = startChild(h.exe, h.dir, "hub", env, args...)
 	if err != nil {
 		return err

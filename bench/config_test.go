@@ -93,6 +93,8 @@ func TestHubConfigSettings(t *testing.T) {
 		{"negative cache", func(o *Options) { o.ReadCacheBytes = -1 }, "read cache bytes must be"},
 		{"linger past the hub's maximum", func(o *Options) { o.ProducerLinger = 2 * time.Second }, "processing.producer_linger"},
 		{"negative commit interval", func(o *Options) { o.CommitInterval = -time.Second }, "commit interval must be"},
+		{"hub environment without a value", func(o *Options) { o.HubEnv = []string{"GOGC=200", "GOMEMLIMIT"} }, `hub environment: want NAME=value, got "GOMEMLIMIT"`},
+		{"hub environment without a name", func(o *Options) { o.HubEnv = []string{"=200"} }, "hub environment"},
 		{"commit interval past the transaction timeout", func(o *Options) { o.CommitInterval = time.Hour }, "processing.commit_interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -59,6 +59,9 @@ type Result struct {
 	// HugePages says whether the hub ran with glibc's allocator asked to
 	// back its C memory with transparent huge pages (Options.HugePages).
 	HugePages bool `json:"huge_pages"`
+	// HubEnv is what the run added to the hub's environment
+	// (Options.HubEnv).
+	HubEnv []string `json:"hub_env,omitempty"`
 	// Activations is how many activations the run produced on
 	// <app>.activations (latency: how many of the trigger's arrived).
 	Activations int64 `json:"activations,omitempty"`

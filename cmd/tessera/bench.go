@@ -120,6 +120,7 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 	f.Uint64Var(&o.Workload.Seed, "seed", o.Workload.Seed, "random seed of the workload")
 	f.IntVar(&o.Threads, "threads", o.Threads, "processing.threads of the hub (goroutines processing tasks at once); 0 keeps the default")
 	f.BoolVar(&o.HugePages, "huge-pages", o.HugePages, "run the hub with GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (transparent huge pages for Pebble's C memory), as the Dockerfile does")
+	f.StringArrayVar(&o.HubEnv, "hub-env", nil, "NAME=value added to the hub's environment alone, such as GOGC=200 or GOMEMLIMIT=1GiB (repeatable)")
 	f.IntVar(&o.RecentEvents, "recent-events", o.RecentEvents, "profiles.recent_events of the hub (events kept inline per profile); negative keeps the default")
 	f.Int64Var(&o.ReadCacheBytes, "read-cache-bytes", o.ReadCacheBytes, "processing.read_cache_bytes of the hub (each task's read cache); 0 keeps the default")
 	f.DurationVar(&o.ProducerLinger, "producer-linger", o.ProducerLinger, "processing.producer_linger of the hub (how long a produced batch may fill); negative keeps the default")
@@ -230,6 +231,9 @@ func printBench(w io.Writer, r *bench.Result) {
 	if r.ReadCacheBytes > 0 || r.ProducerLinger != "" || r.CommitInterval != "" {
 		row("settings", "read_cache_bytes %s, producer_linger %s, commit_interval %s", orDefault(strconv.FormatInt(r.ReadCacheBytes, 10), r.ReadCacheBytes > 0),
 			orDefault(r.ProducerLinger, r.ProducerLinger != ""), orDefault(r.CommitInterval, r.CommitInterval != ""))
+	}
+	if len(r.HubEnv) > 0 {
+		row("hub env", "%s", strings.Join(r.HubEnv, " "))
 	}
 	row("machine", "%d cores, %s; load %s → %s; transparent huge pages %s", r.Machine.Cores, r.Machine.CPU, r.Machine.LoadBefore, r.Machine.LoadAfter, r.Machine.THP)
 	row("events", "%d (%d processed, %d B each), %d profiles", r.Events, r.EventsProcessed, r.EventBytes, r.Profiles)
