@@ -250,6 +250,16 @@ func (h *harness) checkCommittedOffsets() {
 	})
 }
 
+// produceRounds produces rounds of perRound input records, each round
+// once every output of the rounds before it is readable.
+func (h *harness) produceRounds(rounds, perRound int) {
+	h.t.Helper()
+	for i := range rounds {
+		h.produce(i*perRound, (i+1)*perRound)
+		h.awaitOutput((i + 1) * perRound)
+	}
+}
+
 // counterValue returns the value of counter name with the one label value.
 func counterValue(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
 	t.Helper()
@@ -314,11 +324,8 @@ func TestCycleEndsWhenInputDrains(t *testing.T) {
 	done, cancel := runInBackground(rt)
 	defer cancel()
 
-	const rounds, perRound = 3, 40
-	for i := range rounds {
-		h.produce(i*perRound, (i+1)*perRound)
-		h.awaitOutput((i + 1) * perRound)
-	}
+	const rounds = 3
+	h.produceRounds(rounds, 40)
 	if got := counterValue(t, reg, "tessera_transactions_total", "committed"); got < rounds {
 		t.Errorf("%v transactions committed, want at least one per round (%d)", got, rounds)
 	}
@@ -403,11 +410,7 @@ func TestOffsetsCommittedWhenStopped(t *testing.T) {
 			}
 			done, cancel := runInBackground(rt)
 			defer cancel()
-			const rounds, perRound = 3, 50
-			for i := range rounds {
-				h.produce(i*perRound, (i+1)*perRound)
-				h.awaitOutput((i + 1) * perRound)
-			}
+			h.produceRounds(3, 50)
 			cancel()
 			if err := <-done; err != nil {
 				t.Fatalf("runtime stopped with %v", err)
