@@ -80,6 +80,11 @@ type Options struct {
 	// often the hub commits, and so how long a commit makes the records
 	// arriving meanwhile wait (commit_phases_ms).
 	CommitInterval time.Duration
+	// MinCommitInterval, if positive, sets
+	// processing.min_commit_interval: how short an exactly-once cycle
+	// may be when its input runs dry, which each of an event's two hops
+	// waits out.
+	MinCommitInterval time.Duration
 	// Pprof, if set, is where the hub serves /debug/pprof/ (host:port).
 	Pprof string
 	// CPUProfile, if set, is a file the hub's CPU profile over the first
@@ -137,8 +142,8 @@ func (o Options) validate() error {
 			return fmt.Errorf("hub environment: want NAME=value, got %q", kv)
 		}
 	}
-	if o.CommitInterval < 0 {
-		return fmt.Errorf("commit interval must be 0 (the hub's default) or positive, got %s", o.CommitInterval)
+	if o.CommitInterval < 0 || o.MinCommitInterval < 0 {
+		return fmt.Errorf("commit intervals must be 0 (the hub's default) or positive, got %s and a minimum of %s", o.CommitInterval, o.MinCommitInterval)
 	}
 	// The hub's own rules judge the settings passed through to it, so
 	// that a bad one fails here and not in the hub's log.
@@ -165,7 +170,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	defer h.close()
 	res := &Result{Mode: o.Mode, Guarantee: o.Guarantee, Partitions: o.Partitions, Threads: o.Threads, HugePages: o.HugePages, HubEnv: o.HubEnv, Customers: o.Workload.Customers,
 		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: durationSetting(o.ProducerLinger, 0),
-		CommitInterval: durationSetting(o.CommitInterval, 1), Machine: describeMachine()}
+		CommitInterval: durationSetting(o.CommitInterval, 1), MinCommitInterval: durationSetting(o.MinCommitInterval, 1), Machine: describeMachine()}
 	switch o.Mode {
 	case Throughput:
 		err = h.throughput(ctx, res)

@@ -26,9 +26,10 @@ type hubConfig struct {
 	// ProducerLinger, if set, processing.producer_linger (durationSetting).
 	ReadCacheBytes int64
 	ProducerLinger string
-	// CommitInterval, if set, sets processing.commit_interval
+	// CommitInterval and MinCommitInterval, if set, set
+	// processing.commit_interval and min_commit_interval
 	// (durationSetting).
-	CommitInterval string
+	CommitInterval, MinCommitInterval string
 }
 
 // hubConfig returns the configuration of the hub that a run of o starts,
@@ -39,7 +40,7 @@ func (o Options) hubConfig(app, data, webhookURL string) hubConfig {
 		App: app, Data: data, Partitions: o.Partitions, Guarantee: o.Guarantee, WriteKey: writeKey,
 		WebhookURL: webhookURL, RecentEvents: o.RecentEvents, Threads: o.Threads,
 		ReadCacheBytes: o.ReadCacheBytes, ProducerLinger: durationSetting(o.ProducerLinger, 0),
-		CommitInterval: durationSetting(o.CommitInterval, 1),
+		CommitInterval: durationSetting(o.CommitInterval, 1), MinCommitInterval: durationSetting(o.MinCommitInterval, 1),
 	}
 }
 
@@ -81,6 +82,9 @@ processing:
 	}
 	if h.CommitInterval != "" {
 		fmt.Fprintf(&b, "  commit_interval: %s\n", h.CommitInterval)
+	}
+	if h.MinCommitInterval != "" {
+		fmt.Fprintf(&b, "  min_commit_interval: %s\n", h.MinCommitInterval)
 	}
 	fmt.Fprintf(&b, `log:
   level: warn

@@ -34,8 +34,10 @@ func TestHubConfig(t *testing.T) {
 		if cfg.Profiles.RecentEvents != want {
 			t.Errorf("recent_events = %d, want %d", cfg.Profiles.RecentEvents, want)
 		}
-		if cfg.Processing.ReadCacheBytes != 0 || cfg.Processing.ProducerLinger != config.Default().Processing.ProducerLinger {
-			t.Errorf("read_cache_bytes %d, producer_linger %s: not the defaults", cfg.Processing.ReadCacheBytes, cfg.Processing.ProducerLinger)
+		if p, d := cfg.Processing, config.Default().Processing; p.ReadCacheBytes != 0 || p.ProducerLinger != d.ProducerLinger ||
+			p.CommitInterval != d.CommitInterval || p.MinCommitInterval != d.MinCommitInterval {
+			t.Errorf("read_cache_bytes %d, producer_linger %s, commit_interval %s, min_commit_interval %s: not the defaults",
+				p.ReadCacheBytes, p.ProducerLinger, p.CommitInterval, p.MinCommitInterval)
 		}
 		if len(cfg.Features) != 8 {
 			t.Errorf("%d features, want 8", len(cfg.Features))
@@ -74,14 +76,15 @@ func TestHubConfig(t *testing.T) {
 func TestHubConfigSettings(t *testing.T) {
 	h := hubConfig{App: "bench-x", Data: t.TempDir(), Partitions: 6, Guarantee: "at_least_once",
 		WriteKey: "k", WebhookURL: "http://127.0.0.1:1/hook", RecentEvents: -1,
-		ReadCacheBytes: 4 << 20, ProducerLinger: "0s", CommitInterval: "50ms"}
+		ReadCacheBytes: 4 << 20, ProducerLinger: "0s", CommitInterval: "50ms", MinCommitInterval: "10ms"}
 	cfg, err := config.Parse([]byte(h.yaml()), "tessera.yaml")
 	if err != nil {
 		t.Fatalf("parsing:\n%s\n%v", h.yaml(), err)
 	}
-	if cfg.Processing.ReadCacheBytes != 4<<20 || cfg.Processing.ProducerLinger != 0 || cfg.Processing.CommitInterval != config.Duration(50*time.Millisecond) {
-		t.Errorf("read_cache_bytes %d, producer_linger %s, commit_interval %s, want 4194304, 0s and 50ms",
-			cfg.Processing.ReadCacheBytes, cfg.Processing.ProducerLinger, cfg.Processing.CommitInterval)
+	if p := cfg.Processing; p.ReadCacheBytes != 4<<20 || p.ProducerLinger != 0 || p.CommitInterval != config.Duration(50*time.Millisecond) ||
+		p.MinCommitInterval != config.Duration(10*time.Millisecond) {
+		t.Errorf("read_cache_bytes %d, producer_linger %s, commit_interval %s, min_commit_interval %s, want 4194304, 0s, 50ms and 10ms",
+			p.ReadCacheBytes, p.ProducerLinger, p.CommitInterval, p.MinCommitInterval)
 	}
 
 	for _, tc := range []struct {
@@ -92,7 +95,8 @@ func TestHubConfigSettings(t *testing.T) {
 		{"cache below the hub's minimum", func(o *Options) { o.ReadCacheBytes = 1000 }, "processing.read_cache_bytes"},
 		{"negative cache", func(o *Options) { o.ReadCacheBytes = -1 }, "read cache bytes must be"},
 		{"linger past the hub's maximum", func(o *Options) { o.ProducerLinger = 2 * time.Second }, "processing.producer_linger"},
-		{"negative commit interval", func(o *Options) { o.CommitInterval = -time.Second }, "commit interval must be"},
+		{"negative commit interval", func(o *Options) { o.CommitInterval = -time.Second }, "commit intervals must be"},
+		{"negative minimum commit interval", func(o *Options) { o.MinCommitInterval = -time.Millisecond }, "a minimum of -1ms"},
 		{"hub environment without a value", func(o *Options) { o.HubEnv = []string{"GOGC=200", "GOMEMLIMIT"} }, `hub environment: want NAME=value, got "GOMEMLIMIT"`},
 		{"hub environment without a name", func(o *Options) { o.HubEnv = []string{"=200"} }, "hub environment"},
 		{"commit interval past the transaction timeout", func(o *Options) { o.CommitInterval = time.Hour }, "processing.commit_interval"},

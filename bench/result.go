@@ -27,9 +27,11 @@ type Result struct {
 	// them (Options), absent where it kept the hub's defaults.
 	ReadCacheBytes int64  `json:"read_cache_bytes,omitempty"`
 	ProducerLinger string `json:"producer_linger,omitempty"`
-	// CommitInterval is the hub's processing.commit_interval where the
-	// run set it.
-	CommitInterval string `json:"commit_interval,omitempty"`
+	// CommitInterval and MinCommitInterval are the hub's
+	// processing.commit_interval and min_commit_interval where the run
+	// set them.
+	CommitInterval    string `json:"commit_interval,omitempty"`
+	MinCommitInterval string `json:"min_commit_interval,omitempty"`
 	// Customers is the workload's customer count; Profiles how many of
 	// them sent events (the live profiles once merges are done).
 	Customers int `json:"customers"`

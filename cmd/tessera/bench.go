@@ -125,6 +125,7 @@ event trigger. bench/README.md has the results and how to reproduce them.`,
 	f.Int64Var(&o.ReadCacheBytes, "read-cache-bytes", o.ReadCacheBytes, "processing.read_cache_bytes of the hub (each task's read cache); 0 keeps the default")
 	f.DurationVar(&o.ProducerLinger, "producer-linger", o.ProducerLinger, "processing.producer_linger of the hub (how long a produced batch may fill); negative keeps the default")
 	f.DurationVar(&o.CommitInterval, "commit-interval", o.CommitInterval, "processing.commit_interval of the hub (how often it commits); 0 keeps the default")
+	f.DurationVar(&o.MinCommitInterval, "min-commit-interval", o.MinCommitInterval, "processing.min_commit_interval of the hub (the shortest exactly-once cycle, when the input runs dry); 0 keeps the default")
 	f.StringVar(&o.Dir, "dir", "", "work directory (config, state, logs); default a temporary one, removed afterwards")
 	f.BoolVar(&o.Keep, "keep", false, "keep the temporary work directory")
 	f.StringVar(&o.Pprof, "pprof", "", "serve the hub's /debug/pprof/ on this host:port")
@@ -228,9 +229,9 @@ func printBench(w io.Writer, r *bench.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, "%s\t"+format+"\n", append([]any{k}, args...)...) }
 	row("mode", "%s (%s, %d partitions, threads %s)", r.Mode, r.Guarantee, r.Partitions, threadsOf(r.Threads))
-	if r.ReadCacheBytes > 0 || r.ProducerLinger != "" || r.CommitInterval != "" {
-		row("settings", "read_cache_bytes %s, producer_linger %s, commit_interval %s", orDefault(strconv.FormatInt(r.ReadCacheBytes, 10), r.ReadCacheBytes > 0),
-			orDefault(r.ProducerLinger, r.ProducerLinger != ""), orDefault(r.CommitInterval, r.CommitInterval != ""))
+	if r.ReadCacheBytes > 0 || r.ProducerLinger != "" || r.CommitInterval != "" || r.MinCommitInterval != "" {
+		row("settings", "read_cache_bytes %s, producer_linger %s, commit_interval %s, min_commit_interval %s", orDefault(strconv.FormatInt(r.ReadCacheBytes, 10), r.ReadCacheBytes > 0),
+			orDefault(r.ProducerLinger, r.ProducerLinger != ""), orDefault(r.CommitInterval, r.CommitInterval != ""), orDefault(r.MinCommitInterval, r.MinCommitInterval != ""))
 	}
 	if len(r.HubEnv) > 0 {
 		row("hub env", "%s", strings.Join(r.HubEnv, " "))
