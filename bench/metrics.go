@@ -65,12 +65,18 @@ func (m metrics) sum(name, label, value string) float64 {
 }
 
 func hasLabel(s *dto.Metric, label, value string) bool {
+	v, ok := labelOf(s, label)
+	return ok && v == value
+}
+
+// labelOf returns the value of series s's label, and whether s has it.
+func labelOf(s *dto.Metric, label string) (string, bool) {
 	for _, l := range s.GetLabel() {
 		if l.GetName() == label {
-			return l.GetValue() == value
+			return l.GetValue(), true
 		}
 	}
-	return false
+	return "", false
 }
 
 // histogram returns histogram name's observation count, their sum and its
@@ -147,9 +153,8 @@ func (h *harness) readHub(res *Result) (usage, error) {
 	}
 	res.EventsProcessed = int64(m.sum("tessera_records_processed_total", "topic", h.topics.Events))
 	if n, total, buckets := m.histogram("tessera_commit_latency_seconds"); n > 0 {
-		res.Commits = int64(n)
-		res.CommitMSMean = total / float64(n) * 1000
-		res.CommitMSP99 = quantile(0.99, buckets) * 1000
+		t := timing(n, total, buckets)
+		res.Commits, res.CommitMSMean, res.CommitMSP99 = int64(n), t.MeanMS, t.P99MS
 	}
 	res.CommitPhasesMS = m.commitPhases()
 	return u, nil
@@ -165,23 +170,22 @@ func (m metrics) commitPhases() map[string]Timing {
 	}
 	out := make(map[string]Timing)
 	for _, s := range f.GetMetric() {
-		var phase string
-		for _, l := range s.GetLabel() {
-			if l.GetName() == "phase" {
-				phase = l.GetValue()
-			}
-		}
+		phase, _ := labelOf(s, "phase")
 		if s.Histogram == nil || phase == "" {
 			continue
 		}
-		n, total, buckets := series(s.GetHistogram())
-		if n == 0 {
-			continue
+		if n, total, buckets := series(s.GetHistogram()); n > 0 {
+			out[phase] = timing(n, total, buckets)
 		}
-		out[phase] = Timing{MeanMS: total / float64(n) * 1000, P99MS: quantile(0.99, buckets) * 1000}
 	}
 	if len(out) == 0 {
 		return nil
 	}
 	return out
+}
+
+// timing returns the mean and p99, in milliseconds, of a histogram of
+// seconds with n observations summing to total.
+func timing(n uint64, total float64, buckets []bucket) Timing {
+	return Timing{MeanMS: total / float64(n) * 1000, P99MS: quantile(0.99, buckets) * 1000}
 }

@@ -83,7 +83,7 @@ func TestBenchModes(t *testing.T) {
 				t.Errorf("commit_phases_ms %v, want the phases %v", r.CommitPhasesMS, phases)
 			}
 			for _, p := range phases {
-				if ph, ok := r.CommitPhasesMS[p]; !ok || ph.MeanMS < 0 || ph.P99MS <= 0 {
+				if ph, ok := r.CommitPhasesMS[p]; !ok || ph.P99MS <= 0 {
 					t.Errorf("commit phase %s: %+v (present %v)", p, ph, ok)
 				}
 			}
