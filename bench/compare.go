@@ -211,6 +211,10 @@ func summarize(runs []ComparedRun) []CompareRow {
 			return ev / cpu, true
 		}},
 		{"minor_faults", "sum", sum(func(r *Result) float64 { return float64(r.MinorFaults) })},
+		{"alloc_bytes_per_event", "median", median(func(r *Result) (float64, bool) {
+			return r.AllocBytesPerEvent, r.AllocBytesPerEvent > 0
+		})},
+		{"gc_cycles", "sum", sum(func(r *Result) float64 { return float64(r.GCCycles) })},
 		{"rss_peak_bytes", "max", func(rs []*Result) (float64, bool) {
 			var m float64
 			for _, r := range rs {

@@ -28,7 +28,8 @@ func TestRunOrder(t *testing.T) {
 func TestSummarize(t *testing.T) {
 	lat := func(p50, p99 float64) *Percentiles { return &Percentiles{P50: p50, P99: p99, P999: p99 + 1} }
 	run := func(build string, cpu float64, events int64, rss int64, l *Percentiles) ComparedRun {
-		return ComparedRun{Build: build, Result: &Result{CPUSeconds: cpu, Seconds: cpu / 2, EventsProcessed: events, RSSPeakBytes: rss, LatencyMS: l}}
+		return ComparedRun{Build: build, Result: &Result{CPUSeconds: cpu, Seconds: cpu / 2, EventsProcessed: events, RSSPeakBytes: rss, LatencyMS: l,
+			AllocBytesPerEvent: 10 * cpu, GCCycles: int64(cpu)}}
 	}
 	runs := []ComparedRun{
 		run(BuildBaseline, 10, 1000, 5, lat(1, 40)),
@@ -46,6 +47,9 @@ func TestSummarize(t *testing.T) {
 		"latency_p99_ms":      {50, 60},
 		"latency_p999_ms":     {51, 61},
 		"minor_faults":        {0, 0},
+		// Medians of 100, 300, 200 and of 80, 120; sums of the CPU.
+		"alloc_bytes_per_event": {200, 100},
+		"gc_cycles":             {60, 20},
 	}
 	got := summarize(runs)
 	if len(got) != len(want) {

@@ -86,7 +86,7 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 		return fmt.Errorf("creating the activations consumer: %w", err)
 	}
 	defer cl.Close()
-	u0, err := processUsage(h.hub.pid())
+	u0, _, err := h.hubUsage()
 	if err != nil {
 		return err
 	}
@@ -213,6 +213,7 @@ func (h *harness) latency(ctx context.Context, res *Result) error {
 	res.EventsPerSec = float64(res.Events) / max(lastSend.Sub(start).Seconds(), 0.001)
 	res.CPUSeconds = (u1.CPU - u0.CPU).Seconds()
 	res.MinorFaults = u1.MinorFaults - u0.MinorFaults
+	setHeap(res, u0, u1, res.Events)
 	res.EventsPerCoreSec = float64(res.Events) / max(res.CPUSeconds, 0.01)
 	h.progress("latency at %d events/s: p50 %.1f ms, p99 %.1f ms over %d activations (%d HTTP errors)",
 		h.o.Rate, res.LatencyMS.P50, res.LatencyMS.P99, len(lat), res.HTTPErrors)

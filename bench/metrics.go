@@ -136,19 +136,51 @@ func quantile(q float64, buckets []bucket) float64 {
 	return lo
 }
 
+// hubUsage returns what the hub has used so far: its CPU time and page
+// faults from /proc, and its Go heap's counters from its metrics.
+func (h *harness) hubUsage() (usage, metrics, error) {
+	u, err := processUsage(h.hub.pid())
+	if err != nil {
+		return usage{}, nil, err
+	}
+	m, err := h.scrape()
+	if err != nil {
+		return usage{}, nil, err
+	}
+	u.AllocBytes, u.GCCycles = m.heapCounts()
+	return u, m, nil
+}
+
+// heapCounts returns the bytes the Go heap allocated and the collections
+// it completed since the process started (the Prometheus Go collector's
+// go_memstats_alloc_bytes_total and the count of go_gc_duration_seconds);
+// zeros when the hub reports neither.
+func (m metrics) heapCounts() (allocBytes, gcCycles float64) {
+	allocBytes = m.sum("go_memstats_alloc_bytes_total", "", "")
+	if f := m["go_gc_duration_seconds"]; f != nil {
+		for _, s := range f.GetMetric() {
+			gcCycles += float64(s.GetSummary().GetSampleCount())
+		}
+	}
+	return allocBytes, gcCycles
+}
+
+// setHeap sets res's heap figures from the hub's usage from before to
+// after, over the events it processed meanwhile.
+func setHeap(res *Result, before, after usage, events int64) {
+	res.AllocBytesPerEvent = (after.AllocBytes - before.AllocBytes) / float64(max(events, 1))
+	res.GCCycles = int64(after.GCCycles - before.GCCycles)
+}
+
 // readHub reads what a mode reports of the hub process at its end: its
 // usage so far (returned), its peak RSS and the events it processed (set
 // in res).
 func (h *harness) readHub(res *Result) (usage, error) {
-	u, err := processUsage(h.hub.pid())
+	u, m, err := h.hubUsage()
 	if err != nil {
 		return usage{}, err
 	}
 	if res.RSSPeakBytes, err = peakRSS(h.hub.pid()); err != nil {
-		return usage{}, err
-	}
-	m, err := h.scrape()
-	if err != nil {
 		return usage{}, err
 	}
 	res.EventsProcessed = int64(m.sum("tessera_records_processed_total", "topic", h.topics.Events))

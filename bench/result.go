@@ -58,6 +58,13 @@ type Result struct {
 	// time CPUSeconds covers (restore: the restarted process's, from its
 	// start to ready): the memory it touched for the first time.
 	MinorFaults int64 `json:"minor_faults"`
+	// AllocBytesPerEvent is what the processing process's Go heap
+	// allocated per event over the same time, and GCCycles how many
+	// collections it ran meanwhile (throughput and latency modes): the
+	// collector's load, whose mark phases show in the latency's tail.
+	// Both move less from run to run than CPU time does.
+	AllocBytesPerEvent float64 `json:"alloc_bytes_per_event,omitempty"`
+	GCCycles           int64   `json:"gc_cycles,omitempty"`
 	// HugePages says whether the hub ran with glibc's allocator asked to
 	// back its C memory with transparent huge pages (Options.HugePages).
 	HugePages bool `json:"huge_pages"`

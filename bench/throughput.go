@@ -58,6 +58,7 @@ func (h *harness) throughput(ctx context.Context, res *Result) error {
 	res.EventsPerSec = float64(res.Events) / res.Seconds
 	res.CPUSeconds = u.CPU.Seconds()
 	res.MinorFaults = u.MinorFaults
+	setHeap(res, usage{}, u, res.Events)
 	res.EventsPerCoreSec = float64(res.Events) / max(res.CPUSeconds, 0.01)
 	if res.BaselineEventsPerCoreSec > 0 {
 		res.OverheadRatio = res.BaselineEventsPerCoreSec / res.EventsPerCoreSec

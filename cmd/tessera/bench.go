@@ -240,6 +240,9 @@ func printBench(w io.Writer, r *bench.Result) {
 	row("events", "%d (%d processed, %d B each), %d profiles", r.Events, r.EventsProcessed, r.EventBytes, r.Profiles)
 	row("wall", "%.2f s, %.0f events/s", r.Seconds, r.EventsPerSec)
 	row("cpu", "%.2f s, %.0f events per core-second; %d minor page faults (huge pages %v)", r.CPUSeconds, r.EventsPerCoreSec, r.MinorFaults, r.HugePages)
+	if r.AllocBytesPerEvent > 0 {
+		row("heap", "%.0f bytes allocated per event, %d collections", r.AllocBytesPerEvent, r.GCCycles)
+	}
 	if r.BaselineEventsPerCoreSec > 0 {
 		row("baseline", "%.0f events per core-second; overhead ratio %.2f", r.BaselineEventsPerCoreSec, r.OverheadRatio)
 	}

@@ -43,6 +43,15 @@ func TestBenchModes(t *testing.T) {
 			var fields map[string]any
 			_ = json.Unmarshal(out, &fields)
 			want := []string{"events", "seconds", "events_per_sec", "cpu_seconds", "events_per_core_sec", "rss_peak_bytes", "minor_faults", "huge_pages"}
+			// An event of about 1 KB is fetched and decompressed
+			// twice (events, then profile-ops) at least; throughput
+			// mode counts the hub's start-up too.
+			if r.AllocBytesPerEvent < 2000 || r.AllocBytesPerEvent > 10e6 {
+				t.Errorf("alloc_bytes_per_event = %g, want 2 KB..10 MB", r.AllocBytesPerEvent)
+			}
+			if tt.mode != "latency" && r.GCCycles < 1 {
+				t.Errorf("gc_cycles = %d: a hub that started and processed %d events collected", r.GCCycles, r.Events)
+			}
 			switch tt.mode {
 			case "throughput", "restore":
 				want = append(want, "disk_bytes_per_profile", "baseline_events_per_core_sec", "overhead_ratio")
