@@ -76,6 +76,9 @@ type cycle struct {
 	// first is the first record the cycle processed of each source
 	// partition: where an aborted at-least-once cycle rewinds to.
 	first map[topicPartition]kgo.EpochOffset
+	// done are the records the cycle processed, to recycle once it has
+	// committed (recycle).
+	done []*kgo.Record
 }
 
 func newCycle() *cycle {
@@ -103,6 +106,31 @@ func (c *cycle) processed(rs []*kgo.Record) {
 	}
 	c.last[tp] = rs[len(rs)-1]
 	c.records += len(rs)
+	c.done = append(c.done, rs...)
+}
+
+// recycle hands the memory of the records the cycle processed back to the
+// Kafka client's pool (fetchPool), or, when the cycle did not commit, only
+// forgets them.
+//
+// Recycling reuses a record's key and value for a later fetch, so it is
+// safe only when nothing refers to them any longer. After a commit that
+// holds: the outputs that a processor built on an input's bytes (a
+// forwarded key, say) were produced, and the producer has flushed them
+// (at-least-once) or ended their transaction (exactly-once); the stores
+// copied what was written to them; and the processors keep no input bytes
+// from one record to the next (INVARIANT of every Processor: a Record's
+// Key and Value are the processor's only during Process). After an abort,
+// or a commit that failed, records may still wait in the producer, so the
+// garbage collector reclaims them instead, when they are done with.
+func (c *cycle) recycle(committed bool) {
+	if committed {
+		for _, r := range c.done {
+			r.Recycle()
+		}
+	}
+	clear(c.done)
+	c.done = c.done[:0]
 }
 
 // reset closes the cycle; with drop it also forgets the pending records,
@@ -275,6 +303,10 @@ func (r *Runtime) beginCycle(c *cycle) error {
 func (r *Runtime) endCycle(c *cycle, tryCommit bool) error {
 	commitStart := time.Now()
 	committed, err := r.commit(c, tryCommit)
+	c.recycle(committed && err == nil)
+	if committed && err == nil {
+		r.resetSlabs()
+	}
 	r.log.Debug("commit cycle ended", "committed", committed, "records", c.records, "punctuations", c.punctuations, "pending", len(c.pending), "took", time.Since(c.start), "commit", time.Since(commitStart))
 	if took := time.Since(c.start); r.sess != nil && took > r.cfg.TransactionTimeout/2 {
 		r.log.Warn("commit cycle took over half the transaction timeout; a record or punctuation is slow",
@@ -285,6 +317,18 @@ func (r *Runtime) endCycle(c *cycle, tryCommit bool) error {
 	}
 	c.reset(!committed)
 	return err
+}
+
+// resetSlabs frees the changelog bytes of every running task for reuse
+// (logSlab), after a commit: the producer has flushed every record.
+func (r *Runtime) resetSlabs() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range r.tasks {
+		if a.t != nil {
+			a.t.slab.reset()
+		}
+	}
 }
 
 // failCycle aborts the open cycle, if any, after an error that stops the

@@ -16,6 +16,12 @@ type Header struct {
 // Record is what flows through a topology. For a record read from a source,
 // Topic, Partition and Offset say where it came from; records a processor
 // creates carry the source record's position unless it sets its own.
+//
+// The bytes of Key, Value and the headers' values belong to the record's
+// processing: a processor may read them and forward them during Process,
+// but must copy what it keeps after Process returns, since the engine
+// reuses a source record's memory for later fetches once the cycle that
+// processed it has committed.
 type Record struct {
 	Key       []byte
 	Value     []byte

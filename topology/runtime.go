@@ -75,6 +75,9 @@ type Runtime struct {
 	// firsts are the open transaction's writes to topics the producer
 	// had not written to (firstwrite.go); exactly-once only.
 	firsts firstWrites
+	// fetches lends the consumer its decompression buffers and record
+	// slices; the loop recycles the records it processed (fetchpool.go).
+	fetches fetchPool
 
 	mu sync.Mutex
 	// tasks are the tasks assigned to this instance. REQUIRES: r.mu.
@@ -328,6 +331,7 @@ func (r *Runtime) connect(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(fetchMaxWait),
+		kgo.WithPools(&r.fetches),
 	)
 	if r.cfg.Guarantee == ExactlyOnce {
 		opts = append(opts,

@@ -63,6 +63,8 @@ type task struct {
 	nodes   map[string]*runNode
 	ordered []*runNode            // in declaration order, for Init
 	logs    map[string]*changelog // by store
+	// slab holds the bytes of the cycle's changelog records.
+	slab logSlab
 
 	streamTime   time.Time
 	punctuations []*punctuation
@@ -140,9 +142,9 @@ func (t *task) init() error {
 // LogChange sends a store write to the store's changelog partition.
 func (t *task) LogChange(store string, key, value []byte) {
 	c := t.logs[store]
-	// One allocation holds both: the record owns its key and value until
-	// the producer is done with them.
-	buf := make([]byte, len(key)+len(value))
+	// One slab allocation holds both: the record owns its key and value
+	// until the producer is done with them, at the cycle's commit.
+	buf := t.slab.alloc(len(key) + len(value))
 	copy(buf, key)
 	r := &kgo.Record{Topic: c.topic, Partition: t.id.Partition, Key: buf[:len(key):len(key)], Context: c}
 	if value != nil {
