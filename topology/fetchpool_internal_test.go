@@ -15,14 +15,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// forwarder forwards each record's key and value as they are, without
-// copying: the bytes of its outputs are its inputs' until the producer is
-// done with them, which is what recycling must wait for.
+// forwarder forwards each record's key as it is, without copying, and its
+// value copied into the task's scratch bytes: the bytes of its outputs are
+// its inputs' and the scratch's until the producer is done with them,
+// which is what recycling the inputs and reusing the scratch must wait
+// for.
 type forwarder struct{}
 
 func (forwarder) Init(*Context) error { return nil }
 func (forwarder) Process(ctx *Context, r Record) error {
-	return ctx.Forward(Record{Key: r.Key, Value: r.Value, Timestamp: r.Timestamp})
+	v := ctx.Scratch(len(r.Value))
+	copy(v, r.Value)
+	return ctx.Forward(Record{Key: r.Key, Value: v, Timestamp: r.Timestamp})
 }
 
 // pooledValue is record i's value: about 1 KB, distinct, and compressible,
@@ -33,9 +37,10 @@ func pooledValue(i int) []byte {
 }
 
 // TestFetchPoolRecyclesAfterCommit runs a topology whose outputs share
-// their inputs' bytes, under both guarantees, over rounds of compressed
-// input, and checks that every output is exactly its input although the
-// consumer decompressed later fetches into the buffers of earlier ones:
+// their inputs' bytes and the task's scratch bytes, under both
+// guarantees, over rounds of compressed input, and checks that every
+// output is exactly its input although the consumer decompressed later
+// fetches into the buffers of earlier ones and the scratch was reused:
 // the pool lent buffers it had taken back, so the loop recycled records,
 // and it did so only once the outputs that refer to them were flushed.
 func TestFetchPoolRecyclesAfterCommit(t *testing.T) {

@@ -116,6 +116,14 @@ func (c *Context) Forward(r Record) error {
 	return nil
 }
 
+// Scratch returns n bytes, of unspecified content, for the key or value
+// of a record the processor forwards while processing the current record
+// or punctuation. They stay valid until the commit cycle that carries the
+// record has committed, when every output is flushed; the engine then
+// reuses them, so a processor must not keep them. Unlike a slice it
+// allocates, they cost the garbage collector nothing.
+func (c *Context) Scratch(n int) []byte { return c.task.slab.alloc(n) }
+
 // ForwardTo sends r to the named child only.
 func (c *Context) ForwardTo(child string, r Record) error {
 	for _, ch := range c.children {
