@@ -52,10 +52,10 @@ const (
 	// and not kept.
 	fetchPoolMinExp  = 4
 	fetchPoolClasses = 4*(18-fetchPoolMinExp) + 1
-	// fetchPoolMaxBytes bounds the memory the pool keeps: several times
-	// what one poll's fetches decompress to (kgo fetches at most 1 MiB
-	// per partition by default).
-	fetchPoolMaxBytes = 64 << 20
+	// fetchPoolMaxBytes bounds the memory the pool keeps, about what a
+	// busy cycle's fetches decompress to: what it keeps, the collector
+	// counts as live, and grows the heap by twice that (GOGC=100).
+	fetchPoolMaxBytes = 32 << 20
 )
 
 // recordBytes is the memory of one kgo.Record in a slice.

@@ -29,9 +29,13 @@ const (
 	// quarter of it gets an allocation of its own, so that a chunk is
 	// never mostly wasted.
 	logChunkBytes = 64 << 10
-	// logSlabKeep bounds the chunks a slab keeps across a reset: 2 MiB
-	// per task, about what a busy task logs in one cycle.
-	logSlabKeep = 32
+	// logSlabKeep bounds the chunks a slab keeps across a reset: 512
+	// KiB per task, ten times what a task logs in a cycle at 3,500
+	// events/s over 12 partitions. A cycle that logs more allocates the
+	// rest, as before the slab: memory kept is memory the collector
+	// counts as live, and at 2 MiB per task the peak RSS of a throughput
+	// run rose 11 %.
+	logSlabKeep = 8
 )
 
 // alloc returns n bytes that stay the caller's until the next reset.
