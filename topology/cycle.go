@@ -303,8 +303,11 @@ func (r *Runtime) beginCycle(c *cycle) error {
 func (r *Runtime) endCycle(c *cycle, tryCommit bool) error {
 	commitStart := time.Now()
 	committed, err := r.commit(c, tryCommit)
-	c.recycle(committed && err == nil)
-	if committed && err == nil {
+	// A commit that returned no error flushed every output: the cycle's
+	// inputs and output bytes can be reused.
+	flushed := committed && err == nil
+	c.recycle(flushed)
+	if flushed {
 		r.resetSlabs()
 	}
 	r.log.Debug("commit cycle ended", "committed", committed, "records", c.records, "punctuations", c.punctuations, "pending", len(c.pending), "took", time.Since(c.start), "commit", time.Since(commitStart))

@@ -115,34 +115,13 @@ func (p *fetchPool) GetDecompressBytes(src []byte, codec kgo.CompressionCodecTyp
 	if !ok {
 		return nil
 	}
-	p.mu.Lock()
-	p.stats.lent++
-	free := p.bytes[class]
-	if k := len(free); k > 0 {
-		b := free[k-1]
-		free[k-1] = nil
-		p.bytes[class] = free[:k-1]
-		p.held -= cap(b)
-		p.stats.reused++
-		p.mu.Unlock()
-		return b[:0]
-	}
-	p.mu.Unlock()
-	return make([]byte, 0, bytesUnit*classSize(class))
+	return lend(p, &p.bytes, class, bytesUnit*classSize(class), 1)
 }
 
 // PutDecompressBytes takes back a buffer kgo has zeroed.
 func (p *fetchPool) PutDecompressBytes(b []byte) {
-	class, ok := classBelow(cap(b) / bytesUnit)
-	if !ok {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stats.returned++
-	if p.held+cap(b) <= fetchPoolMaxBytes {
-		p.held += cap(b)
-		p.bytes[class] = append(p.bytes[class], b[:0])
+	if class, ok := classBelow(cap(b) / bytesUnit); ok {
+		keep(p, &p.bytes, class, b, 1)
 	}
 }
 
@@ -152,35 +131,45 @@ func (p *fetchPool) GetRecords(n int) []kgo.Record {
 	if !ok {
 		return make([]kgo.Record, 0, n)
 	}
-	p.mu.Lock()
-	p.stats.lent++
-	free := p.records[class]
-	if k := len(free); k > 0 {
-		rs := free[k-1]
-		free[k-1] = nil
-		p.records[class] = free[:k-1]
-		p.held -= cap(rs) * recordBytes
-		p.stats.reused++
-		p.mu.Unlock()
-		return rs[:0]
-	}
-	p.mu.Unlock()
-	return make([]kgo.Record, 0, classSize(class))
+	return lend(p, &p.records, class, classSize(class), recordBytes)
 }
 
 // PutRecords takes back a slice of records. kgo zeroed each record as it
 // was recycled, so the slice refers to nothing.
 func (p *fetchPool) PutRecords(rs []kgo.Record) {
-	class, ok := classBelow(cap(rs))
-	if !ok {
-		return
+	if class, ok := classBelow(cap(rs)); ok {
+		keep(p, &p.records, class, rs, recordBytes)
 	}
+}
+
+// lend returns a slice of class from free, one of p's lists of slices of
+// elemBytes-byte elements, or a new one of size elements when the class
+// has none.
+func lend[T any](p *fetchPool, free *[fetchPoolClasses][][]T, class, size, elemBytes int) []T {
+	p.mu.Lock()
+	p.stats.lent++
+	if k := len(free[class]); k > 0 {
+		s := free[class][k-1]
+		free[class][k-1] = nil
+		free[class] = free[class][:k-1]
+		p.held -= cap(s) * elemBytes
+		p.stats.reused++
+		p.mu.Unlock()
+		return s[:0]
+	}
+	p.mu.Unlock()
+	return make([]T, 0, size)
+}
+
+// keep files s under class in free, one of p's lists of slices of
+// elemBytes-byte elements, unless that would take p past its bound.
+func keep[T any](p *fetchPool, free *[fetchPoolClasses][][]T, class int, s []T, elemBytes int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stats.returned++
-	if n := cap(rs) * recordBytes; p.held+n <= fetchPoolMaxBytes {
+	if n := cap(s) * elemBytes; p.held+n <= fetchPoolMaxBytes {
 		p.held += n
-		p.records[class] = append(p.records[class], rs[:0])
+		free[class] = append(free[class], s[:0])
 	}
 }
 
