@@ -3,7 +3,7 @@ package topology
 // logSlab holds the keys and values of the changelog records that a task
 // produces in one commit cycle, in chunks that the next cycles reuse.
 //
-// Each record used to be an allocation of its own, 12 % of the bytes the
+// Each record used to be an allocation of its own, 11.5 % of the bytes the
 // hub allocated in `tessera bench --mode latency` (3,500 events/s), for
 // memory whose life is known exactly: the producer owns a record until it
 // has been flushed, and every commit flushes (at-least-once) or ends the
@@ -30,8 +30,9 @@ const (
 	// never mostly wasted.
 	logChunkBytes = 64 << 10
 	// logSlabKeep bounds the chunks a slab keeps across a reset: 512
-	// KiB per task, ten times what a task logs in a cycle at 3,500
-	// events/s over 12 partitions. A cycle that logs more allocates the
+	// KiB per task, over ten times what a profile task logs in a cycle
+	// at 3,500 events/s over 12 partitions (about 30 KB: 350 events a
+	// cycle, about 1 KB of changelog each in the bench's topics). A cycle that logs more allocates the
 	// rest, as before the slab: memory kept is memory the collector
 	// counts as live, and at 2 MiB per task the peak RSS of a throughput
 	// run rose 11 %.

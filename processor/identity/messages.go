@@ -238,12 +238,11 @@ func (c *codecs) decodeLink(b []byte) (link, error) {
 	return l, nil
 }
 
-func (c *codecs) encodeOp(o op) ([]byte, error) { return c.encodeOpWith(o, nil) }
-
-// encodeOpWith is encodeOp into bytes of ctx's Scratch, which a record
-// forwarded during ctx's processing may use (nil: a new slice): a
-// profile-ops record was 5 % of the bytes the hub allocated.
-func (c *codecs) encodeOpWith(o op, ctx *topology.Context) ([]byte, error) {
+// encodeOp encodes o as the Avro profile op, into bytes of ctx's Scratch,
+// which a record forwarded during ctx's processing may use (a profile-ops
+// record was 5 % of the bytes the hub allocated), or into a new slice when
+// ctx is nil.
+func (c *codecs) encodeOp(o op, ctx *topology.Context) ([]byte, error) {
 	kind, err := symbolIndex(c.opKinds, string(o.Kind))
 	if err != nil {
 		return nil, fmt.Errorf("encoding profile op: %w", err)

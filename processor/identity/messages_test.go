@@ -245,7 +245,7 @@ func TestMessagesMatchGoavro(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err = c.encodeOp(o)
+		got, err = c.encodeOp(o, nil)
 		if err != nil {
 			t.Fatalf("encodeOp(%+v): %v", o, err)
 		}
@@ -272,14 +272,14 @@ func TestKindsAreSchemaSymbols(t *testing.T) {
 		}
 	}
 	for _, k := range []opKind{opEvent, opMergeRequest, opOffer, opAccept, opRefuse, opAbsorb, opDrop, opErase} {
-		if _, err := c.encodeOp(op{Kind: k}); err != nil {
+		if _, err := c.encodeOp(op{Kind: k}, nil); err != nil {
 			t.Errorf("op kind %s: %v", k, err)
 		}
 	}
 	if _, err := c.encodeLink(link{Kind: "MERGE"}); err == nil || !strings.Contains(err.Error(), `encoding identity link: kind "MERGE"`) {
 		t.Errorf("encodeLink of kind MERGE: %v, want an error naming it", err)
 	}
-	if _, err := c.encodeOp(op{}); err == nil || !strings.Contains(err.Error(), `encoding profile op: kind ""`) {
+	if _, err := c.encodeOp(op{}, nil); err == nil || !strings.Contains(err.Error(), `encoding profile op: kind ""`) {
 		t.Errorf("encodeOp of no kind: %v, want an error naming it", err)
 	}
 }
@@ -347,7 +347,7 @@ func TestArraysInBlocks(t *testing.T) {
 		o := g.op(c.opKinds[i%len(c.opKinds)])
 		head := o
 		head.Identifiers, head.Event, head.State, head.Features, head.Reason = nil, nil, nil, nil, ""
-		b, err = c.encodeOp(head)
+		b, err = c.encodeOp(head, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -379,7 +379,7 @@ func TestDecodeRefusesBadInput(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ob, err := c.encodeOp(g.op(c.opKinds[i%len(c.opKinds)]))
+		ob, err := c.encodeOp(g.op(c.opKinds[i%len(c.opKinds)]), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -437,7 +437,7 @@ func TestDecodeRefusesBadInput(t *testing.T) {
 // opPrefix returns an op encoded up to its identifiers, followed by tail.
 func opPrefix(t *testing.T, c *codecs, tail ...byte) []byte {
 	t.Helper()
-	b, err := c.encodeOp(op{Kind: opEvent, Profile: "p"})
+	b, err := c.encodeOp(op{Kind: opEvent, Profile: "p"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +482,7 @@ func FuzzDecode(f *testing.F) {
 	g := gen{rand.New(rand.NewPCG(4, 4))}
 	for i := range 8 {
 		lb, _ := c.encodeLink(g.link(c.linkKinds[i%len(c.linkKinds)]))
-		ob, _ := c.encodeOp(g.op(c.opKinds[i%len(c.opKinds)]))
+		ob, _ := c.encodeOp(g.op(c.opKinds[i%len(c.opKinds)]), nil)
 		f.Add(lb)
 		f.Add(ob)
 	}
@@ -505,7 +505,7 @@ func BenchmarkMessages(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ob, err := c.encodeOp(o)
+	ob, err := c.encodeOp(o, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -528,7 +528,7 @@ func BenchmarkMessages(b *testing.B) {
 	b.Run("encode-op", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := c.encodeOp(o); err != nil {
+			if _, err := c.encodeOp(o, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

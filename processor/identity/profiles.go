@@ -798,7 +798,7 @@ func (s *step) drop(o op) {
 func (s *step) send(o op) error { return s.sendAt(o, s.ts) }
 
 func (s *step) sendAt(o op, ts time.Time) error {
-	b, err := s.pr.c.encodeOpWith(o, s.ctx)
+	b, err := s.pr.c.encodeOp(o, s.ctx)
 	if err != nil {
 		return err
 	}

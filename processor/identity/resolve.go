@@ -282,7 +282,7 @@ func knownAt(v *fastjson.Value, ts time.Time) time.Time {
 }
 
 func (r *resolver) sendOp(ctx *topology.Context, o op, ts time.Time) error {
-	b, err := r.c.encodeOpWith(o, ctx)
+	b, err := r.c.encodeOp(o, ctx)
 	if err != nil {
 		return err
 	}
