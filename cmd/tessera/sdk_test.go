@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tessera-cdp/tessera/internal/segmentsdk"
 )
 
 // TestSegmentSDKToProfile drives `tessera run` with Segment's official Node
@@ -24,16 +25,11 @@ func TestSegmentSDKToProfile(t *testing.T) {
 		}
 		t.Skip("node not installed")
 	}
-	sdk, _ := filepath.Abs("../../connectors/segment/testdata/sdk")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	if _, err := os.Stat(filepath.Join(sdk, "node_modules", "@segment", "analytics-node")); err != nil {
-		npm := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-		npm.Dir = sdk
-		out, err := npm.CombinedOutput()
-		if err != nil {
-			t.Fatalf("npm ci: %v\n%s", err, out)
-		}
+	sdk, err := segmentsdk.Install(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	bin := buildTessera(t)

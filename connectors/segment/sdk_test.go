@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
-)
 
-// sdkDir holds send.mjs and the pinned @segment/analytics-node.
-var sdkDir = filepath.Join("testdata", "sdk")
+	"github.com/tessera-cdp/tessera/internal/segmentsdk"
+)
 
 // needTool returns the path of a command, skipping the test when it is
 // missing outside CI and failing it in CI, which installs it.
@@ -37,13 +35,10 @@ func TestOfficialNodeSDK(t *testing.T) {
 	node := needTool(t, "node")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := os.Stat(filepath.Join(sdkDir, "node_modules", "@segment", "analytics-node", "package.json")); err != nil {
-		npm := needTool(t, "npm")
-		cmd := exec.CommandContext(ctx, npm, "ci", "--no-audit", "--no-fund", "--loglevel=error")
-		cmd.Dir = sdkDir
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("npm ci in %s: %v\n%s", sdkDir, err, out)
-		}
+	needTool(t, "npm")
+	sdkDir, err := segmentsdk.Install(ctx)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	e := newEnv(t)
