@@ -267,6 +267,55 @@ func TestNormalizeGeneratesIDs(t *testing.T) {
 	}
 }
 
+// TestNormalizeTo checks that events normalised one after another into one
+// buffer each equal what Normalize makes of them, never overlap, and stay
+// intact as the buffer grows; and that an invalid event leaves the buffer
+// as it was.
+func TestNormalizeTo(t *testing.T) {
+	events := []string{
+		`{"type":"identify","userId":"u1","messageId":"m1","traits":{"name":"Jane"}}`,
+		`{"type":"track","anonymousId":"a2","messageId":"m2","event":"E"}`,
+		`{"type":"track","userId":"u3"}`, // invalid: no event
+		`{"type":"page","userId":"u4","messageId":"m4","name":"` + strings.Repeat("p", 3000) + `"}`,
+		`{"type":"alias","userId":"u5","previousId":"a2","messageId":"m5"}`,
+	}
+	n := Normalizer{Now: func() time.Time { return received }}
+	var ref Normalizer
+	var buf []byte
+	var got, want []Normalized
+	for i, e := range events {
+		before := len(buf)
+		ev, next, err := n.NormalizeTo(buf, mustParse(t, &n, e), Input{})
+		wev, werr := ref.Normalize(mustParse(t, &ref, e), Input{ReceivedAt: received})
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("event %d: NormalizeTo error %v, Normalize error %v", i, err, werr)
+		}
+		if err != nil {
+			if len(next) != before {
+				t.Errorf("event %d: the buffer went from %d to %d bytes on an error", i, before, len(next))
+			}
+			buf = next
+			continue
+		}
+		if cap(ev.Key) != len(ev.Key) || cap(ev.Value) != len(ev.Value) {
+			t.Errorf("event %d: Key or Value has room to append into the buffer", i)
+		}
+		buf = next
+		got, want = append(got, ev), append(want, wev)
+		// Writing over the free end of the buffer must not touch any
+		// event handed out so far.
+		for j := len(buf); j < cap(buf); j++ {
+			buf[:cap(buf)][j] = '#'
+		}
+	}
+	for i := range got {
+		if string(got[i].Key) != string(want[i].Key) || string(got[i].Value) != string(want[i].Value) ||
+			got[i].Type != want[i].Type || got[i].MessageID != want[i].MessageID || !got[i].Timestamp.Equal(want[i].Timestamp) {
+			t.Errorf("event %d: NormalizeTo gave %q %s, Normalize %q %s", i, got[i].Key, got[i].Value, want[i].Key, want[i].Value)
+		}
+	}
+}
+
 // TestNormalizeClock checks that receivedAt comes from Input, else Now.
 func TestNormalizeClock(t *testing.T) {
 	n := Normalizer{Now: func() time.Time { return received }}

@@ -75,7 +75,8 @@ func (st *state) parseBatch(v *fastjson.Value, received time.Time, path string) 
 		}}
 	}
 	for i, item := range items {
-		ev, err := st.n.Normalize(item, in)
+		ev, events, err := st.n.NormalizeTo(st.events, item, in)
+		st.events = events
 		if err != nil {
 			st.rejected = append(st.rejected, rejectedEvent{Index: i, Error: err.Error()})
 			st.rejections = append(st.rejections, ingest.Rejection{

@@ -94,7 +94,9 @@ const DefaultTimeout = 8 * time.Second
 // Publisher writes events and rejected inputs durably; *ingest.Writer is
 // one. Publish returns only when every event is acknowledged, and lists the
 // events a tracking plan blocked (which it has written to the invalid-events
-// topic itself). If the Publisher also has the method
+// topic itself). It must not keep the events' Key or Value, nor evs, once it
+// has returned: they are the request's buffers, which the next request
+// reuses. If the Publisher also has the method
 //
 //	PublishFrom(ctx, evs, source func(i int) string) (ingest.Result, error)
 //
@@ -256,6 +258,8 @@ type state struct {
 	rejected   []rejectedEvent
 	rejections []ingest.Rejection
 	scratch    []byte
+	// events holds the Key and Value of each of evs (NormalizeTo).
+	events []byte
 }
 
 // reset drops what the last request left, keeping the buffers.
@@ -263,10 +267,12 @@ func (st *state) reset() {
 	clear(st.evs)
 	clear(st.rejections)
 	st.evs, st.index, st.rejected, st.rejections = st.evs[:0], st.index[:0], st.rejected[:0], st.rejections[:0]
+	st.events = st.events[:0]
 }
 
-// maxPooledBody is the largest body buffer kept for the next request: a
-// full batch, with the slack bytes.Buffer's doubling leaves.
+// maxPooledBody is the largest body buffer, and events buffer, kept for
+// the next request: a full batch, with the slack bytes.Buffer's doubling
+// leaves.
 const maxPooledBody = 2 << 20
 
 // rejectedEvent is one entry of a batch answer's rejected list.
@@ -300,7 +306,7 @@ func (e *endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := e.h.pool.Get().(*state)
 	status := e.serve(w, r, st)
 	st.reset()
-	if st.body.Cap() <= maxPooledBody {
+	if st.body.Cap() <= maxPooledBody && cap(st.events) <= maxPooledBody {
 		e.h.pool.Put(st)
 	}
 	e.h.m.requests.WithLabelValues(e.path, strconv.Itoa(status)).Inc()
@@ -400,7 +406,8 @@ func (e *endpoint) handle(w http.ResponseWriter, r *http.Request, st *state) *ap
 
 // publishEvent validates and publishes the event of a single-event call.
 func (e *endpoint) publishEvent(ctx context.Context, st *state, v *fastjson.Value, body []byte, received time.Time) *apiError {
-	ev, err := st.n.Normalize(v, schemas.Input{Type: e.typ, ReceivedAt: received})
+	ev, events, err := st.n.NormalizeTo(st.events, v, schemas.Input{Type: e.typ, ReceivedAt: received})
+	st.events = events
 	source := "http:" + e.path
 	if err != nil {
 		e.rejected.Inc()
