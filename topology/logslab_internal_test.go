@@ -3,6 +3,9 @@ package topology
 import (
 	"bytes"
 	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // TestLogSlab checks that what alloc hands out between resets never
@@ -68,5 +71,49 @@ func TestLogSlabKeepsAtMost(t *testing.T) {
 	s.reset()
 	if len(s.free) != logSlabKeep {
 		t.Errorf("%d chunks kept, want %d", len(s.free), logSlabKeep)
+	}
+}
+
+// TestLogSlabRecords checks that records are distinct until a reset, come
+// back zeroed after it, and that at most logRecordKeep chunks are kept.
+func TestLogSlabRecords(t *testing.T) {
+	tests := []struct {
+		name       string
+		n          int
+		wantChunks int
+	}{
+		{"none", 0, 0},
+		{"one", 1, 1},
+		{"a full chunk", logRecordChunk, 1},
+		{"one more", logRecordChunk + 1, 2},
+		{"past the bound", (logRecordKeep + 2) * logRecordChunk, logRecordKeep + 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s logSlab
+			ctx := &changelog{topic: "c"}
+			for round := range 3 {
+				seen := make(map[*kgo.Record]bool, tt.n)
+				for i := range tt.n {
+					r := s.record()
+					if r.Topic != "" || r.Key != nil || r.Value != nil || r.Context != nil || !r.Timestamp.IsZero() || r.Offset != 0 {
+						t.Fatalf("round %d: record %d is not zeroed: %+v", round, i, r)
+					}
+					if seen[r] {
+						t.Fatalf("round %d: record %d handed out twice before a reset", round, i)
+					}
+					seen[r] = true
+					r.Topic, r.Key, r.Value, r.Context, r.Offset = "t", []byte{1}, []byte{2}, ctx, int64(i+1)
+					r.Timestamp = time.Unix(int64(i), 0)
+				}
+				if len(s.recs) != tt.wantChunks {
+					t.Errorf("round %d: %d record chunks in use, want %d", round, len(s.recs), tt.wantChunks)
+				}
+				s.reset()
+				if want := min(tt.wantChunks, logRecordKeep); len(s.recs) != 0 || len(s.freeRecs) != want {
+					t.Errorf("round %d: after reset %d in use and %d free, want 0 and %d", round, len(s.recs), len(s.freeRecs), want)
+				}
+			}
+		})
 	}
 }

@@ -146,7 +146,8 @@ func (t *task) LogChange(store string, key, value []byte) {
 	// until the producer is done with them, at the cycle's commit.
 	buf := t.slab.alloc(len(key) + len(value))
 	copy(buf, key)
-	r := &kgo.Record{Topic: c.topic, Partition: t.id.Partition, Key: buf[:len(key):len(key)], Context: c}
+	r := t.slab.record()
+	r.Topic, r.Partition, r.Key, r.Context = c.topic, t.id.Partition, buf[:len(key):len(key)], c
 	if value != nil {
 		r.Value = buf[len(key):]
 		copy(r.Value, value)
@@ -232,7 +233,8 @@ func (rn *runNode) process(r Record) error {
 		}
 		return nil
 	case SinkNode:
-		kr := &kgo.Record{Topic: rn.node.topic, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp, Partition: -1}
+		kr := rn.task.slab.record()
+		kr.Topic, kr.Key, kr.Value, kr.Timestamp, kr.Partition = rn.node.topic, r.Key, r.Value, r.Timestamp, -1
 		if len(r.Headers) > 0 {
 			kr.Headers = make([]kgo.RecordHeader, len(r.Headers))
 			for i, h := range r.Headers {
