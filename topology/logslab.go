@@ -17,10 +17,10 @@ import "github.com/twmb/franz-go/pkg/kgo"
 // again until the next one, and reset is called only when the producer
 // holds none of the records whose bytes the slab handed out.
 //
-// The records themselves followed (5.6 % of the bytes allocated in the same
-// run, after the keys and values had moved here): franz-go is done with a
-// record once its promise has returned, which is before a flush returns,
-// so the same reset frees them.
+// The records themselves followed (5.6 % of the bytes allocated at the
+// same rate, once the keys and values had moved here): franz-go is done
+// with a record once its promise has returned, which is before a flush
+// returns, so the same reset frees them.
 //
 // A slab is its task's, used by the thread running the task and, between
 // cycles, by the loop; it has no lock.
