@@ -61,8 +61,7 @@ type Result struct {
 	// AllocBytesPerEvent is what the processing process's Go heap
 	// allocated per event over the same time, and GCCycles how many
 	// collections it ran meanwhile (throughput and latency modes): the
-	// collector's load, whose mark phases show in the latency's tail.
-	// Both move less from run to run than CPU time does.
+	// collector's load. Both move less from run to run than CPU time does.
 	AllocBytesPerEvent float64 `json:"alloc_bytes_per_event,omitempty"`
 	GCCycles           int64   `json:"gc_cycles,omitempty"`
 	// HugePages says whether the hub ran with glibc's allocator asked to

@@ -322,8 +322,9 @@ func (r *Runtime) endCycle(c *cycle, tryCommit bool) error {
 	return err
 }
 
-// resetSlabs frees the changelog bytes of every running task for reuse
-// (logSlab), after a commit: the producer has flushed every record.
+// resetSlabs frees the produced records and their bytes of every running
+// task for reuse (logSlab), after a commit: the producer has flushed every
+// record.
 func (r *Runtime) resetSlabs() {
 	r.mu.Lock()
 	defer r.mu.Unlock()

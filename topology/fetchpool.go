@@ -23,8 +23,8 @@ import (
 // which the loop does when nothing can refer to them any longer: after the
 // cycle that processed them committed, its outputs flushed (cycle.recycle).
 //
-// Buffers are kept by size class, a power of two, up to fetchPoolMaxBytes
-// in all: a buffer coming back beyond that is left to the garbage
+// Buffers are kept by size class, in quarter steps between powers of two
+// (classSize), up to fetchPoolMaxBytes in all: a buffer coming back beyond that is left to the garbage
 // collector. It is safe for concurrent use, as kgo requires.
 type fetchPool struct {
 	mu      sync.Mutex
@@ -148,10 +148,7 @@ func (p *fetchPool) PutRecords(rs []kgo.Record) {
 func lend[T any](p *fetchPool, free *[fetchPoolClasses][][]T, class, size, elemBytes int) []T {
 	p.mu.Lock()
 	p.stats.lent++
-	if k := len(free[class]); k > 0 {
-		s := free[class][k-1]
-		free[class][k-1] = nil
-		free[class] = free[class][:k-1]
+	if s := pop(&free[class]); s != nil {
 		p.held -= cap(s) * elemBytes
 		p.stats.reused++
 		p.mu.Unlock()

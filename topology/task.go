@@ -63,7 +63,8 @@ type task struct {
 	nodes   map[string]*runNode
 	ordered []*runNode            // in declaration order, for Init
 	logs    map[string]*changelog // by store
-	// slab holds the bytes of the cycle's changelog records.
+	// slab holds the records the task produces in the cycle, the bytes of
+	// its changelog records and its processors' Scratch bytes.
 	slab logSlab
 
 	streamTime   time.Time

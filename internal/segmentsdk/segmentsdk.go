@@ -23,17 +23,18 @@ import (
 // marker is written into node_modules after `npm ci` has succeeded.
 const marker = ".tessera-installed"
 
-// Dir returns the absolute path of the directory that holds send.mjs,
+// sdkDir returns the absolute path of the directory that holds send.mjs,
 // package.json and the lock file.
-func Dir() string {
+func sdkDir() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..", "connectors", "segment", "testdata", "sdk")
 }
 
-// Install makes sure Dir's node_modules holds a complete `npm ci` of the
-// lock file and returns Dir. It is safe to call from concurrent processes.
+// Install makes sure that the SDK directory's node_modules holds a
+// complete `npm ci` of its lock file, and returns the directory's absolute
+// path. It is safe to call from concurrent processes.
 func Install(ctx context.Context) (string, error) {
-	dir := Dir()
+	dir := sdkDir()
 	lock, err := os.OpenFile(filepath.Join(dir, ".install.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return "", fmt.Errorf("opening the install lock: %w", err)

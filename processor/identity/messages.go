@@ -240,7 +240,7 @@ func (c *codecs) decodeLink(b []byte) (link, error) {
 
 // encodeOp encodes o as the Avro profile op, into bytes of ctx's Scratch,
 // which a record forwarded during ctx's processing may use (a profile-ops
-// record was 5 % of the bytes the hub allocated), or into a new slice when
+// record was 6.0 % of the bytes the hub allocated), or into a new slice when
 // ctx is nil.
 func (c *codecs) encodeOp(o op, ctx *topology.Context) ([]byte, error) {
 	kind, err := symbolIndex(c.opKinds, string(o.Kind))
