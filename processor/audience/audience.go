@@ -239,13 +239,21 @@ func (s *Set) Triggers() []Trigger { return s.triggerDefs }
 // rule that fails at run time (a missing feature compared as a number)
 // counts as not matching.
 func (s *Set) Members(env *Env) map[string]bool {
+	out := make(map[string]bool, len(s.audiences))
+	s.MembersInto(out, env)
+	return out
+}
+
+// MembersInto is Members writing into out, for a caller that evaluates
+// one profile after another into the same map: it sets a key for every
+// audience of the Set and touches no other, so a map cleared before the
+// call ends up as Members would have returned it.
+func (s *Set) MembersInto(out map[string]bool, env *Env) {
 	m := vms.Get().(*vm.VM)
 	defer vms.Put(m)
-	out := make(map[string]bool, len(s.audiences))
 	for _, a := range s.audiences {
 		out[a.def.Name] = match(m, a.prog, env)
 	}
-	return out
 }
 
 // vms holds expression machines between calls: expr.Run makes a new one,

@@ -470,6 +470,18 @@ func (s *Set) updateOne(w *state.Window, f *feature, e *event) error {
 // view that allows that (state.DB.CommittedWindow).
 func (s *Set) Values(w *state.Window, profile []byte, now time.Time) (map[string]any, error) {
 	out := make(map[string]any, len(s.features))
+	if err := s.ValuesInto(out, w, profile, now); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ValuesInto is Values writing into out, for a caller that reads one
+// profile after another into the same map (the profile stage, per event):
+// it sets a key for every feature of the Set and touches no other, so a
+// map cleared before the call ends up as Values would have returned it.
+// On an error, out may hold some of the features.
+func (s *Set) ValuesInto(out map[string]any, w *state.Window, profile []byte, now time.Time) error {
 	a := accPool.Get().(*acc)
 	defer accPool.Put(a)
 	prefix := append(binary.AppendUvarint(a.key[:0], uint64(len(profile))), profile...)
@@ -491,15 +503,15 @@ func (s *Set) Values(w *state.Window, profile []byte, now time.Time) (map[string
 			})
 		}
 		if err != nil {
-			return nil, fmt.Errorf("reading feature %q: %w", f.name, err)
+			return fmt.Errorf("reading feature %q: %w", f.name, err)
 		}
 		v, err := a.value(f)
 		if err != nil {
-			return nil, fmt.Errorf("reading feature %q: %w", f.name, err)
+			return fmt.Errorf("reading feature %q: %w", f.name, err)
 		}
 		out[f.name] = v
 	}
-	return out, nil
+	return nil
 }
 
 // accPool holds Values' accumulators, which keep their buffers between

@@ -49,6 +49,9 @@ type profiler struct {
 	tbuf []byte
 	// recs holds the records this task wrote last, decoded.
 	recs *recordCache
+	// rules is where evaluate builds its audiences' environment and
+	// memberships, reused from one evaluation to the next.
+	rules ruleScratch
 	// sweepFrom is where the next maintenance sweep resumes, nil between
 	// rounds.
 	sweepFrom []byte
