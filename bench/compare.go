@@ -215,6 +215,7 @@ func summarize(runs []ComparedRun) []CompareRow {
 			return r.AllocBytesPerEvent, r.AllocBytesPerEvent > 0
 		})},
 		{"gc_cycles", "sum", sum(func(r *Result) float64 { return float64(r.GCCycles) })},
+		{"gc_cpu_seconds", "sum", sum(func(r *Result) float64 { return r.GCCPUSeconds })},
 		{"rss_peak_bytes", "max", func(rs []*Result) (float64, bool) {
 			var m float64
 			for _, r := range rs {

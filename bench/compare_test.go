@@ -29,7 +29,7 @@ func TestSummarize(t *testing.T) {
 	lat := func(p50, p99 float64) *Percentiles { return &Percentiles{P50: p50, P99: p99, P999: p99 + 1} }
 	run := func(build string, cpu float64, events int64, rss int64, l *Percentiles) ComparedRun {
 		return ComparedRun{Build: build, Result: &Result{CPUSeconds: cpu, Seconds: cpu / 2, EventsProcessed: events, RSSPeakBytes: rss, LatencyMS: l,
-			AllocBytesPerEvent: 10 * cpu, GCCycles: int64(cpu)}}
+			AllocBytesPerEvent: 10 * cpu, GCCycles: int64(cpu), GCCPUSeconds: cpu / 10}}
 	}
 	runs := []ComparedRun{
 		run(BuildBaseline, 10, 1000, 5, lat(1, 40)),
@@ -50,6 +50,7 @@ func TestSummarize(t *testing.T) {
 		// Medians of 100, 300, 200 and of 80, 120; sums of the CPU.
 		"alloc_bytes_per_event": {200, 100},
 		"gc_cycles":             {60, 20},
+		"gc_cpu_seconds":        {6, 2},
 	}
 	got := summarize(runs)
 	if len(got) != len(want) {

@@ -147,22 +147,25 @@ func (h *harness) hubUsage() (usage, metrics, error) {
 	if err != nil {
 		return usage{}, nil, err
 	}
-	u.AllocBytes, u.GCCycles = m.heapCounts()
+	u.AllocBytes, u.GCCycles, u.GCCPU = m.heapCounts()
 	return u, m, nil
 }
 
-// heapCounts returns the bytes the Go heap allocated and the collections
-// it completed since the process started (the Prometheus Go collector's
-// go_memstats_alloc_bytes_total and the count of go_gc_duration_seconds);
-// zeros when the hub reports neither.
-func (m metrics) heapCounts() (allocBytes, gcCycles float64) {
+// heapCounts returns the bytes the Go heap allocated, the collections it
+// completed and the CPU seconds the collector took since the process
+// started (the Prometheus Go collector's go_memstats_alloc_bytes_total,
+// the count of go_gc_duration_seconds and
+// go_cpu_classes_gc_total_cpu_seconds_total); zeros for what the hub
+// does not report.
+func (m metrics) heapCounts() (allocBytes, gcCycles, gcCPU float64) {
 	allocBytes = m.sum("go_memstats_alloc_bytes_total", "", "")
 	if f := m["go_gc_duration_seconds"]; f != nil {
 		for _, s := range f.GetMetric() {
 			gcCycles += float64(s.GetSummary().GetSampleCount())
 		}
 	}
-	return allocBytes, gcCycles
+	gcCPU = m.sum("go_cpu_classes_gc_total_cpu_seconds_total", "", "")
+	return allocBytes, gcCycles, gcCPU
 }
 
 // setHeap sets res's heap figures from the hub's usage from before to
@@ -170,6 +173,7 @@ func (m metrics) heapCounts() (allocBytes, gcCycles float64) {
 func setHeap(res *Result, before, after usage, events int64) {
 	res.AllocBytesPerEvent = (after.AllocBytes - before.AllocBytes) / float64(max(events, 1))
 	res.GCCycles = int64(after.GCCycles - before.GCCycles)
+	res.GCCPUSeconds = after.GCCPU - before.GCCPU
 }
 
 // readHub reads what a mode reports of the hub process at its end: its

@@ -175,10 +175,11 @@ type usage struct {
 	// page the process touched for the first time (or again after
 	// giving it back), a few microseconds of kernel time.
 	MinorFaults int64
-	// AllocBytes and GCCycles are the Go heap's counters: the bytes it
-	// allocated and the collections it ran (heapCounts). processUsage
-	// leaves them zero; harness.hubUsage reads them from the hub.
-	AllocBytes, GCCycles float64
+	// AllocBytes, GCCycles and GCCPU are the Go heap's counters: the
+	// bytes it allocated, the collections it ran and the CPU seconds
+	// they took (heapCounts). processUsage leaves them zero;
+	// harness.hubUsage reads them from the hub.
+	AllocBytes, GCCycles, GCCPU float64
 }
 
 // processUsage returns what a running process has used, from

@@ -64,6 +64,11 @@ type Result struct {
 	// collector's load. Both move less from run to run than CPU time does.
 	AllocBytesPerEvent float64 `json:"alloc_bytes_per_event,omitempty"`
 	GCCycles           int64   `json:"gc_cycles,omitempty"`
+	// GCCPUSeconds is the CPU time the Go runtime estimates its collector
+	// took over the same time (marking, assists included, and the
+	// pauses; go_cpu_classes_gc_total_cpu_seconds_total): how much of
+	// CPUSeconds the collector accounts for.
+	GCCPUSeconds float64 `json:"gc_cpu_seconds,omitempty"`
 	// HugePages says whether the hub ran with glibc's allocator asked to
 	// back its C memory with transparent huge pages (Options.HugePages).
 	HugePages bool `json:"huge_pages"`

@@ -52,6 +52,9 @@ func TestBenchModes(t *testing.T) {
 			if tt.mode != "latency" && r.GCCycles < 1 {
 				t.Errorf("gc_cycles = %d: a hub that started and processed %d events collected", r.GCCycles, r.Events)
 			}
+			if tt.mode != "latency" && (r.GCCPUSeconds <= 0 || r.GCCPUSeconds > r.CPUSeconds) {
+				t.Errorf("gc_cpu_seconds = %g of %g CPU s, want a part of them: the hub collected", r.GCCPUSeconds, r.CPUSeconds)
+			}
 			switch tt.mode {
 			case "throughput", "restore":
 				want = append(want, "disk_bytes_per_profile", "baseline_events_per_core_sec", "overhead_ratio")

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -137,6 +138,15 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// gcRuntimeMetrics adds to /metrics, beside the Go collector's defaults,
+// the CPU time the collector took (go_cpu_classes_gc_*_cpu_seconds_total:
+// marking by its own workers, assists taken from the processing threads,
+// pauses) and the memory it scans (go_gc_scan_*_bytes). The defaults
+// count collections and their pauses, which are short; what a busy
+// instance loses to the collector is mostly marking, and the mark work
+// grows with the pointers in the heap, not its size.
+var gcRuntimeMetrics = collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/(cpu/classes/gc/|gc/scan/)`)}
+
 // run runs the hub until ctx is done. Components start in dependency order
 // (broker, HTTP, topology) and stop in reverse, readiness first.
 // configDir resolves relative paths of the configuration (tracking plans).
@@ -175,7 +185,8 @@ func run(ctx context.Context, cfg config.Config, configDir string, stdout io.Wri
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(gcRuntimeMetrics)),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	// The feature definitions in force: compiled from the definitions
 	// topic, swapped whole when a definition changes.

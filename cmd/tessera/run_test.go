@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -106,6 +107,19 @@ func TestRunQuickstart(t *testing.T) {
 			t.Fatalf("/metrics never counted 10 records:\n%s", grep(body, "tessera_"))
 		}
 		time.Sleep(50 * time.Millisecond) // polling a condition
+	}
+	// The collector's CPU and scan work are there beside the defaults
+	// (gcRuntimeMetrics), and counted.
+	body := get(t, base+"/metrics")
+	for _, m := range []string{"go_cpu_classes_gc_total_cpu_seconds_total", "go_cpu_classes_gc_mark_assist_cpu_seconds_total", "go_gc_scan_heap_bytes"} {
+		v := regexp.MustCompile(`(?m)^` + m + ` (\S+)$`).FindStringSubmatch(body)
+		if v == nil {
+			t.Errorf("/metrics has no %s", m)
+			continue
+		}
+		if f, err := strconv.ParseFloat(v[1], 64); err != nil || (m != "go_cpu_classes_gc_mark_assist_cpu_seconds_total" && f <= 0) {
+			t.Errorf("/metrics: %s %s, want a positive number", m, v[1])
+		}
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
