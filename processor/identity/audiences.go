@@ -86,16 +86,19 @@ func (sc *ruleScratch) fill(p *profile.Profile, needs audience.Needs, set *featu
 		sc.env.Features = sc.features
 	}
 	if needs.Predictions || needs.RFM {
-		sc.env.Predictions, sc.env.RFM = map[string]any{}, map[string]any{}
+		// Empty maps only where predict gives none: a rule that reads
+		// predictions reads them on every event.
+		var preds, rfm map[string]any
 		if predict != nil {
-			preds, rfm := predict(p)
-			if preds != nil {
-				sc.env.Predictions = preds
-			}
-			if rfm != nil {
-				sc.env.RFM = rfm
-			}
+			preds, rfm = predict(p)
 		}
+		if preds == nil {
+			preds = map[string]any{}
+		}
+		if rfm == nil {
+			rfm = map[string]any{}
+		}
+		sc.env.Predictions, sc.env.RFM = preds, rfm
 	}
 	return nil
 }
