@@ -2,7 +2,6 @@ package topology
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -13,26 +12,28 @@ import (
 // TestNoCycleWhileRejoining pins the loop's side of a rejoin: a revoke or
 // a loss makes the member rejoining and the next assignment ends it; while
 // it lasts the loop's wait ends only on a done context, which leaves it
-// rejoining, or on its bound, which is longer than a join can last.
-// (TestExactlyOnceUnderCrash covers a whole rejoin, under load.) No broker is reachable: the callbacks only pause partitions on
-// the client, which needs none.
+// rejoining, and never on time alone: it warns every rebalance timeout
+// instead. (TestExactlyOnceUnderCrash covers a whole rejoin, under load.)
+// No broker is reachable: the callbacks only pause partitions on the
+// client, which needs none.
 func TestNoCycleWhileRejoining(t *testing.T) {
 	topo := nopTopology(t)
-	// The waits that must end on an event have a bound (over a minute)
-	// longer than ended waits for them; the last has a short one.
+	// The rebalance timeout, the warnings' period, is short: the last
+	// case waits for two warnings.
+	warned := make(chan struct{}, 16)
 	runtime := func(rebalance time.Duration) *Runtime {
 		r, err := NewRuntime(topo, Config{
 			App: "app", Brokers: []string{"127.0.0.1:1"}, StateDir: t.TempDir(),
 			SessionTimeout: 300 * time.Millisecond, HeartbeatInterval: 100 * time.Millisecond,
 			RebalanceTimeout: rebalance,
-			Logger:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+			Logger:           slog.New(warnSignal{warned}),
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return r
 	}
-	r := runtime(time.Minute)
+	r := runtime(200 * time.Millisecond)
 	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +78,7 @@ func TestNoCycleWhileRejoining(t *testing.T) {
 		}
 	}
 
-	// A done context ends the wait, and so does the bound, which is
-	// the rebalance and session timeouts plus rejoinWait.
+	// A done context ends the wait, and leaves the member rejoining.
 	r.onRevoked(ctx, cl, nil)
 	cctx, cancel := context.WithCancel(ctx)
 	done := wait(cctx)
@@ -87,11 +87,46 @@ func TestNoCycleWhileRejoining(t *testing.T) {
 	if !r.isRejoining() {
 		t.Fatal("a done context ended the rejoin itself")
 	}
-	r = runtime(300 * time.Millisecond)
-	r.onRevoked(ctx, cl, nil)
-	start := time.Now()
-	ended(wait(ctx), "its bound")
-	if took := time.Since(start); took < r.cfg.RebalanceTimeout+r.cfg.SessionTimeout {
-		t.Errorf("the bounded wait ended after %v, before a join could have ended", took)
+
+	// Time alone does not: two warnings, two rebalance timeouts (and
+	// more than the rebalance and session timeouts), leave it waiting
+	// until the assignment.
+	for len(warned) > 0 {
+		<-warned
 	}
+	done = wait(ctx)
+	for range 2 {
+		select {
+		case <-warned:
+		case <-done:
+			t.Fatal("the wait ended with the member still rejoining")
+		case <-time.After(30 * time.Second):
+			t.Fatal("no warning that the wait goes on")
+		}
+	}
+	select {
+	case <-done:
+		t.Fatal("the wait ended with the member still rejoining")
+	default:
+	}
+	r.onAssigned(ctx, cl, nil)
+	ended(done, "an assignment after two warnings")
 }
+
+// warnSignal is a slog.Handler that sends on its channel for each record
+// at warning level or above, and drops the rest.
+type warnSignal struct{ c chan struct{} }
+
+func (w warnSignal) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+
+func (w warnSignal) Handle(context.Context, slog.Record) error {
+	select {
+	case w.c <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (w warnSignal) WithAttrs([]slog.Attr) slog.Handler { return w }
+
+func (w warnSignal) WithGroup(string) slog.Handler { return w }

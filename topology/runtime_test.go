@@ -294,7 +294,7 @@ func (h *harness) awaitOutputWithin(want int, within time.Duration) {
 	for seen < want {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			h.t.Fatalf("output has %d records after %s, want %d", seen, within, want)
+			h.t.Fatalf("output has %d records after %s, want %d; %s", seen, within, want, h.state())
 		}
 		var bad error
 		fs.EachRecord(func(r *kgo.Record) {
@@ -479,7 +479,51 @@ func (h *harness) awaitProgress(n int64) {
 		}
 		time.Sleep(20 * time.Millisecond) // polling a condition
 	}
-	h.t.Fatalf("group did not commit %d offsets in 60s", n)
+	h.t.Fatalf("group did not commit %d offsets in 60s; %s", n, h.state())
+}
+
+// state sums up, for a failure's message, what the broker says of the
+// group and the topics: whether the group is stable and who holds which
+// partitions, how far it committed, and whether an open transaction holds
+// back the read_committed output (last stable offsets below the ends).
+// CI shows only the end of a failed run's output, so this goes into the
+// failure's own line.
+func (h *harness) state() string {
+	adm := h.admin()
+	defer adm.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	groups, err := adm.DescribeGroups(ctx, app)
+	if g, ok := groups[app]; err == nil && ok {
+		fmt.Fprintf(&b, "group %s: %s, %d members", app, g.State, len(g.Members))
+		for _, m := range g.Members {
+			if c, ok := m.Assigned.AsConsumer(); ok {
+				var parts []int32
+				for _, t := range c.Topics {
+					parts = append(parts, t.Partitions...)
+				}
+				fmt.Fprintf(&b, " [%s@%s %v]", m.ClientID, m.ClientHost, parts)
+			}
+		}
+	} else {
+		fmt.Fprintf(&b, "group %s: not described (%v)", app, err)
+	}
+	total := func(l kadm.ListedOffsets, err error) string {
+		if err != nil {
+			return err.Error()
+		}
+		var n int64
+		l.Each(func(o kadm.ListedOffset) { n += max(o.Offset, 0) })
+		return strconv.FormatInt(n, 10)
+	}
+	var committed int64
+	if offs, err := adm.FetchOffsets(ctx, app); err == nil {
+		offs.Each(func(o kadm.OffsetResponse) { committed += max(o.At, 0) })
+	}
+	fmt.Fprintf(&b, "; input: committed %d, end %s", committed, total(adm.ListEndOffsets(ctx, inTopic)))
+	fmt.Fprintf(&b, "; output: last stable %s, end %s", total(adm.ListCommittedOffsets(ctx, outTopic)), total(adm.ListEndOffsets(ctx, outTopic)))
+	return b.String()
 }
 
 func TestScaleOneToThreeToOne(t *testing.T) {
