@@ -47,6 +47,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -90,6 +91,9 @@ type taskBalancer struct {
 	// when non-nil.
 	standbyReplicas int
 	standbys        *standbyAssignment
+	// synced receives this member's whole assignment from each sync,
+	// when non-nil.
+	synced *syncedAssignment
 }
 
 // NewTaskBalancer returns a cooperative kgo.GroupBalancer that assigns tasks:
@@ -180,7 +184,38 @@ func (tb *taskBalancer) ParseSyncAssignment(assignment []byte) (map[string][]int
 	if tb.standbys != nil {
 		tb.standbys.parse(assignment)
 	}
-	return kgo.ParseConsumerSyncAssignment(assignment)
+	parts, err := kgo.ParseConsumerSyncAssignment(assignment)
+	if err == nil && tb.synced != nil {
+		tb.synced.set(parts)
+	}
+	return parts, err
+}
+
+// syncedAssignment holds this member's whole assignment as of its last
+// sync; the assignment callback gets only what the sync added. The group
+// goroutine writes it (ParseSyncAssignment) and reads it (onAssigned).
+type syncedAssignment struct {
+	mu sync.Mutex
+	// parts is nil until the first sync. REQUIRES: mu.
+	parts map[string][]int32
+}
+
+func (s *syncedAssignment) set(parts map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.parts = make(map[string][]int32, len(parts))
+	for topic, ps := range parts {
+		s.parts[topic] = slices.Clone(ps)
+	}
+}
+
+// get returns the last sync's assignment, and false before any sync. The
+// map is shared: set replaces it rather than changing it, and the caller
+// must not change it either.
+func (s *syncedAssignment) get() (map[string][]int32, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.parts, s.parts != nil
 }
 
 // MemberBalancer implements kgo.GroupBalancer.

@@ -286,7 +286,7 @@ func (r *Runtime) awaitAssignment(ctx context.Context) {
 func (r *Runtime) isRejoining() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.rejoining
+	return r.rejoining || r.joined.Load()
 }
 
 // beginCycle opens a cycle if none is open. Under exactly-once its
@@ -755,6 +755,14 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.RebalanceTimeout)
 	defer cancel()
 	phase := start
+	if tryCommit && r.isRejoining() {
+		// The member began to join again during the cycle (joinWatch
+		// saw the JoinGroup after the poll that began it). The commit
+		// would wait for a heartbeat, and none runs until the join
+		// ends: abort, and process the records again after it.
+		r.log.Info("aborting a cycle: the member began to join the group again during it", "records", c.records)
+		tryCommit = false
+	}
 	if tryCommit {
 		// Before the transaction ends or the producer flushes: the
 		// stores' held-back writes produce their changelog records.

@@ -2,15 +2,19 @@ package topology
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// TestNoCycleWhileRejoining pins the loop's side of a rejoin: a revoke or
-// a loss makes the member rejoining and the next assignment ends it; while
+// TestNoCycleWhileRejoining pins the loop's side of a rejoin: a revoke, a
+// loss or a JoinGroup written makes the member rejoining and the next
+// assignment ends it; while
 // it lasts the loop's wait ends only on a done context, which leaves it
 // rejoining, and never on time alone: it warns every rebalance timeout
 // instead. (TestExactlyOnceUnderCrash covers a whole rejoin, under load.)
@@ -62,11 +66,26 @@ func TestNoCycleWhileRejoining(t *testing.T) {
 	// Not rejoining: no wait at all.
 	ended(wait(ctx), "nothing to wait for")
 
-	for _, end := range []string{"revoke", "loss"} {
-		if end == "revoke" {
+	// Writes other than a JoinGroup, and a JoinGroup that was not
+	// written, begin no rejoin.
+	hook := joinWatch{r}
+	hook.OnBrokerWrite(kgo.BrokerMetadata{}, int16(kmsg.Heartbeat), 100, 0, 0, nil)
+	hook.OnBrokerWrite(kgo.BrokerMetadata{}, int16(kmsg.SyncGroup), 100, 0, 0, nil)
+	hook.OnBrokerWrite(kgo.BrokerMetadata{}, int16(kmsg.JoinGroup), 0, 0, 0, errors.New("connection reset"))
+	if r.isRejoining() {
+		t.Fatal("a write that is not a JoinGroup made the member rejoining")
+	}
+
+	// A revoke, a loss and a JoinGroup written (which may come with no
+	// revoke: see joinWatch) each begin a rejoin that the assignment ends.
+	for _, end := range []string{"revoke", "loss", "JoinGroup"} {
+		switch end {
+		case "revoke":
 			r.onRevoked(ctx, cl, nil)
-		} else {
+		case "loss":
 			r.onLost(ctx, cl, nil)
+		default:
+			hook.OnBrokerWrite(kgo.BrokerMetadata{}, int16(kmsg.JoinGroup), 100, 0, 0, nil)
 		}
 		if !r.isRejoining() {
 			t.Fatalf("after a %s the member is not rejoining", end)
@@ -130,3 +149,71 @@ func (w warnSignal) Handle(context.Context, slog.Record) error {
 func (w warnSignal) WithAttrs([]slog.Attr) slog.Handler { return w }
 
 func (w warnSignal) WithGroup(string) slog.Handler { return w }
+
+// TestAssignmentDropsUnreportedRevokes pins onAssigned's reconciliation
+// with the member's whole assignment (dropUnassignedLocked): franz-go's
+// transactional session can drop a revoke, and a task whose revoke or
+// loss went unreported must not stay open. A task the assignment no
+// longer names is closed; one it names and the client calls new is
+// reopened (another member may have processed it); one it keeps is left
+// alone. The restores wait for a restore slot, held by the test, so no
+// broker is needed.
+func TestAssignmentDropsUnreportedRevokes(t *testing.T) {
+	r, err := NewRuntime(nopTopology(t), Config{
+		App: "app", Brokers: []string{"127.0.0.1:1"}, StateDir: t.TempDir(), RestoreConcurrency: 1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	r.restoreSlots <- struct{}{} // the only slot: every restore waits
+	task := func(p int32) TaskID { return TaskID{Group: 0, Partition: p} }
+
+	// Held: 0, 1 and 2. The last sync assigned 1, 2 and 3, and the
+	// client reports 2 and 3 as new: 0's revoke and 2's loss went
+	// unreported.
+	r.mu.Lock()
+	before := make(map[TaskID]*assigned)
+	for p := range int32(3) {
+		before[task(p)] = r.startRestoreLocked(task(p))
+	}
+	r.mu.Unlock()
+	r.synced.set(map[string][]int32{"in": {1, 2, 3}})
+	r.onAssigned(context.Background(), cl, map[string][]int32{"in": {2, 3}})
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p, want := range map[int32]string{0: "closed", 1: "kept", 2: "reopened", 3: "opened"} {
+		a, held := r.tasks[task(p)]
+		var got string
+		switch {
+		case !held:
+			got = "closed"
+		case before[task(p)] == nil:
+			got = "opened"
+		case a == before[task(p)]:
+			got = "kept"
+		default:
+			got = "reopened"
+		}
+		if got != want {
+			t.Errorf("task %v: %s, want %s", task(p), got, want)
+		}
+	}
+	for _, p := range []int32{0, 2} {
+		select {
+		case <-before[task(p)].done:
+		default:
+			t.Errorf("the old task %v's restore still runs", task(p))
+		}
+	}
+	for id, a := range r.tasks {
+		delete(r.tasks, id)
+		r.closeTaskLocked(a)
+	}
+}

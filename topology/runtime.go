@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Runtime runs a topology as one member of a Kafka consumer group. Several
@@ -92,13 +93,21 @@ type Runtime struct {
 	// topics exist. REQUIRES: r.mu.
 	partitions []int32
 
-	// rejoining says the group session ended (a revoke or a loss ran)
-	// and the next assignment has not come yet: the member is joining
-	// again, and the loop must not begin a cycle (awaitAssignment).
+	// rejoining says the group session ended (a revoke or a loss ran, or
+	// the client wrote a JoinGroup: joinWatch) and the next assignment
+	// has not come yet: the member is joining again, and the loop must
+	// not begin a cycle (awaitAssignment) nor commit one (commit).
 	// REQUIRES: r.mu.
 	rejoining bool
+	// joined is rejoining's part that joinWatch sets: the hook runs on a
+	// broker connection's goroutine, which must not wait for r.mu.
+	// onAssigned clears both.
+	joined atomic.Bool
 	// assignedC wakes the loop when an assignment ends a rejoin.
 	assignedC chan struct{}
+	// synced is this member's whole assignment at its last sync, which
+	// the balancer records and onAssigned reconciles the tasks with.
+	synced syncedAssignment
 
 	// standbyBox receives the standbys of each sync; standbyGen is the
 	// generation syncStandbys last applied (the loop's alone).
@@ -325,6 +334,7 @@ func (r *Runtime) connect(ctx context.Context) error {
 		kgo.OnPartitionsAssigned(r.onAssigned),
 		kgo.OnPartitionsRevoked(r.onRevoked),
 		kgo.OnPartitionsLost(r.onLost),
+		kgo.WithHooks(joinWatch{r}),
 		kgo.RecordPartitioner(newPartitioner()),
 		kgo.ProducerLinger(r.cfg.ProducerLinger),
 		kgo.MaxBufferedRecords(1_000_000),
@@ -360,6 +370,7 @@ func (r *Runtime) balancer() kgo.GroupBalancer {
 	b.(*taskBalancer).endpoint = r.cfg.Endpoint
 	b.(*taskBalancer).standbyReplicas = r.cfg.StandbyReplicas
 	b.(*taskBalancer).standbys = r.standbyBox
+	b.(*taskBalancer).synced = &r.synced
 	return b
 }
 
@@ -479,12 +490,16 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[stri
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rejoining = false
+	r.joined.Store(false)
 	select {
 	case r.assignedC <- struct{}{}:
 	default:
 	}
 	if r.notReady != "" && strings.HasPrefix(r.notReady, "joining") {
 		r.notReady = ""
+	}
+	if full, ok := r.synced.get(); ok {
+		r.dropUnassignedLocked(cl, full)
 	}
 	pause := make(map[string][]int32)
 	for topic, ps := range parts {
@@ -495,6 +510,16 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[stri
 		for _, p := range ps {
 			id := TaskID{Group: gi, Partition: p}
 			a := r.tasks[id]
+			if a != nil {
+				// New to the client but still held here: its loss or
+				// revoke was not reported (see dropUnassignedLocked),
+				// and another member may have processed it since.
+				// Reopen it, and restore what the changelog gained.
+				r.log.Warn("restarting a task whose loss was not reported", "task", id)
+				delete(r.tasks, id)
+				r.closeTaskLocked(a)
+				a = nil
+			}
 			if a == nil {
 				a = r.startRestoreLocked(id)
 			}
@@ -526,6 +551,59 @@ func (r *Runtime) noteRejoin() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rejoining = true
+}
+
+// joinWatch is a kgo hook that marks the member rejoining when its client
+// writes a JoinGroup request. The revoke callback alone does not say so:
+// franz-go's GroupTransactSession drops a revoke that comes before End has
+// answered an earlier one. After the first phase of a cooperative
+// rebalance, the member revokes what it lost (onRevoked), is assigned the
+// rest (onAssigned ends the rejoin), and joins again at once; the revoke
+// that ends that session is dropped, so nothing else marks the second
+// join, and a cycle begun during it cannot commit (awaitAssignment).
+type joinWatch struct{ r *Runtime }
+
+// OnBrokerWrite implements kgo.HookBrokerWrite. franz-go calls it before it
+// reads the request's response, so a join is marked before the assignment
+// that ends it.
+func (w joinWatch) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == int16(kmsg.JoinGroup) && err == nil {
+		w.r.joined.Store(true)
+	}
+}
+
+// dropUnassignedLocked closes the tasks that the member's whole assignment
+// (full, as of its last sync) no longer names. onRevoked normally has,
+// but franz-go's GroupTransactSession drops a revoke that comes before End
+// has answered an earlier one: the revoke of a cooperative rebalance's
+// second phase, when a cycle of the loop committed nothing in between
+// (joinWatch keeps it from beginning one). A task left open there would
+// go on punctuating, writing to a changelog another member now owns.
+// REQUIRES: r.mu.
+func (r *Runtime) dropUnassignedLocked(cl *kgo.Client, full map[string][]int32) {
+	keep := make(map[TaskID]bool)
+	for topic, ps := range full {
+		if gi, ok := r.topicGroup[topic]; ok {
+			for _, p := range ps {
+				keep[TaskID{Group: gi, Partition: p}] = true
+			}
+		}
+	}
+	resume := make(map[string][]int32)
+	for id, a := range r.tasks {
+		if keep[id] {
+			continue
+		}
+		r.log.Warn("closing a task whose revoke was not reported", "task", id)
+		delete(r.tasks, id)
+		r.closeTaskLocked(a)
+		for _, topic := range r.topo.groups[id.Group].sources {
+			resume[topic] = append(resume[topic], id.Partition)
+		}
+	}
+	if len(resume) > 0 {
+		cl.ResumeFetchPartitions(resume)
+	}
 }
 
 // dropTasks closes the tasks whose partitions were taken away. No commit
