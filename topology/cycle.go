@@ -50,6 +50,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -858,13 +859,31 @@ func (r *Runtime) commit(c *cycle, tryCommit bool) (bool, error) {
 			recs = append(recs, rec)
 		}
 		if err := r.cl.CommitRecords(ctx, recs...); err != nil {
-			return true, fmt.Errorf("committing offsets: %w", err)
+			if !sessionEnded(err) {
+				return true, fmt.Errorf("committing offsets: %w", err)
+			}
+			// The group session ended during the cycle (the loss
+			// callback waits for the cycle to end). At-least-once
+			// loses nothing by it: the outputs and changelogs are
+			// flushed, and whoever is assigned the partitions next
+			// processes the records again from the last offsets
+			// committed.
+			r.metrics.transactions.WithLabelValues("offsets_uncommitted").Inc()
+			r.log.Warn("input offsets not committed: the group session ended during the cycle; its records will be processed again", "err", err)
+			return true, nil
 		}
 		r.endPhase(phaseOffsetCommit, phase)
 	}
 	r.metrics.transactions.WithLabelValues("committed").Inc()
 	r.metrics.commitLatency.Observe(time.Since(start).Seconds())
 	return true, nil
+}
+
+// sessionEnded reports whether an offset commit failed because the
+// member's group session (its generation) ended.
+func sessionEnded(err error) bool {
+	return errors.Is(err, kerr.IllegalGeneration) || errors.Is(err, kerr.UnknownMemberID) ||
+		errors.Is(err, kerr.RebalanceInProgress) || errors.Is(err, kerr.StaleMemberEpoch)
 }
 
 // The phases of a commit, as tessera_commit_phase_seconds labels them.

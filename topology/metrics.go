@@ -92,7 +92,7 @@ func newMetrics(reg prometheus.Registerer, threads int) *metrics {
 		}, []string{"phase"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_transactions_total",
-			Help: "Commit cycles by result (committed or aborted); under at-least-once each offset commit counts as committed.",
+			Help: "Commit cycles by result (committed or aborted); under at-least-once each offset commit counts as committed, and a cycle whose offset commit failed because the group session had ended as offsets_uncommitted (its records are processed again).",
 		}, []string{"result"}),
 		txnChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tessera_transaction_checks_total",

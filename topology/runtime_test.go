@@ -21,8 +21,10 @@ import (
 	"github.com/tessera-cdp/tessera/state"
 	"github.com/tessera-cdp/tessera/topology"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // The engine's integration tests run the counting topology over the
@@ -484,6 +486,68 @@ func TestExactlyOnceKillDuringRebalance(t *testing.T) {
 		if err := p.Wait(); err != nil {
 			t.Fatalf("survivor exited with %v", err)
 		}
+	}
+}
+
+// TestAtLeastOnceSurvivesAnEndedSession fails an at-least-once instance's
+// offset commits as the coordinator does once the member's generation has
+// ended (ILLEGAL_GENERATION): the instance must carry on, and commit
+// later. Its outputs and changelogs were flushed, so the output stays
+// exact here, where nothing moves and nothing is processed twice.
+func TestAtLeastOnceSurvivesAnEndedSession(t *testing.T) {
+	h := newHarness(t, false)
+	cfg := childConfig(h.brokers, t.TempDir())
+	cfg.Guarantee = topology.AtLeastOnce
+	rt, err := topology.NewRuntime(counting(inTopic, outTopic, partitions), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	h.produce(0, total/4)
+	h.awaitProgress(total / 8)
+
+	const fail = 3
+	failed := make(chan struct{}, fail)
+	left := fail
+	h.cluster.ControlKey(int16(kmsg.OffsetCommit), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		h.cluster.KeepControl()
+		if left == 0 { // control functions run one at a time
+			return nil, nil, false
+		}
+		left--
+		failed <- struct{}{}
+		req := kr.(*kmsg.OffsetCommitRequest)
+		resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewOffsetCommitResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewOffsetCommitResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.IllegalGeneration.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	h.produce(total/4, total)
+	for n := 0; n < fail; n++ {
+		select {
+		case <-failed:
+		case err := <-done:
+			t.Fatalf("instance stopped with %v after %d failed offset commits", err, n)
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%d offset commits in 60s, want %d", n, fail)
+		}
+	}
+	h.awaitOutput(total)
+	h.awaitProgress(total)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("instance stopped with %v", err)
 	}
 }
 
