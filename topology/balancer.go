@@ -47,7 +47,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -87,13 +86,10 @@ type taskBalancer struct {
 	// nil means none.
 	localTasks func() []TaskID
 	// standbyReplicas is how many standbys of each task the leader places
-	// (see standby.go); standbys receives this member's from each sync,
-	// when non-nil.
+	// (see standby.go); synced, when non-nil, receives this member's
+	// active and standby tasks from each sync.
 	standbyReplicas int
-	standbys        *standbyAssignment
-	// synced receives this member's whole assignment from each sync,
-	// when non-nil.
-	synced *syncedAssignment
+	synced          *syncedTasks
 }
 
 // NewTaskBalancer returns a cooperative kgo.GroupBalancer that assigns tasks:
@@ -179,43 +175,12 @@ func (tb *taskBalancer) JoinGroupMetadata(interests []string, currentAssignment 
 }
 
 // ParseSyncAssignment implements kgo.GroupBalancer. It also records the
-// standby tasks the assignment's UserData names.
+// assignment's active tasks and the standby tasks its UserData names.
 func (tb *taskBalancer) ParseSyncAssignment(assignment []byte) (map[string][]int32, error) {
-	if tb.standbys != nil {
-		tb.standbys.parse(assignment)
+	if tb.synced != nil {
+		tb.synced.parse(assignment, tb.groupOf)
 	}
-	parts, err := kgo.ParseConsumerSyncAssignment(assignment)
-	if err == nil && tb.synced != nil {
-		tb.synced.set(parts)
-	}
-	return parts, err
-}
-
-// syncedAssignment holds this member's whole assignment as of its last
-// sync; the assignment callback gets only what the sync added. The group
-// goroutine writes it (ParseSyncAssignment) and reads it (onAssigned).
-type syncedAssignment struct {
-	mu sync.Mutex
-	// parts is nil until the first sync. REQUIRES: mu.
-	parts map[string][]int32
-}
-
-func (s *syncedAssignment) set(parts map[string][]int32) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.parts = make(map[string][]int32, len(parts))
-	for topic, ps := range parts {
-		s.parts[topic] = slices.Clone(ps)
-	}
-}
-
-// get returns the last sync's assignment, and false before any sync. The
-// map is shared: set replaces it rather than changing it, and the caller
-// must not change it either.
-func (s *syncedAssignment) get() (map[string][]int32, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.parts, s.parts != nil
+	return kgo.ParseConsumerSyncAssignment(assignment)
 }
 
 // MemberBalancer implements kgo.GroupBalancer.

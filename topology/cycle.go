@@ -248,13 +248,12 @@ func (r *Runtime) loop(ctx context.Context) error {
 // offsets in a generation that is ending.
 //
 // INVARIANT: the wait has no time limit, because only the next
-// assignment ends a rejoin (a loss is followed by another join). A
-// fetch error cannot end it either: franz-go retries a failed join and
-// logs why. franz-go gives a join
-// the rebalance timeout plus its request overhead (10 s by default) to
-// answer, and the sync after it the rebalance timeout again; a join the
-// coordinator never answers ends only then, with a loss and another
-// join. A bound of the rebalance and session timeouts plus 5 s, which
+// assignment ends a rejoin (a loss is followed by another join). A fetch
+// error cannot end it either: franz-go retries a failed join and logs
+// why. franz-go gives a join the rebalance timeout plus its request
+// overhead (10 s by default) to answer, and the sync after it the
+// rebalance timeout again; a join the coordinator never answers ends
+// only then, with a loss and another join. A bound of the rebalance and session timeouts plus 5 s, which
 // this wait had, ran out first: TestExactlyOnceUnderCrash's survivor
 // stopped that way in CI when kfake, the embedded broker, expired the
 // survivor's session while its join waited for the killed member (a

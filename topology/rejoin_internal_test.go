@@ -183,7 +183,11 @@ func TestAssignmentDropsUnreportedRevokes(t *testing.T) {
 		before[task(p)] = r.startRestoreLocked(task(p))
 	}
 	r.mu.Unlock()
-	r.synced.set(map[string][]int32{"in": {1, 2, 3}})
+	var sync kmsg.ConsumerMemberAssignment
+	in := kmsg.NewConsumerMemberAssignmentTopic()
+	in.Topic, in.Partitions = "in", []int32{1, 2, 3}
+	sync.Topics = append(sync.Topics, in)
+	r.synced.parse(sync.AppendTo(nil), r.topicGroup)
 	r.onAssigned(context.Background(), cl, map[string][]int32{"in": {2, 3}})
 
 	r.mu.Lock()

@@ -105,13 +105,11 @@ type Runtime struct {
 	joined atomic.Bool
 	// assignedC wakes the loop when an assignment ends a rejoin.
 	assignedC chan struct{}
-	// synced is this member's whole assignment at its last sync, which
-	// the balancer records and onAssigned reconciles the tasks with.
-	synced syncedAssignment
-
-	// standbyBox receives the standbys of each sync; standbyGen is the
-	// generation syncStandbys last applied (the loop's alone).
-	standbyBox *standbyAssignment
+	// synced receives the tasks of each sync: onAssigned reconciles the
+	// tasks with its active ones, syncStandbys the standbys with its
+	// standbys. standbyGen is the generation syncStandbys last applied
+	// (the loop's alone).
+	synced     *syncedTasks
 	standbyGen uint64
 	// standbys are the standby replicas kept here (see standby.go).
 	// REQUIRES: r.mu.
@@ -175,7 +173,7 @@ func NewRuntime(topo *Topology, cfg Config) (*Runtime, error) {
 		tasks:           make(map[TaskID]*assigned),
 		restoredRecords: make(map[TaskID]int64),
 		notReady:        "starting",
-		standbyBox:      &standbyAssignment{},
+		synced:          &syncedTasks{},
 		standbys:        make(map[TaskID]*standbyTask),
 	}
 	r.promise = r.onProduced
@@ -369,8 +367,7 @@ func (r *Runtime) balancer() kgo.GroupBalancer {
 	b := NewTaskBalancer(r.groupTopics(), r.localTasks)
 	b.(*taskBalancer).endpoint = r.cfg.Endpoint
 	b.(*taskBalancer).standbyReplicas = r.cfg.StandbyReplicas
-	b.(*taskBalancer).standbys = r.standbyBox
-	b.(*taskBalancer).synced = &r.synced
+	b.(*taskBalancer).synced = r.synced
 	return b
 }
 
@@ -498,8 +495,8 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[stri
 	if r.notReady != "" && strings.HasPrefix(r.notReady, "joining") {
 		r.notReady = ""
 	}
-	if full, ok := r.synced.get(); ok {
-		r.dropUnassignedLocked(cl, full)
+	if active, ok := r.synced.activeTasks(); ok {
+		r.dropUnassignedLocked(cl, active)
 	}
 	pause := make(map[string][]int32)
 	for topic, ps := range parts {
@@ -518,11 +515,8 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[stri
 				r.log.Warn("restarting a task whose loss was not reported", "task", id)
 				delete(r.tasks, id)
 				r.closeTaskLocked(a)
-				a = nil
 			}
-			if a == nil {
-				a = r.startRestoreLocked(id)
-			}
+			a = r.startRestoreLocked(id)
 			if a.t == nil {
 				pause[topic] = append(pause[topic], p)
 			}
@@ -573,21 +567,17 @@ func (w joinWatch) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ ti
 }
 
 // dropUnassignedLocked closes the tasks that the member's whole assignment
-// (full, as of its last sync) no longer names. onRevoked normally has,
+// (active, as of its last sync) no longer names. onRevoked normally has,
 // but franz-go's GroupTransactSession drops a revoke that comes before End
 // has answered an earlier one: the revoke of a cooperative rebalance's
 // second phase, when a cycle of the loop committed nothing in between
 // (joinWatch keeps it from beginning one). A task left open there would
 // go on punctuating, writing to a changelog another member now owns.
 // REQUIRES: r.mu.
-func (r *Runtime) dropUnassignedLocked(cl *kgo.Client, full map[string][]int32) {
-	keep := make(map[TaskID]bool)
-	for topic, ps := range full {
-		if gi, ok := r.topicGroup[topic]; ok {
-			for _, p := range ps {
-				keep[TaskID{Group: gi, Partition: p}] = true
-			}
-		}
+func (r *Runtime) dropUnassignedLocked(cl *kgo.Client, active []TaskID) {
+	keep := make(map[TaskID]bool, len(active))
+	for _, id := range active {
+		keep[id] = true
 	}
 	resume := make(map[string][]int32)
 	for id, a := range r.tasks {

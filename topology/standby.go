@@ -121,33 +121,60 @@ func (bal *taskBalance) placeStandbys(n int, plan *kgo.BalancePlan) map[string][
 	return out
 }
 
-// standbyAssignment holds the standby tasks of this member's last sync.
-// The group goroutine writes it (ParseSyncAssignment); the runtime's loop
-// reads it.
-type standbyAssignment struct {
+// syncedTasks holds the tasks of this member's last sync: the active ones
+// (the whole assignment, where onAssigned gets only what the sync added)
+// and the standbys its UserData names. The group goroutine writes it
+// (ParseSyncAssignment); onAssigned and the loop read it.
+type syncedTasks struct {
 	mu sync.Mutex
-	// tasks and gen (bumped on every sync). REQUIRES: mu.
-	tasks []TaskID
-	gen   uint64
+	// active is nil until an assignment could be read; standbys, and gen
+	// (bumped on every sync). REQUIRES: mu.
+	active   []TaskID
+	standbys []TaskID
+	gen      uint64
 }
 
-// parse records the standbys in a member assignment. An assignment
-// without UserData, or one we cannot read, names none.
-func (s *standbyAssignment) parse(assignment []byte) {
-	var tasks []TaskID
+// parse records a member assignment; groupOf maps each source topic to its
+// group. An assignment without UserData names no standbys; one we cannot
+// read names none and leaves the active tasks as they were.
+func (s *syncedTasks) parse(assignment []byte, groupOf map[string]int) {
 	var ca kmsg.ConsumerMemberAssignment
-	if err := ca.ReadFrom(assignment); err == nil {
-		tasks, _ = decodeLocalTasks(ca.UserData)
+	err := ca.ReadFrom(assignment)
+	var active, standbys []TaskID
+	if err == nil {
+		standbys, _ = decodeLocalTasks(ca.UserData)
+		active = []TaskID{}
+		for _, t := range ca.Topics {
+			if gi, ok := groupOf[t.Topic]; ok {
+				for _, p := range t.Partitions {
+					active = append(active, TaskID{Group: gi, Partition: p})
+				}
+			}
+		}
 	}
 	s.mu.Lock()
-	s.tasks, s.gen = tasks, s.gen+1
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	s.standbys, s.gen = standbys, s.gen+1
+	if active != nil {
+		s.active = active
+	}
 }
 
-func (s *standbyAssignment) get() ([]TaskID, uint64) {
+// standbyTasks returns the last sync's standbys and its generation.
+func (s *syncedTasks) standbyTasks() ([]TaskID, uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.tasks), s.gen
+	return slices.Clone(s.standbys), s.gen
+}
+
+// activeTasks returns the last sync's active tasks (a task appears once
+// per topic of its group), and false before any sync. The slice is shared:
+// parse replaces it rather than changing it, and the caller must not
+// change it either.
+func (s *syncedTasks) activeTasks() ([]TaskID, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active, s.active != nil
 }
 
 // standbyTask is a standby kept warm by its own goroutine.
@@ -189,7 +216,7 @@ func (r *Runtime) Standbys() map[TaskID]StandbyStatus {
 // syncStandbys starts and stops standbys to match the last assignment. It
 // runs on the loop, outside rebalance callbacks.
 func (r *Runtime) syncStandbys() {
-	want, gen := r.standbyBox.get()
+	want, gen := r.synced.standbyTasks()
 	if gen == r.standbyGen {
 		return
 	}

@@ -36,7 +36,7 @@ func balanceStandbys(t *testing.T, groups [][]string, counts map[string]int32, m
 	active, standby = make(map[string][]TaskID), make(map[string][]TaskID)
 	for _, a := range into.IntoSyncAssignment() {
 		member := NewTaskBalancer(groups, nil).(*taskBalancer)
-		member.standbys = &standbyAssignment{}
+		member.synced = &syncedTasks{}
 		parts, err := member.ParseSyncAssignment(a.MemberAssignment)
 		if err != nil {
 			t.Fatalf("member %s: %v", a.MemberID, err)
@@ -46,7 +46,7 @@ func balanceStandbys(t *testing.T, groups [][]string, counts map[string]int32, m
 			t.Fatal(err)
 		}
 		active[a.MemberID] = tasks
-		standby[a.MemberID], _ = member.standbys.get()
+		standby[a.MemberID], _ = member.synced.standbyTasks()
 	}
 	return active, standby
 }
