@@ -221,3 +221,62 @@ func TestAssignmentDropsUnreportedRevokes(t *testing.T) {
 		r.closeTaskLocked(a)
 	}
 }
+
+// TestAssignmentOfATwoTopicGroup pins that a task whose group has two
+// source topics, which the assignment names once per topic, is started
+// once: not restarted as if its loss had gone unreported.
+func TestAssignmentOfATwoTopicGroup(t *testing.T) {
+	topo, err := NewBuilder().
+		AddSource("a", "a", 4).
+		AddSource("b", "b", 4).
+		AddProcessor("p", func() Processor { return nopProcessor{} }, "a", "b").
+		AddStore("s", KeyValueStore, "p").
+		Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := make(chan struct{}, 16)
+	r, err := NewRuntime(topo, Config{
+		App: "app", Brokers: []string{"127.0.0.1:1"}, StateDir: t.TempDir(), RestoreConcurrency: 1,
+		Logger: slog.New(warnSignal{warned}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	r.restoreSlots <- struct{}{} // the only slot: every restore waits
+
+	parts := map[string][]int32{"a": {0, 1}, "b": {0, 1}}
+	var sync kmsg.ConsumerMemberAssignment
+	for _, topic := range []string{"a", "b"} {
+		st := kmsg.NewConsumerMemberAssignmentTopic()
+		st.Topic, st.Partitions = topic, parts[topic]
+		sync.Topics = append(sync.Topics, st)
+	}
+	r.synced.parse(sync.AppendTo(nil), r.topicGroup)
+	r.onAssigned(context.Background(), cl, parts)
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.tasks) != 2 {
+		t.Errorf("%d tasks held, want 2", len(r.tasks))
+	}
+	for id, a := range r.tasks {
+		select {
+		case <-a.done:
+			t.Errorf("task %v's restore ended; it was restarted", id)
+		default:
+		}
+	}
+	if n := len(warned); n != 0 {
+		t.Errorf("%d warnings, want none: a task was taken for one whose loss went unreported", n)
+	}
+	for id, a := range r.tasks {
+		delete(r.tasks, id)
+		r.closeTaskLocked(a)
+	}
+}

@@ -499,6 +499,9 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[stri
 		r.dropUnassignedLocked(cl, active)
 	}
 	pause := make(map[string][]int32)
+	// started are the tasks this call started: a group with several
+	// source topics names each of its tasks once per topic.
+	started := make(map[TaskID]bool)
 	for topic, ps := range parts {
 		gi, ok := r.topicGroup[topic]
 		if !ok {
@@ -507,7 +510,7 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[stri
 		for _, p := range ps {
 			id := TaskID{Group: gi, Partition: p}
 			a := r.tasks[id]
-			if a != nil {
+			if a != nil && !started[id] {
 				// New to the client but still held here: its loss or
 				// revoke was not reported (see dropUnassignedLocked),
 				// and another member may have processed it since.
@@ -515,8 +518,12 @@ func (r *Runtime) onAssigned(ctx context.Context, cl *kgo.Client, parts map[stri
 				r.log.Warn("restarting a task whose loss was not reported", "task", id)
 				delete(r.tasks, id)
 				r.closeTaskLocked(a)
+				a = nil
 			}
-			a = r.startRestoreLocked(id)
+			if a == nil {
+				a = r.startRestoreLocked(id)
+				started[id] = true
+			}
 			if a.t == nil {
 				pause[topic] = append(pause[topic], p)
 			}
