@@ -159,19 +159,7 @@ func (w warnSignal) WithGroup(string) slog.Handler { return w }
 // alone. The restores wait for a restore slot, held by the test, so no
 // broker is needed.
 func TestAssignmentDropsUnreportedRevokes(t *testing.T) {
-	r, err := NewRuntime(nopTopology(t), Config{
-		App: "app", Brokers: []string{"127.0.0.1:1"}, StateDir: t.TempDir(), RestoreConcurrency: 1,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	r.restoreSlots <- struct{}{} // the only slot: every restore waits
+	r, cl := assigningRuntime(t, nopTopology(t), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	task := func(p int32) TaskID { return TaskID{Group: 0, Partition: p} }
 
 	// Held: 0, 1 and 2. The last sync assigned 1, 2 and 3, and the
@@ -183,11 +171,7 @@ func TestAssignmentDropsUnreportedRevokes(t *testing.T) {
 		before[task(p)] = r.startRestoreLocked(task(p))
 	}
 	r.mu.Unlock()
-	var sync kmsg.ConsumerMemberAssignment
-	in := kmsg.NewConsumerMemberAssignmentTopic()
-	in.Topic, in.Partitions = "in", []int32{1, 2, 3}
-	sync.Topics = append(sync.Topics, in)
-	r.synced.parse(sync.AppendTo(nil), r.topicGroup)
+	r.synced.parse(memberAssignment(map[string][]int32{"in": {1, 2, 3}}), r.topicGroup)
 	r.onAssigned(context.Background(), cl, map[string][]int32{"in": {2, 3}})
 
 	r.mu.Lock()
@@ -216,10 +200,7 @@ func TestAssignmentDropsUnreportedRevokes(t *testing.T) {
 			t.Errorf("the old task %v's restore still runs", task(p))
 		}
 	}
-	for id, a := range r.tasks {
-		delete(r.tasks, id)
-		r.closeTaskLocked(a)
-	}
+	r.closeTasksLocked()
 }
 
 // TestAssignmentOfATwoTopicGroup pins that a task whose group has two
@@ -236,28 +217,9 @@ func TestAssignmentOfATwoTopicGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	warned := make(chan struct{}, 16)
-	r, err := NewRuntime(topo, Config{
-		App: "app", Brokers: []string{"127.0.0.1:1"}, StateDir: t.TempDir(), RestoreConcurrency: 1,
-		Logger: slog.New(warnSignal{warned}),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	r.restoreSlots <- struct{}{} // the only slot: every restore waits
-
+	r, cl := assigningRuntime(t, topo, slog.New(warnSignal{warned}))
 	parts := map[string][]int32{"a": {0, 1}, "b": {0, 1}}
-	var sync kmsg.ConsumerMemberAssignment
-	for _, topic := range []string{"a", "b"} {
-		st := kmsg.NewConsumerMemberAssignmentTopic()
-		st.Topic, st.Partitions = topic, parts[topic]
-		sync.Topics = append(sync.Topics, st)
-	}
-	r.synced.parse(sync.AppendTo(nil), r.topicGroup)
+	r.synced.parse(memberAssignment(parts), r.topicGroup)
 	r.onAssigned(context.Background(), cl, parts)
 
 	r.mu.Lock()
@@ -275,8 +237,39 @@ func TestAssignmentOfATwoTopicGroup(t *testing.T) {
 	if n := len(warned); n != 0 {
 		t.Errorf("%d warnings, want none: a task was taken for one whose loss went unreported", n)
 	}
-	for id, a := range r.tasks {
-		delete(r.tasks, id)
-		r.closeTaskLocked(a)
+	r.closeTasksLocked()
+}
+
+// assigningRuntime returns a runtime of topo, and a client, for calling
+// the assignment callbacks directly. No broker is reachable, and the test
+// holds the only restore slot, so every restore started waits for it with
+// its store open.
+func assigningRuntime(t *testing.T, topo *Topology, log *slog.Logger) (*Runtime, *kgo.Client) {
+	t.Helper()
+	r, err := NewRuntime(topo, Config{
+		App: "app", Brokers: []string{"127.0.0.1:1"}, StateDir: t.TempDir(), RestoreConcurrency: 1,
+		Logger: log,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers("127.0.0.1:1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	r.restoreSlots <- struct{}{}
+	return r, cl
+}
+
+// memberAssignment encodes a member's assignment of parts as a sync
+// carries it, without UserData.
+func memberAssignment(parts map[string][]int32) []byte {
+	var a kmsg.ConsumerMemberAssignment
+	for topic, ps := range parts {
+		st := kmsg.NewConsumerMemberAssignmentTopic()
+		st.Topic, st.Partitions = topic, ps
+		a.Topics = append(a.Topics, st)
+	}
+	return a.AppendTo(nil)
 }

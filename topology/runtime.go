@@ -628,6 +628,14 @@ func (r *Runtime) dropTasks(cl *kgo.Client, parts map[string][]int32) {
 	r.log.Info("partitions revoked", "partitions", parts)
 }
 
+// closeTasksLocked closes every task. REQUIRES: r.mu.
+func (r *Runtime) closeTasksLocked() {
+	for id, a := range r.tasks {
+		delete(r.tasks, id)
+		r.closeTaskLocked(a)
+	}
+}
+
 // closeTaskLocked stops a task's restore or closes its store.
 // REQUIRES: r.mu.
 func (r *Runtime) closeTaskLocked(a *assigned) {
@@ -889,10 +897,7 @@ func (r *Runtime) shutdown(clean bool) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id, a := range r.tasks {
-		delete(r.tasks, id)
-		r.closeTaskLocked(a)
-	}
+	r.closeTasksLocked()
 	for id := range r.standbys {
 		r.stopStandbyLocked(id)
 	}
